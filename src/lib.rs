@@ -1,0 +1,14 @@
+//! trustgate: a pull-through registry proxy that serves only content signed with Docker Content
+//! Trust (Notary v1).
+//!
+//! Layers, from the client inwards: [`api`] (Registry v2 front), [`proxy`] (ties the layers
+//! together), [`trust`] (Notary client and the pure TUF verifier), [`upstream`] (registry client)
+//! and [`config`].
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod config;
+pub mod proxy;
+pub mod reference;
+pub mod trust;
+pub mod upstream;
