@@ -321,7 +321,7 @@ async fn range_request_direct_and_unsatisfiable() {
         chunks.iter().all(Result::is_ok)
             && chunks
                 .iter()
-                .all(|c| c.as_ref().map_or(false, |b| b.is_empty()))
+                .all(|c| c.as_ref().is_ok_and(|b| b.is_empty()))
     );
 }
 
