@@ -137,14 +137,14 @@ async fn token_with_credentials_and_bad_credentials() {
 #[tokio::test]
 async fn token_expiry_and_issued_at() {
     let fake = FakeUpstream::start().await;
-    // expires_in=1 issued 0.5 s ago: usable for 0.45 s (minus the 10 % margin).
-    bearer_fake_with(&fake, Some(1), Some(Duration::from_millis(500)));
+    // expires_in=2 issued 1.2 s ago: usable for 0.72 s (0.8 s minus the 10 % margin).
+    bearer_fake_with(&fake, Some(2), Some(Duration::from_millis(1200)));
     fake.add_manifest("library/alpine", "latest", MT, MANIFEST);
     let c = client(&settings(&fake));
     get_manifest(&c, "library/alpine").await.expect("1");
     get_manifest(&c, "library/alpine").await.expect("2");
     assert_eq!(fake.token_requests(), 1);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
     get_manifest(&c, "library/alpine").await.expect("3");
     assert_eq!(fake.token_requests(), 2, "expired token is replaced");
 }
@@ -577,4 +577,32 @@ fn bad_ca_pem_is_a_config_error() {
     let err = RegistryClient::new(&s).expect_err("bad pem");
     assert!(matches!(err, UpstreamError::Config { .. }), "{err:?}");
     assert!(err.to_string().contains("ca_pem"));
+}
+
+/// A self-signed test CA (openssl req -x509 -newkey ec … -subj /CN=trustgate-test-ca); no key
+/// is kept: it only checks that a valid bundle is accepted.
+const TEST_CA: &str = "-----BEGIN CERTIFICATE-----
+MIIBjzCCATWgAwIBAgIUT74vXeMveGicEx2ZJoqKwnqb40QwCgYIKoZIzj0EAwIw
+HDEaMBgGA1UEAwwRdHJ1c3RnYXRlLXRlc3QtY2EwIBcNMjYxMTI4MjIwNDEwWhgP
+MjEyNjExMDQyMjA0MTBaMBwxGjAYBgNVBAMMEXRydXN0Z2F0ZS10ZXN0LWNhMFkw
+EwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEYyZN4RGFEsHZGeGGP6uDuNYw0BTAmvq
+pwUBXIEWt4fujGVFyE07Sr70uel9rvJTEn4U2YCoWILnVNFbgaB+R6NTMFEwHQYD
+VR0OBBYEFDef2DvVDjWA1suoZmXhpRxjeMtPMB8GA1UdIwQYMBaAFDef2DvVDjWA
+1suoZmXhpRxjeMtPMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSAAwRQIg
+eqPgg/8xm1/HKdFArn8dtstLftlL5kwP2ROnchJPMO0CIQCcuujt2yYHzsqn03QU
+A0ZDG+zo6SqEfbSFRSq3cnVZ/Q==
+-----END CERTIFICATE-----
+";
+
+#[test]
+fn valid_ca_pem_is_accepted() {
+    let mut s = UpstreamSettings::new("example", "https://registry.example".parse().expect("url"));
+    s.ca_pem = Some(TEST_CA.as_bytes().to_vec());
+    RegistryClient::new(&s).expect("extra root accepted");
+    s.ca_pem = Some(format!("{TEST_CA}{TEST_CA}").into_bytes());
+    RegistryClient::new(&s).expect("bundle of two accepted");
+    // The password never shows in Debug output.
+    s.password = Some("hunter2".into());
+    s.username = Some("u".into());
+    assert!(!format!("{s:?}").contains("hunter2"));
 }

@@ -287,6 +287,17 @@ impl AuthClient {
         &self.inner.tokens
     }
 
+    /// `GET <base>/<path>` with auth and redirects: the entry point for a Notary client
+    /// (`path` = `v2/<GUN>/_trust/tuf/root.json`, `scope` = `repository:<GUN>:pull`).
+    pub async fn get(
+        &self,
+        path: &str,
+        scope: Option<&str>,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        let url = self.url_for(path)?;
+        self.send(Method::GET, url, HeaderMap::new(), scope).await
+    }
+
     /// `base` joined with a relative path such as `v2/library/alpine/manifests/latest`.
     pub fn url_for(&self, path: &str) -> Result<Url, UpstreamError> {
         self.inner
@@ -585,6 +596,10 @@ impl AuthClient {
     }
 
     /// One HTTP exchange up to the response headers, with the first-byte timeout.
+    ///
+    /// A GET/HEAD whose connection failed *after* it was established but before any answer
+    /// (typically a pooled keep-alive connection the upstream had just closed) is tried once
+    /// more on a fresh connection; connect failures and timeouts are not retried here.
     async fn execute(
         &self,
         method: &Method,
@@ -592,42 +607,51 @@ impl AuthClient {
         headers: &HeaderMap,
         auth: Option<HeaderValue>,
     ) -> Result<reqwest::Response, UpstreamError> {
-        let mut req = self
-            .inner
-            .http
-            .request(method.clone(), url.clone())
-            .headers(headers.clone());
-        if let Some(a) = auth {
-            req = req.header(AUTHORIZATION, a);
-        }
-        let first_byte = self.inner.timeouts.first_byte;
-        match tokio::time::timeout(first_byte, req.send()).await {
-            Err(_) => Err(UpstreamError::Timeout {
-                upstream: self.inner.name.clone(),
-                url: origin(url),
-                phase: TimeoutPhase::FirstByte,
-                after_ms: duration_ms(first_byte),
-            }),
-            Ok(Err(e)) if e.is_timeout() => Err(UpstreamError::Timeout {
-                upstream: self.inner.name.clone(),
-                url: origin(url),
-                phase: if e.is_connect() {
-                    TimeoutPhase::Connect
-                } else {
-                    TimeoutPhase::FirstByte
-                },
-                after_ms: duration_ms(if e.is_connect() {
-                    self.inner.timeouts.connect
-                } else {
-                    first_byte
+        let idempotent = *method == Method::GET || *method == Method::HEAD;
+        let mut retried = false;
+        loop {
+            let mut req = self
+                .inner
+                .http
+                .request(method.clone(), url.clone())
+                .headers(headers.clone());
+            if let Some(a) = &auth {
+                req = req.header(AUTHORIZATION, a.clone());
+            }
+            let first_byte = self.inner.timeouts.first_byte;
+            return match tokio::time::timeout(first_byte, req.send()).await {
+                Err(_) => Err(UpstreamError::Timeout {
+                    upstream: self.inner.name.clone(),
+                    url: origin(url),
+                    phase: TimeoutPhase::FirstByte,
+                    after_ms: duration_ms(first_byte),
                 }),
-            }),
-            Ok(Err(e)) => Err(UpstreamError::Unreachable {
-                upstream: self.inner.name.clone(),
-                url: origin(url),
-                reason: root_cause(&e),
-            }),
-            Ok(Ok(r)) => Ok(r),
+                Ok(Err(e)) if e.is_timeout() => Err(UpstreamError::Timeout {
+                    upstream: self.inner.name.clone(),
+                    url: origin(url),
+                    phase: if e.is_connect() {
+                        TimeoutPhase::Connect
+                    } else {
+                        TimeoutPhase::FirstByte
+                    },
+                    after_ms: duration_ms(if e.is_connect() {
+                        self.inner.timeouts.connect
+                    } else {
+                        first_byte
+                    }),
+                }),
+                Ok(Err(e)) if idempotent && !retried && !e.is_connect() => {
+                    retried = true;
+                    tracing::debug!(upstream = %self.inner.name, to = %origin(url), error = %root_cause(&e), "connection lost before the answer; retrying once");
+                    continue;
+                }
+                Ok(Err(e)) => Err(UpstreamError::Unreachable {
+                    upstream: self.inner.name.clone(),
+                    url: origin(url),
+                    reason: root_cause(&e),
+                }),
+                Ok(Ok(r)) => Ok(r),
+            };
         }
     }
 

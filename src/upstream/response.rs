@@ -184,16 +184,16 @@ pub(crate) fn origin(u: &url::Url) -> String {
     u.origin().ascii_serialization()
 }
 
-/// The innermost cause of an error chain ("Connection refused (os error 111)"), prefixed by the
-/// outermost message when they differ, for operator-readable messages.
+/// The innermost cause of an error chain ("Connection refused (os error 111)"), for
+/// operator-readable messages.
 pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut last: &(dyn std::error::Error + 'static) = e;
     while let Some(s) = last.source() {
         last = s;
     }
-    let inner = last.to_string();
     // reqwest's outer text repeats the URL (which may carry signed query strings): use only the
     // innermost cause.
+    let inner = last.to_string();
     if inner.is_empty() {
         "unknown error".to_string()
     } else {
