@@ -606,3 +606,32 @@ fn valid_ca_pem_is_accepted() {
     s.username = Some("u".into());
     assert!(!format!("{s:?}").contains("hunter2"));
 }
+
+#[tokio::test]
+async fn no_credentials_for_urls_outside_the_upstream() {
+    let registry = FakeUpstream::start().await;
+    let other = FakeUpstream::start().await;
+    registry.set_auth(Auth::Basic {
+        username: "bob".into(),
+        password: "pw".into(),
+    });
+    let d = other.add_blob(b"foreign layer");
+    let mut s = settings(&registry);
+    s.username = Some("bob".into());
+    s.password = Some("pw".into());
+    let c = client(&s);
+    c.ping().await.expect("ping learns Basic");
+    let url = other.url().join(&format!("cdn/{d}")).expect("url");
+    let r = c
+        .auth_client()
+        .send(
+            Method::GET,
+            url,
+            Default::default(),
+            Some("repository:x:pull"),
+        )
+        .await
+        .expect("foreign");
+    assert_eq!(body(r).await, b"foreign layer");
+    assert_eq!(other.requests()[0].header("authorization"), None);
+}

@@ -311,8 +311,9 @@ impl AuthClient {
 
     /// Send a request to the upstream with authentication and redirects handled. `scope` is the
     /// token scope to ask for when challenged (`repository:<name>:pull`); `None` uses the
-    /// challenge's own scope. Any `Authorization` in `headers` is ignored. Only 2xx answers are
-    /// `Ok`; everything else becomes an [`UpstreamError`].
+    /// challenge's own scope. Any `Authorization` in `headers` is ignored; credentials and tokens
+    /// are only attached when `url` (or a redirect target) has the upstream's own origin. Only
+    /// 2xx answers are `Ok`; everything else becomes an [`UpstreamError`].
     pub async fn send(
         &self,
         method: Method,
@@ -381,6 +382,11 @@ impl AuthClient {
         headers: &HeaderMap,
         scope: Option<&str>,
     ) -> Result<(reqwest::Response, Attached), UpstreamError> {
+        if url.origin() != self.inner.base.origin() {
+            // Not our upstream (e.g. a foreign layer URL): never any credentials.
+            let resp = self.execute(method, url, headers, None).await?;
+            return Ok((resp, Attached::None));
+        }
         let known = self.known();
         let mut attached = match &known {
             Some(Known::Basic) => self
