@@ -1,0 +1,414 @@
+//! Notary's TUF metadata as Notary writes it (spec §3): the signed envelope and the Root,
+//! Timestamp, Snapshot and Targets (incl. delegated targets) roles.
+//!
+//! The raw bytes of every file are kept by the caller and hashed as they came; only the `signed`
+//! value is canonicalised (for signatures). Nothing is ever re-serialised for hashing.
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256, Sha512};
+use subtle::ConstantTimeEq;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::trust::canonical;
+use crate::trust::keys::{KeyJson, PublicKey};
+use crate::trust::signature::SignatureJson;
+
+/// Base role names.
+pub const ROOT: &str = "root";
+/// Targets role.
+pub const TARGETS: &str = "targets";
+/// Snapshot role.
+pub const SNAPSHOT: &str = "snapshot";
+/// Timestamp role.
+pub const TIMESTAMP: &str = "timestamp";
+/// Docker's release delegation.
+pub const RELEASES: &str = "targets/releases";
+
+/// A parsed envelope: the `signed` value, its canonical bytes (what signatures cover) and the
+/// signatures.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// The decoded `signed` member.
+    pub signed: Value,
+    /// Canonical JSON of `signed` (§4).
+    pub canonical: Vec<u8>,
+    /// The `signatures` list.
+    pub signatures: Vec<SignatureJson>,
+}
+
+/// Parse `{"signed": …, "signatures": […]}`.
+pub fn parse_envelope(bytes: &[u8]) -> Result<Envelope, String> {
+    let value = canonical::parse(bytes).map_err(|e| e.to_string())?;
+    let Value::Object(mut obj) = value else { return Err("metadata is not a JSON object".into()) };
+    let signed = obj.remove("signed").ok_or("metadata has no \"signed\" member")?;
+    if !signed.is_object() {
+        return Err("\"signed\" is not an object".into());
+    }
+    let signatures = match obj.remove("signatures") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(v) => serde_json::from_value(v).map_err(|e| format!("bad \"signatures\": {e}"))?,
+    };
+    let canonical = canonical::canonicalize(&signed).map_err(|e| e.to_string())?;
+    Ok(Envelope { signed, canonical, signatures })
+}
+
+/// Fields common to every role (`SignedCommon`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Common {
+    /// `_type`.
+    pub type_: String,
+    /// `version` (≥ 1).
+    pub version: u64,
+    /// `expires`.
+    pub expires: OffsetDateTime,
+}
+
+/// Hashes and length of a file (`FileMeta`). Hashes are raw digest bytes (base64 on the wire).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMeta {
+    /// Length in bytes.
+    pub length: u64,
+    /// Algorithm → digest bytes.
+    pub hashes: BTreeMap<String, Vec<u8>>,
+    /// The optional `custom` member.
+    pub custom: Option<Value>,
+}
+
+impl FileMeta {
+    /// The sha256 digest, when present and 32 bytes long.
+    pub fn sha256(&self) -> Option<[u8; 32]> {
+        self.hashes.get("sha256").and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
+    }
+}
+
+/// A role's keys and threshold in root, or a delegation in a targets file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleDef {
+    /// Role name.
+    pub name: String,
+    /// Allowed key IDs.
+    pub key_ids: Vec<String>,
+    /// Threshold.
+    pub threshold: u32,
+    /// Path prefixes (delegations only; `[""]` = everything).
+    pub paths: Vec<String>,
+}
+
+/// `root.json`.
+#[derive(Debug, Clone)]
+pub struct Root {
+    /// Common fields.
+    pub common: Common,
+    /// Keys by the ID they are listed under.
+    pub keys: BTreeMap<String, PublicKey>,
+    /// The four base roles.
+    pub roles: BTreeMap<String, RoleDef>,
+}
+
+/// `timestamp.json`.
+#[derive(Debug, Clone)]
+pub struct Timestamp {
+    /// Common fields.
+    pub common: Common,
+    /// `meta.snapshot`.
+    pub snapshot: FileMeta,
+}
+
+/// `snapshot.json`.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Common fields.
+    pub common: Common,
+    /// Role name → file meta.
+    pub meta: BTreeMap<String, FileMeta>,
+}
+
+/// `targets.json` or a delegation file.
+#[derive(Debug, Clone)]
+pub struct Targets {
+    /// Common fields.
+    pub common: Common,
+    /// Target name (the tag) → meta.
+    pub targets: BTreeMap<String, FileMeta>,
+    /// `delegations.keys`.
+    pub delegation_keys: BTreeMap<String, PublicKey>,
+    /// `delegations.roles`, in file order.
+    pub delegations: Vec<RoleDef>,
+}
+
+#[derive(Deserialize)]
+struct CommonJson {
+    #[serde(rename = "_type")]
+    type_: String,
+    version: i64,
+    expires: String,
+}
+
+#[derive(Deserialize)]
+struct FileMetaJson {
+    #[serde(default)]
+    hashes: BTreeMap<String, String>,
+    length: i64,
+    #[serde(default)]
+    custom: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct RoleJson {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    keyids: Vec<String>,
+    threshold: i64,
+    #[serde(default)]
+    paths: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct RootJson {
+    #[serde(rename = "_type")]
+    type_: String,
+    version: i64,
+    expires: String,
+    keys: BTreeMap<String, KeyJson>,
+    roles: BTreeMap<String, RoleJson>,
+}
+
+#[derive(Deserialize)]
+struct MetaJson {
+    #[serde(rename = "_type")]
+    type_: String,
+    version: i64,
+    expires: String,
+    meta: BTreeMap<String, FileMetaJson>,
+}
+
+#[derive(Deserialize, Default)]
+struct DelegationsJson {
+    #[serde(default)]
+    keys: BTreeMap<String, KeyJson>,
+    #[serde(default)]
+    roles: Vec<RoleJson>,
+}
+
+#[derive(Deserialize)]
+struct TargetsJson {
+    #[serde(rename = "_type")]
+    type_: String,
+    version: i64,
+    expires: String,
+    #[serde(default)]
+    targets: BTreeMap<String, FileMetaJson>,
+    #[serde(default)]
+    delegations: DelegationsJson,
+}
+
+/// Parse an RFC 3339 time as Go's `time.Time` JSON (fractional seconds and any offset).
+pub fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(s, &Rfc3339).map_err(|e| format!("bad time {s:?}: {e}"))
+}
+
+fn common(c: CommonJson, want: &str) -> Result<Common, String> {
+    if c.type_ != want {
+        return Err(format!("_type is {:?}, expected {want:?}", c.type_));
+    }
+    if c.version < 1 {
+        return Err(format!("version {} is below 1", c.version));
+    }
+    Ok(Common { type_: c.type_, version: c.version as u64, expires: parse_time(&c.expires)? })
+}
+
+fn file_meta(m: FileMetaJson) -> Result<FileMeta, String> {
+    if m.length < 0 {
+        return Err("negative length".into());
+    }
+    let mut hashes = BTreeMap::new();
+    for (alg, v) in m.hashes {
+        let d = B64.decode(v.as_bytes()).map_err(|e| format!("{alg} hash is not base64: {e}"))?;
+        let want = match alg.as_str() {
+            "sha256" => Some(32),
+            "sha512" => Some(64),
+            _ => None,
+        };
+        if let Some(n) = want {
+            if d.len() != n {
+                return Err(format!("{alg} hash has {} bytes, expected {n}", d.len()));
+            }
+        }
+        hashes.insert(alg, d);
+    }
+    Ok(FileMeta { length: m.length as u64, hashes, custom: m.custom })
+}
+
+fn keys(k: BTreeMap<String, KeyJson>) -> Result<BTreeMap<String, PublicKey>, String> {
+    k.into_iter().map(|(id, j)| Ok((id, PublicKey::from_json(&j)?))).collect()
+}
+
+fn role_def(name: String, r: RoleJson) -> Result<RoleDef, String> {
+    if r.threshold < 1 || r.threshold > u32::MAX as i64 {
+        return Err(format!("role {name} has invalid threshold {}", r.threshold));
+    }
+    Ok(RoleDef { name, key_ids: r.keyids, threshold: r.threshold as u32, paths: r.paths })
+}
+
+fn from_value<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, String> {
+    serde_json::from_value(v).map_err(|e| e.to_string())
+}
+
+impl Root {
+    /// Parse and check structure: all four base roles, thresholds ≥ 1, key IDs present in `keys`.
+    pub fn from_signed(v: Value) -> Result<Root, String> {
+        let j: RootJson = from_value(v)?;
+        let common = common(CommonJson { type_: j.type_, version: j.version, expires: j.expires }, "Root")?;
+        let keys = keys(j.keys)?;
+        let mut roles = BTreeMap::new();
+        for (name, r) in j.roles {
+            let def = role_def(name.clone(), r)?;
+            if let Some(missing) = def.key_ids.iter().find(|k| !keys.contains_key(*k)) {
+                return Err(format!("role {name} lists key {missing} which is not in keys"));
+            }
+            roles.insert(name, def);
+        }
+        for base in [ROOT, TARGETS, SNAPSHOT, TIMESTAMP] {
+            if !roles.contains_key(base) {
+                return Err(format!("root does not define the {base} role"));
+            }
+        }
+        Ok(Root { common, keys, roles })
+    }
+
+    /// The role definition of a base role (present after parsing).
+    pub fn role(&self, name: &str) -> Option<&RoleDef> {
+        self.roles.get(name)
+    }
+}
+
+impl Timestamp {
+    /// Parse; `meta.snapshot` with sha256 is required.
+    pub fn from_signed(v: Value) -> Result<Timestamp, String> {
+        let j: MetaJson = from_value(v)?;
+        let common = common(CommonJson { type_: j.type_, version: j.version, expires: j.expires }, "Timestamp")?;
+        let mut meta = j.meta;
+        let snapshot = file_meta(meta.remove(SNAPSHOT).ok_or("timestamp has no snapshot meta")?)?;
+        if !meta.is_empty() {
+            return Err("timestamp meta may only describe snapshot".into());
+        }
+        if snapshot.sha256().is_none() {
+            return Err("timestamp's snapshot meta has no sha256".into());
+        }
+        Ok(Timestamp { common, snapshot })
+    }
+}
+
+impl Snapshot {
+    /// Parse; `root` and `targets` entries with sha256 are required.
+    pub fn from_signed(v: Value) -> Result<Snapshot, String> {
+        let j: MetaJson = from_value(v)?;
+        let common = common(CommonJson { type_: j.type_, version: j.version, expires: j.expires }, "Snapshot")?;
+        let meta = j.meta.into_iter().map(|(k, m)| Ok((k, file_meta(m)?))).collect::<Result<BTreeMap<_, _>, String>>()?;
+        for base in [ROOT, TARGETS] {
+            match meta.get(base) {
+                Some(m) if m.sha256().is_some() => {}
+                _ => return Err(format!("snapshot has no sha256 meta for {base}")),
+            }
+        }
+        Ok(Snapshot { common, meta })
+    }
+}
+
+/// Notary's `IsDelegation`: `targets/…`, `^[-a-z0-9_/]+$`, < 256 bytes, already clean.
+pub fn is_delegation_name(name: &str) -> bool {
+    name.len() < 256
+        && name.starts_with("targets/")
+        && name.bytes().all(|b| matches!(b, b'-' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'/'))
+        && name.split('/').all(|seg| !seg.is_empty())
+}
+
+impl Targets {
+    /// Parse a targets file of role `role`; delegations must be valid direct children.
+    pub fn from_signed(v: Value, role: &str) -> Result<Targets, String> {
+        let j: TargetsJson = from_value(v)?;
+        let common = common(CommonJson { type_: j.type_, version: j.version, expires: j.expires }, "Targets")?;
+        let targets = j.targets.into_iter().map(|(k, m)| Ok((k, file_meta(m)?))).collect::<Result<BTreeMap<_, _>, String>>()?;
+        let delegation_keys = keys(j.delegations.keys)?;
+        let mut delegations = Vec::with_capacity(j.delegations.roles.len());
+        for r in j.delegations.roles {
+            let name = r.name.clone();
+            if !is_delegation_name(&name) || name.rsplit_once('/').map(|(p, _)| p) != Some(role) {
+                return Err(format!("{name:?} is not a valid delegation of {role}"));
+            }
+            let def = role_def(name, r)?;
+            if let Some(missing) = def.key_ids.iter().find(|k| !delegation_keys.contains_key(*k)) {
+                return Err(format!("delegation {} lists key {missing} which is not in delegations.keys", def.name));
+            }
+            delegations.push(def);
+        }
+        Ok(Targets { common, targets, delegation_keys, delegations })
+    }
+}
+
+/// Why a hash check failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashFailure {
+    /// Parent meta lists no supported hash.
+    NoSupportedHash,
+    /// `alg` did not match; expected digest in hex.
+    Mismatch { alg: String, expected: String },
+}
+
+/// Every supported hash in `meta` must match (constant time); at least one must exist.
+pub fn check_hashes(bytes: &[u8], meta: &FileMeta) -> Result<(), HashFailure> {
+    let mut checked = 0;
+    for (alg, want) in &meta.hashes {
+        let got: Vec<u8> = match alg.as_str() {
+            "sha256" => Sha256::digest(bytes).to_vec(),
+            "sha512" => Sha512::digest(bytes).to_vec(),
+            _ => continue,
+        };
+        checked += 1;
+        if !bool::from(got.ct_eq(want)) {
+            return Err(HashFailure::Mismatch { alg: alg.clone(), expected: hex::encode(want) });
+        }
+    }
+    if checked == 0 {
+        return Err(HashFailure::NoSupportedHash);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delegation_names() {
+        assert!(is_delegation_name("targets/releases"));
+        assert!(is_delegation_name("targets/a/b-c_d"));
+        assert!(!is_delegation_name("targets/"));
+        assert!(!is_delegation_name("targets//x"));
+        assert!(!is_delegation_name("targets/X"));
+        assert!(!is_delegation_name("other/x"));
+    }
+
+    #[test]
+    fn go_times_parse() {
+        assert!(parse_time("2116-07-03T17:56:36.027379879-05:00").is_ok());
+        assert!(parse_time("2116-07-03T23:08:08.447842546Z").is_ok());
+        assert!(parse_time("2030-01-01T00:00:00Z").is_ok());
+    }
+
+    #[test]
+    fn envelope_requires_signed_object() {
+        assert!(parse_envelope(b"{}").is_err());
+        assert!(parse_envelope(br#"{"signed":1,"signatures":[]}"#).is_err());
+        let e = parse_envelope(br#"{"signed":{"b":1,"a":2},"signatures":null}"#).unwrap();
+        assert_eq!(e.canonical, br#"{"a":2,"b":1}"#);
+        assert!(e.signatures.is_empty());
+    }
+}
