@@ -9,11 +9,26 @@ use trustgate::trust::testkit::block_on;
 use trustgate::trust::{canonical, update, MemorySource, VerifyOptions};
 
 const FIXTURES: &[(&str, &[u8])] = &[
-    ("root.json", include_bytes!("data/notary-fixtures/notary0.3/root.json")),
-    ("timestamp.json", include_bytes!("data/notary-fixtures/notary0.3/timestamp.json")),
-    ("snapshot.json", include_bytes!("data/notary-fixtures/notary0.3/snapshot.json")),
-    ("targets.json", include_bytes!("data/notary-fixtures/notary0.3/targets.json")),
-    ("targets/releases.json", include_bytes!("data/notary-fixtures/notary0.3/targets/releases.json")),
+    (
+        "root.json",
+        include_bytes!("data/notary-fixtures/notary0.3/root.json"),
+    ),
+    (
+        "timestamp.json",
+        include_bytes!("data/notary-fixtures/notary0.3/timestamp.json"),
+    ),
+    (
+        "snapshot.json",
+        include_bytes!("data/notary-fixtures/notary0.3/snapshot.json"),
+    ),
+    (
+        "targets.json",
+        include_bytes!("data/notary-fixtures/notary0.3/targets.json"),
+    ),
+    (
+        "targets/releases.json",
+        include_bytes!("data/notary-fixtures/notary0.3/targets/releases.json"),
+    ),
 ];
 
 fn exercise(bytes: &[u8]) {
@@ -32,7 +47,14 @@ fn verify_with(file: usize, bytes: Vec<u8>) {
         src.insert(*name, if i == file { bytes.clone() } else { b.to_vec() });
     }
     let now = datetime!(2026-07-01 0:00 UTC);
-    let r = block_on(update(&src, "docker.com/notary0.3/tst", "h", None, now, &VerifyOptions::default()));
+    let r = block_on(update(
+        &src,
+        "docker.com/notary0.3/tst",
+        "h",
+        None,
+        now,
+        &VerifyOptions::default(),
+    ));
     if let Ok(repo) = r {
         let _ = repo.lookup("hello", None);
         let _ = repo.signed_targets();
@@ -79,9 +101,17 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|i| Value::Number(i.into())),
-        any::<f64>().prop_filter_map("finite", serde_json::Number::from_f64).prop_map(Value::Number),
-        prop_oneof![Just("Root"), Just("Targets"), Just("2030-01-01T00:00:00Z"), Just("sha256"), Just("targets/x")]
-            .prop_map(|s| Value::String(s.into())),
+        any::<f64>()
+            .prop_filter_map("finite", serde_json::Number::from_f64)
+            .prop_map(Value::Number),
+        prop_oneof![
+            Just("Root"),
+            Just("Targets"),
+            Just("2030-01-01T00:00:00Z"),
+            Just("sha256"),
+            Just("targets/x")
+        ]
+        .prop_map(|s| Value::String(s.into())),
         ".{0,8}".prop_map(Value::String),
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {
@@ -89,11 +119,21 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
             prop::collection::btree_map(
                 prop_oneof![
-                    Just("_type".to_string()), Just("version".to_string()), Just("expires".to_string()),
-                    Just("keys".to_string()), Just("roles".to_string()), Just("meta".to_string()),
-                    Just("targets".to_string()), Just("delegations".to_string()), Just("hashes".to_string()),
-                    Just("length".to_string()), Just("threshold".to_string()), Just("keyids".to_string()),
-                    Just("paths".to_string()), Just("name".to_string()), Just("snapshot".to_string()),
+                    Just("_type".to_string()),
+                    Just("version".to_string()),
+                    Just("expires".to_string()),
+                    Just("keys".to_string()),
+                    Just("roles".to_string()),
+                    Just("meta".to_string()),
+                    Just("targets".to_string()),
+                    Just("delegations".to_string()),
+                    Just("hashes".to_string()),
+                    Just("length".to_string()),
+                    Just("threshold".to_string()),
+                    Just("keyids".to_string()),
+                    Just("paths".to_string()),
+                    Just("name".to_string()),
+                    Just("snapshot".to_string()),
                     ".{0,4}"
                 ],
                 inner,

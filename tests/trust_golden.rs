@@ -49,7 +49,11 @@ fn load_dir(dir: &Path) -> MemorySource {
             if p.is_dir() {
                 walk(base, &p, out);
             } else {
-                let name = p.strip_prefix(base).unwrap().to_string_lossy().replace('\\', "/");
+                let name = p
+                    .strip_prefix(base)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 out.insert(name, std::fs::read(&p).unwrap());
             }
         }
@@ -59,16 +63,30 @@ fn load_dir(dir: &Path) -> MemorySource {
     m
 }
 
-fn check_answers(scenario: &str, state: &str, repo: &trustgate::trust::VerifiedRepository, answers: &Answers) {
+fn check_answers(
+    scenario: &str,
+    state: &str,
+    repo: &trustgate::trust::VerifiedRepository,
+    answers: &Answers,
+) {
     for (tag, want) in &answers.tags {
-        let got = repo.lookup(tag, None).unwrap_or_else(|e| panic!("{scenario}/{state}: tag {tag}: {e}"));
-        assert_eq!(hex::encode(got.sha256), want.sha256, "{scenario}/{state}: {tag} sha256");
+        let got = repo
+            .lookup(tag, None)
+            .unwrap_or_else(|e| panic!("{scenario}/{state}: tag {tag}: {e}"));
+        assert_eq!(
+            hex::encode(got.sha256),
+            want.sha256,
+            "{scenario}/{state}: {tag} sha256"
+        );
         assert_eq!(got.length, want.length, "{scenario}/{state}: {tag} length");
         assert_eq!(got.role, want.role, "{scenario}/{state}: {tag} role");
     }
     for tag in &answers.unsigned_tags {
         let err = repo.lookup(tag, None).unwrap_err();
-        assert!(matches!(err, TrustError::UnsignedTag { .. }), "{scenario}/{state}: {tag}: {err}");
+        assert!(
+            matches!(err, TrustError::UnsignedTag { .. }),
+            "{scenario}/{state}: {tag}: {err}"
+        );
         assert_eq!(err.to_string(), format!("No valid trust data for {tag}"));
     }
 }
@@ -83,7 +101,10 @@ fn golden_scenarios() {
         return;
     }
     let mut scenarios = 0;
-    let mut entries: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
     for sdir in entries {
         let exp_path = sdir.join("expected.json");
@@ -99,11 +120,24 @@ fn golden_scenarios() {
         for (i, state) in exp.states.iter().enumerate() {
             let src = load_dir(&sdir.join(state));
             let last = i + 1 == exp.states.len();
-            let answers = exp.by_state.get(state).or(if last { Some(&exp.last) } else { None });
-            let result = block_on(update(&src, &exp.gun, "notary.test", pinned.as_ref(), now, &opts));
+            let answers = exp
+                .by_state
+                .get(state)
+                .or(if last { Some(&exp.last) } else { None });
+            let result = block_on(update(
+                &src,
+                &exp.gun,
+                "notary.test",
+                pinned.as_ref(),
+                now,
+                &opts,
+            ));
             let repo = if pinned.is_some() && MUST_REFUSE_WHEN_PINNED.contains(&scenario.as_str()) {
                 let err = result.expect_err("pinned verifier must refuse a recreated root");
-                assert!(matches!(err, TrustError::RootMismatch { .. }), "{scenario}/{state}: {err}");
+                assert!(
+                    matches!(err, TrustError::RootMismatch { .. }),
+                    "{scenario}/{state}: {err}"
+                );
                 // On first use (nothing pinned) the new data is accepted.
                 block_on(update(&src, &exp.gun, "notary.test", None, now, &opts))
                     .unwrap_or_else(|e| panic!("{scenario}/{state} (fresh): {e}"))
@@ -116,5 +150,9 @@ fn golden_scenarios() {
             pinned = Some(repo.new_state);
         }
     }
-    assert!(scenarios >= 1, "{} exists but holds no scenario", dir.display());
+    assert!(
+        scenarios >= 1,
+        "{} exists but holds no scenario",
+        dir.display()
+    );
 }

@@ -6,7 +6,9 @@ use base64::Engine as _;
 use serde_json::Value;
 use time::macros::datetime;
 use time::Duration;
-use trustgate::trust::testkit::{ca_and_leaf, verify, verify_opts, DelegationSpec, RoleSpec, Stage, TestKey, TestRepo, NOW};
+use trustgate::trust::testkit::{
+    ca_and_leaf, verify, verify_opts, DelegationSpec, RoleSpec, Stage, TestKey, TestRepo, NOW,
+};
 use trustgate::trust::{TrustError, TrustErrorKind, TrustPinning, TrustState, VerifyOptions};
 
 const GUN: &str = "docker.io/library/app";
@@ -16,7 +18,9 @@ fn repo() -> TestRepo {
 }
 
 fn state_of(r: &TestRepo) -> TrustState {
-    verify(&r.build(), GUN, None).expect("baseline verifies").new_state
+    verify(&r.build(), GUN, None)
+        .expect("baseline verifies")
+        .new_state
 }
 
 fn edit_json(bytes: &mut Vec<u8>, f: impl FnOnce(&mut Value)) {
@@ -52,7 +56,10 @@ fn flipped_byte_in_signature() {
         }
     });
     let err = verify(&src, GUN, None).unwrap_err();
-    assert!(matches!(err, TrustError::Threshold { ref role, valid: 0, threshold: 1, .. } if role == "targets"), "{err}");
+    assert!(
+        matches!(err, TrustError::Threshold { ref role, valid: 0, threshold: 1, .. } if role == "targets"),
+        "{err}"
+    );
     assert_eq!(err.kind(), TrustErrorKind::BadSignature);
 }
 
@@ -61,11 +68,16 @@ fn flipped_byte_in_signed_body() {
     let src = repo().build_with(|s| {
         if let Stage::Bytes("snapshot", b) = s {
             let text = String::from_utf8(b.clone()).unwrap();
-            *b = text.replacen("\"version\":1", "\"version\":2", 1).into_bytes();
+            *b = text
+                .replacen("\"version\":1", "\"version\":2", 1)
+                .into_bytes();
         }
     });
     let err = verify(&src, GUN, None).unwrap_err();
-    assert!(matches!(err, TrustError::Threshold { ref role, valid: 0, .. } if role == "snapshot"), "{err}");
+    assert!(
+        matches!(err, TrustError::Threshold { ref role, valid: 0, .. } if role == "snapshot"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -73,7 +85,10 @@ fn signature_by_key_not_in_role() {
     let mut r = repo();
     r.timestamp.signers = Some(vec![TestKey::ed25519(40)]);
     let err = verify(&r.build(), GUN, None).unwrap_err();
-    assert!(matches!(err, TrustError::Threshold { ref role, valid: 0, .. } if role == "timestamp"), "{err}");
+    assert!(
+        matches!(err, TrustError::Threshold { ref role, valid: 0, .. } if role == "timestamp"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -83,7 +98,10 @@ fn threshold_not_met() {
     r.targets.threshold = 2;
     r.targets.signers = Some(vec![TestKey::ecdsa(2)]);
     let err = verify(&r.build(), GUN, None).unwrap_err();
-    assert!(matches!(err, TrustError::Threshold { ref role, valid: 1, threshold: 2, .. } if role == "targets"), "{err}");
+    assert!(
+        matches!(err, TrustError::Threshold { ref role, valid: 1, threshold: 2, .. } if role == "targets"),
+        "{err}"
+    );
     // With both keys it passes.
     r.targets.signers = None;
     verify(&r.build(), GUN, None).unwrap();
@@ -96,7 +114,17 @@ fn two_signatures_by_one_key_count_once() {
     r.targets.threshold = 2;
     r.targets.signers = Some(vec![TestKey::ecdsa(2), TestKey::ecdsa(2)]);
     let err = verify(&r.build(), GUN, None).unwrap_err();
-    assert!(matches!(err, TrustError::Threshold { valid: 1, threshold: 2, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            TrustError::Threshold {
+                valid: 1,
+                threshold: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -111,7 +139,10 @@ fn expired_roles() {
             _ => r.root.expires = past,
         }
         let err = verify(&r.build(), GUN, None).unwrap_err();
-        assert!(matches!(err, TrustError::Expired { role: ref x, .. } if x == role), "{role}: {err}");
+        assert!(
+            matches!(err, TrustError::Expired { role: ref x, .. } if x == role),
+            "{role}: {err}"
+        );
         assert_eq!(
             err.to_string(),
             format!("remote repository {GUN} out-of-date: {role} expired at Tue Jan 1 00:00:00 UTC 2030")
@@ -125,7 +156,10 @@ fn expired_delegation_is_dropped_not_fatal() {
     r.delegation_mut("targets/releases").role.expires = datetime!(2030-01-01 0:00 UTC);
     let v = verify(&r.build(), GUN, None).unwrap();
     assert!(v.role("targets/releases").is_none());
-    assert!(matches!(v.lookup("v1", None), Err(TrustError::UnsignedTag { .. })));
+    assert!(matches!(
+        v.lookup("v1", None),
+        Err(TrustError::UnsignedTag { .. })
+    ));
     assert!(v.lookup("latest", None).is_ok());
 }
 
@@ -143,22 +177,37 @@ fn grace_for_expired_timestamp_and_snapshot() {
     r.timestamp.expires = datetime!(2030-05-30 0:00 UTC);
     r.snapshot.expires = datetime!(2030-05-31 0:00 UTC);
     let src = r.build();
-    let opts = VerifyOptions { expired_grace_for_timestamp_snapshot: Some(Duration::days(7)), ..Default::default() };
+    let opts = VerifyOptions {
+        expired_grace_for_timestamp_snapshot: Some(Duration::days(7)),
+        ..Default::default()
+    };
     let v = verify_opts(&src, GUN, None, NOW, &opts).unwrap();
     assert_eq!(v.expires, datetime!(2030-05-30 0:00 UTC));
     // Beyond the grace period.
     let err = verify_opts(&src, GUN, None, NOW + Duration::days(7), &opts).unwrap_err();
-    assert!(matches!(err, TrustError::Expired { ref role, .. } if role == "timestamp"), "{err}");
+    assert!(
+        matches!(err, TrustError::Expired { ref role, .. } if role == "timestamp"),
+        "{err}"
+    );
     // The grace does not cover targets.
     let mut r = repo();
     r.targets.expires = datetime!(2030-05-31 0:00 UTC);
     let err = verify_opts(&r.build(), GUN, None, NOW, &opts).unwrap_err();
-    assert!(matches!(err, TrustError::Expired { ref role, .. } if role == "targets"), "{err}");
+    assert!(
+        matches!(err, TrustError::Expired { ref role, .. } if role == "targets"),
+        "{err}"
+    );
 }
 
 #[test]
 fn rollback_of_each_role() {
-    for role in ["timestamp", "snapshot", "targets", "targets/releases", "root"] {
+    for role in [
+        "timestamp",
+        "snapshot",
+        "targets",
+        "targets/releases",
+        "root",
+    ] {
         let mut newer = repo();
         match role {
             "timestamp" => newer.timestamp.version = 2,
@@ -185,7 +234,10 @@ fn snapshot_hash_mismatch() {
     let pos = b.windows(7).position(|w| w == b"\"sig\":\"").unwrap() + 8;
     b[pos] = if b[pos] == b'A' { b'B' } else { b'A' };
     let err = verify(&src, GUN, None).unwrap_err();
-    assert!(matches!(err, TrustError::HashMismatch { ref role, ref alg, .. } if role == "snapshot" && alg == "sha256"), "{err}");
+    assert!(
+        matches!(err, TrustError::HashMismatch { ref role, ref alg, .. } if role == "snapshot" && alg == "sha256"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -197,28 +249,52 @@ fn targets_length_mismatch() {
         }
     });
     let err = verify(&src, GUN, None).unwrap_err();
-    assert!(matches!(err, TrustError::LengthMismatch { ref role, .. } if role == "targets"), "{err}");
+    assert!(
+        matches!(err, TrustError::LengthMismatch { ref role, .. } if role == "targets"),
+        "{err}"
+    );
 }
 
 #[test]
 fn root_cn_not_the_gun() {
     let mut r = repo();
-    let k = TestKey::root_cert(1, "docker.io/library/other", datetime!(2020-01-01 0:00 UTC), datetime!(2120-01-01 0:00 UTC));
+    let k = TestKey::root_cert(
+        1,
+        "docker.io/library/other",
+        datetime!(2020-01-01 0:00 UTC),
+        datetime!(2120-01-01 0:00 UTC),
+    );
     r.root = RoleSpec::new(k);
     let err = verify(&r.build(), GUN, None).unwrap_err();
-    assert!(matches!(err, TrustError::InvalidRootCertificate { ref reason, .. } if reason.contains("common name")), "{err}");
+    assert!(
+        matches!(err, TrustError::InvalidRootCertificate { ref reason, .. } if reason.contains("common name")),
+        "{err}"
+    );
     // A wildcard CN prefix is accepted.
     let mut r = repo();
-    r.root = RoleSpec::new(TestKey::root_cert(1, "docker.io/library/*", datetime!(2020-01-01 0:00 UTC), datetime!(2120-01-01 0:00 UTC)));
+    r.root = RoleSpec::new(TestKey::root_cert(
+        1,
+        "docker.io/library/*",
+        datetime!(2020-01-01 0:00 UTC),
+        datetime!(2120-01-01 0:00 UTC),
+    ));
     verify(&r.build(), GUN, None).unwrap();
 }
 
 #[test]
 fn root_certificate_expired() {
     let mut r = repo();
-    r.root = RoleSpec::new(TestKey::root_cert(1, GUN, datetime!(2020-01-01 0:00 UTC), datetime!(2030-01-01 0:00 UTC)));
+    r.root = RoleSpec::new(TestKey::root_cert(
+        1,
+        GUN,
+        datetime!(2020-01-01 0:00 UTC),
+        datetime!(2030-01-01 0:00 UTC),
+    ));
     let err = verify(&r.build(), GUN, None).unwrap_err();
-    assert!(matches!(err, TrustError::InvalidRootCertificate { ref reason, .. } if reason.contains("expired")), "{err}");
+    assert!(
+        matches!(err, TrustError::InvalidRootCertificate { ref reason, .. } if reason.contains("expired")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -226,13 +302,22 @@ fn plain_key_cannot_be_root() {
     let mut r = repo();
     r.root = RoleSpec::new(TestKey::ecdsa(1));
     let err = verify(&r.build(), GUN, None).unwrap_err();
-    assert!(matches!(err, TrustError::InvalidRootCertificate { .. }), "{err}");
+    assert!(
+        matches!(err, TrustError::InvalidRootCertificate { .. }),
+        "{err}"
+    );
 }
 
 #[test]
 fn not_pinned_when_tofu_off() {
     let r = repo();
-    let opts = VerifyOptions { pinning: TrustPinning { tofu: false, ..Default::default() }, ..Default::default() };
+    let opts = VerifyOptions {
+        pinning: TrustPinning {
+            tofu: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     let err = verify_opts(&r.build(), GUN, None, NOW, &opts).unwrap_err();
     assert!(matches!(err, TrustError::NotPinned { .. }), "{err}");
     // With a pinned state, TOFU off still works: the pinned root anchors.
@@ -245,14 +330,23 @@ fn ca_pinning() {
     let (ca_pem, leaf) = ca_and_leaf(20, 21, GUN);
     let mut r = repo();
     r.root = RoleSpec::new(leaf);
-    let mut pinning = TrustPinning { tofu: false, ..Default::default() };
+    let mut pinning = TrustPinning {
+        tofu: false,
+        ..Default::default()
+    };
     pinning.ca.insert("docker.io/library/".into(), ca_pem);
-    let opts = VerifyOptions { pinning: pinning.clone(), ..Default::default() };
+    let opts = VerifyOptions {
+        pinning: pinning.clone(),
+        ..Default::default()
+    };
     verify_opts(&r.build(), GUN, None, NOW, &opts).unwrap();
     // A different CA for the same prefix.
     let (other_ca, _) = ca_and_leaf(22, 23, GUN);
     pinning.ca.insert("docker.io/library/".into(), other_ca);
-    let opts = VerifyOptions { pinning, ..Default::default() };
+    let opts = VerifyOptions {
+        pinning,
+        ..Default::default()
+    };
     let err = verify_opts(&r.build(), GUN, None, NOW, &opts).unwrap_err();
     assert!(matches!(err, TrustError::PinMismatch { .. }), "{err}");
 }
@@ -263,7 +357,10 @@ fn delegation_signing_outside_its_paths() {
     r.delegation_mut("targets/releases").paths = vec!["stable-".into()];
     let v = verify(&r.build(), GUN, None).unwrap();
     let err = v.lookup("v1", None).unwrap_err();
-    assert!(matches!(err, TrustError::OutsideDelegationPaths { ref role, .. } if role == "targets/releases"), "{err}");
+    assert!(
+        matches!(err, TrustError::OutsideDelegationPaths { ref role, .. } if role == "targets/releases"),
+        "{err}"
+    );
     assert!(v.signed_targets().iter().all(|t| t.name != "v1"));
 }
 
@@ -275,13 +372,27 @@ fn child_paths_restricted_by_parent() {
         name: "targets/releases/ci".into(),
         role: RoleSpec::new(TestKey::ecdsa(7)),
         paths: vec!["v2".into(), "x".into()],
-        targets: [("x1".to_string(), b"x".to_vec()), ("v2".to_string(), b"y".to_vec())].into_iter().collect(),
+        targets: [
+            ("x1".to_string(), b"x".to_vec()),
+            ("v2".to_string(), b"y".to_vec()),
+        ]
+        .into_iter()
+        .collect(),
     });
     let v = verify(&r.build(), GUN, None).unwrap();
-    assert_eq!(v.role("targets/releases/ci").unwrap().paths, Some(vec!["v2".to_string()]));
+    assert_eq!(
+        v.role("targets/releases/ci").unwrap().paths,
+        Some(vec!["v2".to_string()])
+    );
     // Found in a role Docker does not accept.
-    assert!(matches!(v.lookup("v2", None), Err(TrustError::TagInOtherDelegation { .. })));
-    assert!(matches!(v.lookup("x1", None), Err(TrustError::OutsideDelegationPaths { .. })));
+    assert!(matches!(
+        v.lookup("v2", None),
+        Err(TrustError::TagInOtherDelegation { .. })
+    ));
+    assert!(matches!(
+        v.lookup("x1", None),
+        Err(TrustError::OutsideDelegationPaths { .. })
+    ));
 }
 
 #[test]
@@ -289,7 +400,10 @@ fn unknown_signature_method() {
     let mut r = repo();
     r.snapshot.signers = Some(vec![TestKey::ecdsa(3).with_method("ecdsa-sha3")]);
     let err = verify(&r.build(), GUN, None).unwrap_err();
-    assert!(matches!(err, TrustError::UnsupportedMethod { ref method, .. } if method == "ecdsa-sha3"), "{err}");
+    assert!(
+        matches!(err, TrustError::UnsupportedMethod { ref method, .. } if method == "ecdsa-sha3"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -298,7 +412,10 @@ fn unknown_key_type() {
     let k = TestKey::ecdsa(2).with_key_type("ecdsa-brainpool");
     r.targets = RoleSpec::new(k);
     let err = verify(&r.build(), GUN, None).unwrap_err();
-    assert!(matches!(err, TrustError::UnsupportedKeyType { ref key_type, .. } if key_type == "ecdsa-brainpool"), "{err}");
+    assert!(
+        matches!(err, TrustError::UnsupportedKeyType { ref key_type, .. } if key_type == "ecdsa-brainpool"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -319,7 +436,10 @@ fn oversized_metadata() {
     let b = src.get_mut("timestamp.json").unwrap();
     b.resize((1 << 20) + 1, b' ');
     let err = verify(&src, GUN, None).unwrap_err();
-    assert!(matches!(err, TrustError::TooLarge { ref role, limit, .. } if role == "timestamp" && limit == 1 << 20), "{err}");
+    assert!(
+        matches!(err, TrustError::TooLarge { ref role, limit, .. } if role == "timestamp" && limit == 1 << 20),
+        "{err}"
+    );
 }
 
 #[test]
@@ -327,14 +447,20 @@ fn missing_timestamp() {
     let mut src = repo().build();
     src.remove("timestamp.json");
     let err = verify(&src, GUN, None).unwrap_err();
-    assert!(matches!(err, TrustError::MissingMetadata { ref role, .. } if role == "timestamp"), "{err}");
+    assert!(
+        matches!(err, TrustError::MissingMetadata { ref role, .. } if role == "timestamp"),
+        "{err}"
+    );
 }
 
 #[test]
 fn missing_sha256_on_target() {
     let src = repo().build_with(|s| {
         if let Stage::Signed("targets", v) = s {
-            v["targets"]["latest"]["hashes"].as_object_mut().unwrap().remove("sha256");
+            v["targets"]["latest"]["hashes"]
+                .as_object_mut()
+                .unwrap()
+                .remove("sha256");
         }
     });
     let v = verify(&src, GUN, None).unwrap();
@@ -356,7 +482,10 @@ fn rsa_methods_verify() {
         let mut r = repo();
         r.targets = RoleSpec::new(TestKey::rsa().with_method(method));
         let v = verify(&r.build(), GUN, None).unwrap();
-        assert_eq!(v.lookup("latest", None).unwrap().key_ids, vec![TestKey::rsa().id()]);
+        assert_eq!(
+            v.lookup("latest", None).unwrap().key_ids,
+            vec![TestKey::rsa().id()]
+        );
     }
 }
 
@@ -365,7 +494,15 @@ fn root_rotation_signed_by_old_root() {
     let r1 = repo();
     let state = state_of(&r1);
     let mut r2 = repo();
-    r2.root = RoleSpec { version: 2, ..RoleSpec::new(TestKey::root_cert(11, GUN, datetime!(2020-01-01 0:00 UTC), datetime!(2120-01-01 0:00 UTC))) };
+    r2.root = RoleSpec {
+        version: 2,
+        ..RoleSpec::new(TestKey::root_cert(
+            11,
+            GUN,
+            datetime!(2020-01-01 0:00 UTC),
+            datetime!(2120-01-01 0:00 UTC),
+        ))
+    };
     r2.extra_root_signers = vec![r1.root.keys[0].clone()];
     let v = verify(&r2.build(), GUN, Some(&state)).unwrap();
     assert_eq!(v.root_version, 2);
@@ -374,14 +511,27 @@ fn root_rotation_signed_by_old_root() {
 
 #[test]
 fn root_rotation_walks_versions() {
-    let cert = |seed| TestKey::root_cert(seed, GUN, datetime!(2020-01-01 0:00 UTC), datetime!(2120-01-01 0:00 UTC));
+    let cert = |seed| {
+        TestKey::root_cert(
+            seed,
+            GUN,
+            datetime!(2020-01-01 0:00 UTC),
+            datetime!(2120-01-01 0:00 UTC),
+        )
+    };
     let r1 = repo();
     let state = state_of(&r1);
     let mut r2 = repo();
-    r2.root = RoleSpec { version: 2, ..RoleSpec::new(cert(11)) };
+    r2.root = RoleSpec {
+        version: 2,
+        ..RoleSpec::new(cert(11))
+    };
     r2.extra_root_signers = vec![cert(1)];
     let mut r3 = repo();
-    r3.root = RoleSpec { version: 3, ..RoleSpec::new(cert(12)) };
+    r3.root = RoleSpec {
+        version: 3,
+        ..RoleSpec::new(cert(12))
+    };
     r3.extra_root_signers = vec![cert(11)];
     let mut src = r3.build();
     // Without 2.root.json the chain cannot be followed.
@@ -396,10 +546,19 @@ fn root_rotation_walks_versions() {
 fn root_recreated_under_new_key_is_a_mismatch() {
     let state = state_of(&repo());
     let mut r = repo();
-    r.root = RoleSpec::new(TestKey::root_cert(30, GUN, datetime!(2020-01-01 0:00 UTC), datetime!(2120-01-01 0:00 UTC)));
+    r.root = RoleSpec::new(TestKey::root_cert(
+        30,
+        GUN,
+        datetime!(2020-01-01 0:00 UTC),
+        datetime!(2120-01-01 0:00 UTC),
+    ));
     let err = verify(&r.build(), GUN, Some(&state)).unwrap_err();
     assert!(matches!(err, TrustError::RootMismatch { .. }), "{err}");
-    assert!(err.to_string().contains(&format!("trustgate trust reset {GUN}")), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("trustgate trust reset {GUN}")),
+        "{err}"
+    );
     assert_eq!(err.kind(), TrustErrorKind::RootMismatch);
 }
 
@@ -412,7 +571,10 @@ fn root_hash_checked_against_snapshot() {
     other.root.expires = datetime!(2099-01-01 0:00 UTC);
     src.insert("root.json", other.build().get("root.json").unwrap().clone());
     let err = verify(&src, GUN, None).unwrap_err();
-    assert!(matches!(err, TrustError::LengthMismatch { ref role, .. } | TrustError::HashMismatch { ref role, .. } if role == "root"), "{err}");
+    assert!(
+        matches!(err, TrustError::LengthMismatch { ref role, .. } | TrustError::HashMismatch { ref role, .. } if role == "root"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -88,10 +88,12 @@ fn write_number(n: &serde_json::Number, out: &mut Vec<u8>) -> Result<(), Canonic
             return Ok(());
         }
     }
-    let f = n.as_f64().ok_or_else(|| CanonicalError::NonIntegral(n.to_string()))?;
+    let f = n
+        .as_f64()
+        .ok_or_else(|| CanonicalError::NonIntegral(n.to_string()))?;
     // 2^63 is exactly representable; anything at or beyond it does not fit int64.
     const LIMIT: f64 = 9_223_372_036_854_775_808.0;
-    if !f.is_finite() || f.fract() != 0.0 || f >= LIMIT || f < -LIMIT {
+    if !f.is_finite() || f.fract() != 0.0 || !(-LIMIT..LIMIT).contains(&f) {
         return Err(CanonicalError::NonIntegral(n.to_string()));
     }
     out.extend_from_slice((f as i64).to_string().as_bytes());
@@ -120,9 +122,13 @@ mod tests {
     /// Spec §10 vector 1.
     #[test]
     fn vector_1() {
-        let input = "{ \"b\": 2, \"a\": \"x\\\"y\\\\z\", \"c\": [true, null, 1.0], \"é\": \"\\u00e9<&>\" }";
+        let input =
+            "{ \"b\": 2, \"a\": \"x\\\"y\\\\z\", \"c\": [true, null, 1.0], \"é\": \"\\u00e9<&>\" }";
         let out = canonicalize_bytes(input.as_bytes()).unwrap();
-        assert_eq!(out, "{\"a\":\"x\\\"y\\\\z\",\"b\":2,\"c\":[true,null,1],\"é\":\"é<&>\"}".as_bytes());
+        assert_eq!(
+            out,
+            "{\"a\":\"x\\\"y\\\\z\",\"b\":2,\"c\":[true,null,1],\"é\":\"é<&>\"}".as_bytes()
+        );
         assert_eq!(out.len(), 52);
         assert_eq!(
             hex::encode(&out),
@@ -136,21 +142,33 @@ mod tests {
 
     #[test]
     fn numbers() {
-        assert_eq!(canonicalize_bytes(b"[1e0, -0.0, 1.0, 12345678901]").unwrap(), b"[1,0,1,12345678901]");
+        assert_eq!(
+            canonicalize_bytes(b"[1e0, -0.0, 1.0, 12345678901]").unwrap(),
+            b"[1,0,1,12345678901]"
+        );
         assert!(canonicalize_bytes(b"1.5").is_err());
         assert!(canonicalize_bytes(b"1e300").is_err());
         // 2^53 + 1 rounds to 2^53 as in Go's float64 decoding.
-        assert_eq!(canonicalize_bytes(b"9007199254740993").unwrap(), b"9007199254740992");
+        assert_eq!(
+            canonicalize_bytes(b"9007199254740993").unwrap(),
+            b"9007199254740992"
+        );
     }
 
     #[test]
     fn control_characters_raw() {
-        assert_eq!(canonicalize_bytes(b"\"a\\nb\\u2028\"").unwrap(), "\"a\nb\u{2028}\"".as_bytes());
+        assert_eq!(
+            canonicalize_bytes(b"\"a\\nb\\u2028\"").unwrap(),
+            "\"a\nb\u{2028}\"".as_bytes()
+        );
     }
 
     #[test]
     fn duplicate_keys_last_wins_and_bad_utf8_rejected() {
-        assert_eq!(canonicalize_bytes(br#"{"a":1,"a":2}"#).unwrap(), br#"{"a":2}"#);
+        assert_eq!(
+            canonicalize_bytes(br#"{"a":1,"a":2}"#).unwrap(),
+            br#"{"a":2}"#
+        );
         assert!(canonicalize_bytes(b"\"\xff\"").is_err());
     }
 

@@ -29,7 +29,9 @@ pub enum TrustErrorKind {
 #[non_exhaustive]
 pub enum TrustError {
     /// 404 on `root.json`: Docker's `remote trust data does not exist` (`cli28:cli/trust/trust.go`).
-    #[error("remote trust data does not exist for {gun}: {host} does not have trust data for {gun}")]
+    #[error(
+        "remote trust data does not exist for {gun}: {host} does not have trust data for {gun}"
+    )]
     NoTrustData { gun: String, host: String },
 
     /// The tag is in no searched role (Docker's `ErrNoSuchTarget` text, passed through unwrapped).
@@ -55,15 +57,29 @@ pub enum TrustError {
 
     /// Metadata expired (Docker: `remote repository <GUN> out-of-date: <role> expired at <time>`).
     #[error("remote repository {gun} out-of-date: {role} expired at {expired_at}")]
-    Expired { gun: String, role: String, expired_at: String },
+    Expired {
+        gun: String,
+        role: String,
+        expired_at: String,
+    },
 
     /// A role's version is lower than the pinned one (Notary's ErrLowVersion).
     #[error("potential malicious behavior - trust data version is lower than expected for remote repository {gun}: {role} version {found} is lower than current version {current}")]
-    Rollback { gun: String, role: String, found: u64, current: u64 },
+    Rollback {
+        gun: String,
+        role: String,
+        found: u64,
+        current: u64,
+    },
 
     /// Not enough distinct keys of the role produced valid signatures (ErrRoleThreshold).
     #[error("potential malicious behavior - trust data has insufficient signatures for remote repository {gun}: valid signatures did not meet threshold for {role} ({valid} of {threshold})")]
-    Threshold { gun: String, role: String, valid: usize, threshold: u32 },
+    Threshold {
+        gun: String,
+        role: String,
+        valid: usize,
+        threshold: u32,
+    },
 
     /// The file carries no signatures at all.
     #[error("potential malicious behavior - trust data has insufficient signatures for remote repository {gun}: tuf: data has no signatures ({role})")]
@@ -71,27 +87,54 @@ pub enum TrustError {
 
     /// Threshold not met and a signature used a method we do not support.
     #[error("trust data for remote repository {gun} cannot be verified: {role} is signed with unsupported signature method {method:?}")]
-    UnsupportedMethod { gun: String, role: String, method: String },
+    UnsupportedMethod {
+        gun: String,
+        role: String,
+        method: String,
+    },
 
     /// Threshold not met and a role key has a type we do not support.
     #[error("trust data for remote repository {gun} cannot be verified: {role} key {key_id} has unsupported key type {key_type:?}")]
-    UnsupportedKeyType { gun: String, role: String, key_id: String, key_type: String },
+    UnsupportedKeyType {
+        gun: String,
+        role: String,
+        key_id: String,
+        key_type: String,
+    },
 
     /// A signature names a role key whose content does not hash to that ID.
     #[error("potential malicious behavior - trust data mismatch for remote repository {gun}: key ID is not valid for key content ({role}, key {key_id})")]
-    KeyIdMismatch { gun: String, role: String, key_id: String },
+    KeyIdMismatch {
+        gun: String,
+        role: String,
+        key_id: String,
+    },
 
     /// A file does not match the hash its parent recorded.
     #[error("potential malicious behavior - trust data mismatch for remote repository {gun}: {alg} checksum for {role} did not match: expected {expected}")]
-    HashMismatch { gun: String, role: String, alg: String, expected: String },
+    HashMismatch {
+        gun: String,
+        role: String,
+        alg: String,
+        expected: String,
+    },
 
     /// A file does not have the length its parent recorded.
     #[error("potential malicious behavior - trust data mismatch for remote repository {gun}: length of {role} did not match: expected {expected} bytes, got {actual}")]
-    LengthMismatch { gun: String, role: String, expected: u64, actual: u64 },
+    LengthMismatch {
+        gun: String,
+        role: String,
+        expected: u64,
+        actual: u64,
+    },
 
     /// A file is larger than we are willing to read.
     #[error("trust data for remote repository {gun} rejected: {role} is larger than the limit of {limit} bytes")]
-    TooLarge { gun: String, role: String, limit: u64 },
+    TooLarge {
+        gun: String,
+        role: String,
+        limit: u64,
+    },
 
     /// A role other than root is missing (404) on the server (Docker's words, ErrMetaNotFound).
     #[error("trust data missing for remote repository {gun} or remote repository not found: {role} trust data unavailable.  Has a notary repository been initialized?")]
@@ -99,7 +142,11 @@ pub enum TrustError {
 
     /// Unparseable or structurally invalid metadata.
     #[error("malformed trust data for remote repository {gun}: {role}: {reason}")]
-    Malformed { gun: String, role: String, reason: String },
+    Malformed {
+        gun: String,
+        role: String,
+        reason: String,
+    },
 
     /// The root's certificates are unusable (CN is not the GUN, expired, SHA-1, weak RSA...).
     #[error("potential malicious behavior - trust data mismatch for remote repository {gun}: could not validate the path to a trusted root: unable to retrieve valid leaf certificates ({reason})")]
@@ -124,7 +171,12 @@ pub enum TrustError {
 
     /// The metadata source failed.
     #[error("error contacting notary server: fetching {path} for {gun}: {message}")]
-    Fetch { gun: String, path: String, message: String, retryable: bool },
+    Fetch {
+        gun: String,
+        path: String,
+        message: String,
+        retryable: bool,
+    },
 }
 
 impl TrustError {
@@ -147,9 +199,10 @@ impl TrustError {
             | KeyIdMismatch { .. }
             | HashMismatch { .. }
             | LengthMismatch { .. } => TrustErrorKind::BadSignature,
-            InvalidRootCertificate { .. } | RootMismatch { .. } | PinMismatch { .. } | NotPinned { .. } => {
-                TrustErrorKind::RootMismatch
-            }
+            InvalidRootCertificate { .. }
+            | RootMismatch { .. }
+            | PinMismatch { .. }
+            | NotPinned { .. } => TrustErrorKind::RootMismatch,
             TooLarge { .. } | Malformed { .. } | BadPinnedState { .. } => TrustErrorKind::Malformed,
             Fetch { .. } => TrustErrorKind::Fetch,
         }
@@ -157,7 +210,13 @@ impl TrustError {
 
     /// Whether retrying later can help (only transient fetch failures).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, TrustError::Fetch { retryable: true, .. })
+        matches!(
+            self,
+            TrustError::Fetch {
+                retryable: true,
+                ..
+            }
+        )
     }
 }
 
@@ -167,12 +226,18 @@ mod tests {
 
     #[test]
     fn docker_words() {
-        let e = TrustError::NoTrustData { gun: "docker.io/library/foo".into(), host: "notary.docker.io".into() };
+        let e = TrustError::NoTrustData {
+            gun: "docker.io/library/foo".into(),
+            host: "notary.docker.io".into(),
+        };
         assert_eq!(
             e.to_string(),
             "remote trust data does not exist for docker.io/library/foo: notary.docker.io does not have trust data for docker.io/library/foo"
         );
-        assert_eq!(TrustError::UnsignedTag { tag: "tag".into() }.to_string(), "No valid trust data for tag");
+        assert_eq!(
+            TrustError::UnsignedTag { tag: "tag".into() }.to_string(),
+            "No valid trust data for tag"
+        );
         let e = TrustError::Expired {
             gun: "docker.io/library/foo".into(),
             role: "timestamp".into(),

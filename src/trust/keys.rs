@@ -72,7 +72,9 @@ impl PublicKey {
     /// Build from a metadata key object. Fails only when `public` is not base64; unsupported key
     /// types or unparseable keys are kept (they can never sign) so that thresholds count correctly.
     pub fn from_json(json: &KeyJson) -> Result<Self, String> {
-        let public = B64.decode(json.keyval.public.as_bytes()).map_err(|e| format!("key public value is not base64: {e}"))?;
+        let public = B64
+            .decode(json.keyval.public.as_bytes())
+            .map_err(|e| format!("key public value is not base64: {e}"))?;
         Ok(Self::new(&json.keytype, public))
     }
 
@@ -83,13 +85,16 @@ impl PublicKey {
         let material = match key_type {
             ED25519 => <[u8; 32]>::try_from(public.as_slice())
                 .map_err(|_| "ed25519 key is not 32 bytes".to_string())
-                .and_then(|b| ed25519_dalek::VerifyingKey::from_bytes(&b).map_err(|e| e.to_string()))
+                .and_then(|b| {
+                    ed25519_dalek::VerifyingKey::from_bytes(&b).map_err(|e| e.to_string())
+                })
                 .map(KeyMaterial::Ed25519),
             ECDSA => spki_material(&public, false),
             RSA => spki_material(&public, true),
             ECDSA_X509 | RSA_X509 => match parse_pem_certs(&public) {
                 Ok(ders) if !ders.is_empty() => {
-                    let m = cert_spki(&ders[0]).and_then(|spki| spki_material(&spki, key_type == RSA_X509));
+                    let m = cert_spki(&ders[0])
+                        .and_then(|spki| spki_material(&spki, key_type == RSA_X509));
                     certs = ders;
                     m
                 }
@@ -98,7 +103,13 @@ impl PublicKey {
             },
             other => Err(format!("unsupported key type {other:?}")),
         };
-        PublicKey { key_type: key_type.to_string(), public, id, certs, material }
+        PublicKey {
+            key_type: key_type.to_string(),
+            public,
+            id,
+            certs,
+            material,
+        }
     }
 
     /// The key ID used in metadata.
@@ -154,9 +165,13 @@ fn spki_material(der: &[u8], want_rsa: bool) -> Result<KeyMaterial, String> {
     if want_rsa {
         use rsa::pkcs8::DecodePublicKey;
         use rsa::traits::PublicKeyParts;
-        let k = rsa::RsaPublicKey::from_public_key_der(der).map_err(|e| format!("bad RSA public key: {e}"))?;
+        let k = rsa::RsaPublicKey::from_public_key_der(der)
+            .map_err(|e| format!("bad RSA public key: {e}"))?;
         if k.n().bits() < MIN_RSA_BITS {
-            return Err(format!("RSA key of {} bits is below {MIN_RSA_BITS}", k.n().bits()));
+            return Err(format!(
+                "RSA key of {} bits is below {MIN_RSA_BITS}",
+                k.n().bits()
+            ));
         }
         Ok(KeyMaterial::Rsa(Box::new(k)))
     } else {
@@ -184,20 +199,35 @@ pub(crate) fn parse_pem_certs(pem_bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> 
 }
 
 fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, String> {
-    X509Certificate::from_der(der).map(|(_, c)| c).map_err(|e| format!("bad certificate: {e}"))
+    X509Certificate::from_der(der)
+        .map(|(_, c)| c)
+        .map_err(|e| format!("bad certificate: {e}"))
 }
 
 fn cert_spki(der: &[u8]) -> Result<Vec<u8>, String> {
     Ok(parse_cert(der)?.public_key().raw.to_vec())
 }
 
-const SHA1_SIG_OIDS: &[&str] = &["1.2.840.113549.1.1.5", "1.2.840.10045.4.1", "1.2.840.10040.4.3", "1.3.14.3.2.29"];
+const SHA1_SIG_OIDS: &[&str] = &[
+    "1.2.840.113549.1.1.5",
+    "1.2.840.10045.4.1",
+    "1.2.840.10040.4.3",
+    "1.3.14.3.2.29",
+];
 
 /// ValidateRoot's leaf checks (§7 3a/3b) for one root key. `check_expiry` is true for the root
 /// being installed and false for the previously trusted root.
-pub(crate) fn check_root_leaf(key: &PublicKey, gun: &str, now: OffsetDateTime, check_expiry: bool) -> Result<(), String> {
+pub(crate) fn check_root_leaf(
+    key: &PublicKey,
+    gun: &str,
+    now: OffsetDateTime,
+    check_expiry: bool,
+) -> Result<(), String> {
     if key.certs.is_empty() {
-        return Err(format!("root key {} of type {} is not an x509 certificate", key.id, key.key_type));
+        return Err(format!(
+            "root key {} of type {} is not an x509 certificate",
+            key.id, key.key_type
+        ));
     }
     let mut parsed = Vec::with_capacity(key.certs.len());
     for der in &key.certs {
@@ -205,7 +235,10 @@ pub(crate) fn check_root_leaf(key: &PublicKey, gun: &str, now: OffsetDateTime, c
     }
     let leaves = parsed.iter().filter(|c| !c.is_ca()).count();
     if leaves != 1 || parsed[0].is_ca() {
-        return Err(format!("root key {} must hold exactly one leaf certificate, first", key.id));
+        return Err(format!(
+            "root key {} must hold exactly one leaf certificate, first",
+            key.id
+        ));
     }
     let leaf = &parsed[0];
     let cn = leaf
@@ -219,18 +252,27 @@ pub(crate) fn check_root_leaf(key: &PublicKey, gun: &str, now: OffsetDateTime, c
         None => cn == gun,
     };
     if !cn_ok {
-        return Err(format!("root certificate common name {cn:?} is not the repository name {gun:?}"));
+        return Err(format!(
+            "root certificate common name {cn:?} is not the repository name {gun:?}"
+        ));
     }
     check_cert_common(leaf, now, check_expiry)?;
     if let Some(KeyMaterial::Rsa(_)) = key.material() {
         // size already enforced in spki_material
     } else if key.material().is_none() {
-        return Err(format!("root certificate key unusable: {}", key.unsupported_reason().unwrap_or("?")));
+        return Err(format!(
+            "root certificate key unusable: {}",
+            key.unsupported_reason().unwrap_or("?")
+        ));
     }
     Ok(())
 }
 
-fn check_cert_common(cert: &X509Certificate<'_>, now: OffsetDateTime, check_expiry: bool) -> Result<(), String> {
+fn check_cert_common(
+    cert: &X509Certificate<'_>,
+    now: OffsetDateTime,
+    check_expiry: bool,
+) -> Result<(), String> {
     let nb = cert.validity().not_before.timestamp();
     let na = cert.validity().not_after.timestamp();
     if nb >= na {
@@ -243,7 +285,10 @@ fn check_cert_common(cert: &X509Certificate<'_>, now: OffsetDateTime, check_expi
             return Err("certificate is not valid yet".into());
         }
         if t > na {
-            return Err(format!("certificate expired at {}", crate::trust::update::go_time_unix(na)));
+            return Err(format!(
+                "certificate expired at {}",
+                crate::trust::update::go_time_unix(na)
+            ));
         }
     }
     let alg = cert.signature_algorithm.algorithm.to_id_string();
@@ -255,7 +300,11 @@ fn check_cert_common(cert: &X509Certificate<'_>, now: OffsetDateTime, check_expi
 
 /// Check that `child_der` was signed by the certificate `issuer_der`, that the issuer is a CA and
 /// is valid at `now`. Used for CA trust pinning. Verified with p256/rsa directly (no ring).
-pub(crate) fn cert_signed_by(child_der: &[u8], issuer_der: &[u8], now: OffsetDateTime) -> Result<(), String> {
+pub(crate) fn cert_signed_by(
+    child_der: &[u8],
+    issuer_der: &[u8],
+    now: OffsetDateTime,
+) -> Result<(), String> {
     let child = parse_cert(child_der)?;
     let issuer = parse_cert(issuer_der)?;
     if !issuer.is_ca() {
@@ -274,8 +323,10 @@ pub(crate) fn cert_signed_by(child_der: &[u8], issuer_der: &[u8], now: OffsetDat
         "1.2.840.10045.4.3.2" | "1.2.840.10045.4.3.3" | "1.2.840.10045.4.3.4" => {
             use p256::ecdsa::signature::hazmat::PrehashVerifier;
             use p256::pkcs8::DecodePublicKey;
-            let key = p256::ecdsa::VerifyingKey::from_public_key_der(spki).map_err(|e| format!("CA key: {e}"))?;
-            let s = p256::ecdsa::Signature::from_der(sig).map_err(|e| format!("bad signature: {e}"))?;
+            let key = p256::ecdsa::VerifyingKey::from_public_key_der(spki)
+                .map_err(|e| format!("CA key: {e}"))?;
+            let s =
+                p256::ecdsa::Signature::from_der(sig).map_err(|e| format!("bad signature: {e}"))?;
             let digest: Vec<u8> = match alg.as_str() {
                 "1.2.840.10045.4.3.2" => Sha256::digest(tbs).to_vec(),
                 "1.2.840.10045.4.3.3" => Sha384::digest(tbs).to_vec(),
@@ -285,15 +336,29 @@ pub(crate) fn cert_signed_by(child_der: &[u8], issuer_der: &[u8], now: OffsetDat
         }
         "1.2.840.113549.1.1.11" | "1.2.840.113549.1.1.12" | "1.2.840.113549.1.1.13" => {
             use rsa::pkcs8::DecodePublicKey;
-            let key = rsa::RsaPublicKey::from_public_key_der(spki).map_err(|e| format!("CA key: {e}"))?;
+            let key =
+                rsa::RsaPublicKey::from_public_key_der(spki).map_err(|e| format!("CA key: {e}"))?;
             let (scheme, digest) = match alg.as_str() {
-                "1.2.840.113549.1.1.11" => (rsa::Pkcs1v15Sign::new::<Sha256>(), Sha256::digest(tbs).to_vec()),
-                "1.2.840.113549.1.1.12" => (rsa::Pkcs1v15Sign::new::<Sha384>(), Sha384::digest(tbs).to_vec()),
-                _ => (rsa::Pkcs1v15Sign::new::<Sha512>(), Sha512::digest(tbs).to_vec()),
+                "1.2.840.113549.1.1.11" => (
+                    rsa::Pkcs1v15Sign::new::<Sha256>(),
+                    Sha256::digest(tbs).to_vec(),
+                ),
+                "1.2.840.113549.1.1.12" => (
+                    rsa::Pkcs1v15Sign::new::<Sha384>(),
+                    Sha384::digest(tbs).to_vec(),
+                ),
+                _ => (
+                    rsa::Pkcs1v15Sign::new::<Sha512>(),
+                    Sha512::digest(tbs).to_vec(),
+                ),
             };
             key.verify(scheme, &digest, sig).is_ok()
         }
-        other => return Err(format!("unsupported certificate signature algorithm {other}")),
+        other => {
+            return Err(format!(
+                "unsupported certificate signature algorithm {other}"
+            ))
+        }
     };
     if ok {
         Ok(())
@@ -318,7 +383,10 @@ pub(crate) fn pem_encode_certs(ders: &[Vec<u8>]) -> Vec<u8> {
     let cfg = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
     let mut out = String::new();
     for d in ders {
-        out.push_str(&pem::encode_config(&pem::Pem::new("CERTIFICATE", d.clone()), cfg));
+        out.push_str(&pem::encode_config(
+            &pem::Pem::new("CERTIFICATE", d.clone()),
+            cfg,
+        ));
     }
     out.into_bytes()
 }
@@ -330,14 +398,21 @@ mod tests {
     /// Spec §10 vector 2.
     #[test]
     fn ed25519_key_id() {
-        let public = hex::decode("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a").unwrap();
+        let public =
+            hex::decode("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+                .unwrap();
         let key = PublicKey::from_json(&KeyJson {
             keytype: "ed25519".into(),
-            keyval: KeyVal { public: "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=".into() },
+            keyval: KeyVal {
+                public: "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=".into(),
+            },
         })
         .unwrap();
         assert_eq!(key.public_bytes(), public.as_slice());
-        assert_eq!(key.id(), "4297585c0fe23f11d05ccfdfe00ddc1543e428febcd6de32ddeb1d5cf16942b6");
+        assert_eq!(
+            key.id(),
+            "4297585c0fe23f11d05ccfdfe00ddc1543e428febcd6de32ddeb1d5cf16942b6"
+        );
         assert_eq!(key.canonical_id(), key.id());
         assert!(key.is_supported());
     }

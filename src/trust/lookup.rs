@@ -36,8 +36,14 @@ impl SignedTarget {
         format!("sha256:{}", hex::encode(self.sha256))
     }
 
-    fn from_meta(name: &str, role: &VerifiedRole, meta: &FileMeta) -> Result<SignedTarget, TrustError> {
-        let sha256 = meta.sha256().ok_or_else(|| TrustError::NoSha256 { tag: name.into() })?;
+    fn from_meta(
+        name: &str,
+        role: &VerifiedRole,
+        meta: &FileMeta,
+    ) -> Result<SignedTarget, TrustError> {
+        let sha256 = meta
+            .sha256()
+            .ok_or_else(|| TrustError::NoSha256 { tag: name.into() })?;
         Ok(SignedTarget {
             name: name.into(),
             sha256,
@@ -61,7 +67,9 @@ impl VerifiedRepository {
             if skip(name) {
                 continue;
             }
-            let Some(role) = self.role(name) else { continue };
+            let Some(role) = self.role(name) else {
+                continue;
+            };
             out.push(role);
             queue.extend(role.delegations.iter().map(String::as_str));
         }
@@ -71,7 +79,11 @@ impl VerifiedRepository {
     /// Resolve `tag`: pass 1 `targets/releases` and its subtree, pass 2 `targets` and its other
     /// delegations; first hit wins. Docker only accepts hits in `targets/releases` or `targets`.
     /// With `required_signers`, each listed role must also have signed the same sha256 and length.
-    pub fn lookup(&self, tag: &str, required_signers: Option<&[String]>) -> Result<SignedTarget, TrustError> {
+    pub fn lookup(
+        &self,
+        tag: &str,
+        required_signers: Option<&[String]>,
+    ) -> Result<SignedTarget, TrustError> {
         let order: Vec<&VerifiedRole> = self
             .bfs(RELEASES, |_| false)
             .into_iter()
@@ -80,7 +92,9 @@ impl VerifiedRepository {
         let mut outside: Option<&str> = None;
         let mut hit = None;
         for role in order {
-            let Some(meta) = role.targets.get(tag) else { continue };
+            let Some(meta) = role.targets.get(tag) else {
+                continue;
+            };
             if !role.covers(tag) {
                 // Notary ignores targets outside a delegation's paths; remember why for the message.
                 outside.get_or_insert(&role.name);
@@ -91,21 +105,32 @@ impl VerifiedRepository {
         }
         let Some((role, meta)) = hit else {
             return Err(match outside {
-                Some(r) => TrustError::OutsideDelegationPaths { tag: tag.into(), role: r.into() },
+                Some(r) => TrustError::OutsideDelegationPaths {
+                    tag: tag.into(),
+                    role: r.into(),
+                },
                 None => TrustError::UnsignedTag { tag: tag.into() },
             });
         };
         if role.name != RELEASES && role.name != TARGETS {
-            return Err(TrustError::TagInOtherDelegation { tag: tag.into(), role: role.name.clone() });
+            return Err(TrustError::TagInOtherDelegation {
+                tag: tag.into(),
+                role: role.name.clone(),
+            });
         }
         let found = SignedTarget::from_meta(tag, role, meta)?;
         for req in required_signers.unwrap_or(&[]) {
             let ok = self.role(req).is_some_and(|r| {
                 r.covers(tag)
-                    && r.targets.get(tag).is_some_and(|m| m.sha256() == Some(found.sha256) && m.length == found.length)
+                    && r.targets.get(tag).is_some_and(|m| {
+                        m.sha256() == Some(found.sha256) && m.length == found.length
+                    })
             });
             if !ok {
-                return Err(TrustError::RequiredSignerMissing { tag: tag.into(), role: req.clone() });
+                return Err(TrustError::RequiredSignerMissing {
+                    tag: tag.into(),
+                    role: req.clone(),
+                });
             }
         }
         Ok(found)
@@ -116,7 +141,9 @@ impl VerifiedRepository {
     pub fn signed_targets(&self) -> Vec<SignedTarget> {
         let mut out: BTreeMap<String, SignedTarget> = BTreeMap::new();
         for name in [RELEASES, TARGETS] {
-            let Some(role) = self.role(name) else { continue };
+            let Some(role) = self.role(name) else {
+                continue;
+            };
             for (tag, meta) in &role.targets {
                 if out.contains_key(tag) || !role.covers(tag) {
                     continue;

@@ -45,8 +45,12 @@ pub struct Envelope {
 /// Parse `{"signed": …, "signatures": […]}`.
 pub fn parse_envelope(bytes: &[u8]) -> Result<Envelope, String> {
     let value = canonical::parse(bytes).map_err(|e| e.to_string())?;
-    let Value::Object(mut obj) = value else { return Err("metadata is not a JSON object".into()) };
-    let signed = obj.remove("signed").ok_or("metadata has no \"signed\" member")?;
+    let Value::Object(mut obj) = value else {
+        return Err("metadata is not a JSON object".into());
+    };
+    let signed = obj
+        .remove("signed")
+        .ok_or("metadata has no \"signed\" member")?;
     if !signed.is_object() {
         return Err("\"signed\" is not an object".into());
     }
@@ -55,7 +59,11 @@ pub fn parse_envelope(bytes: &[u8]) -> Result<Envelope, String> {
         Some(v) => serde_json::from_value(v).map_err(|e| format!("bad \"signatures\": {e}"))?,
     };
     let canonical = canonical::canonicalize(&signed).map_err(|e| e.to_string())?;
-    Ok(Envelope { signed, canonical, signatures })
+    Ok(Envelope {
+        signed,
+        canonical,
+        signatures,
+    })
 }
 
 /// Fields common to every role (`SignedCommon`).
@@ -83,7 +91,9 @@ pub struct FileMeta {
 impl FileMeta {
     /// The sha256 digest, when present and 32 bytes long.
     pub fn sha256(&self) -> Option<[u8; 32]> {
-        self.hashes.get("sha256").and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
+        self.hashes
+            .get("sha256")
+            .and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
     }
 }
 
@@ -221,7 +231,11 @@ fn common(c: CommonJson, want: &str) -> Result<Common, String> {
     if c.version < 1 {
         return Err(format!("version {} is below 1", c.version));
     }
-    Ok(Common { type_: c.type_, version: c.version as u64, expires: parse_time(&c.expires)? })
+    Ok(Common {
+        type_: c.type_,
+        version: c.version as u64,
+        expires: parse_time(&c.expires)?,
+    })
 }
 
 fn file_meta(m: FileMetaJson) -> Result<FileMeta, String> {
@@ -230,7 +244,9 @@ fn file_meta(m: FileMetaJson) -> Result<FileMeta, String> {
     }
     let mut hashes = BTreeMap::new();
     for (alg, v) in m.hashes {
-        let d = B64.decode(v.as_bytes()).map_err(|e| format!("{alg} hash is not base64: {e}"))?;
+        let d = B64
+            .decode(v.as_bytes())
+            .map_err(|e| format!("{alg} hash is not base64: {e}"))?;
         let want = match alg.as_str() {
             "sha256" => Some(32),
             "sha512" => Some(64),
@@ -243,18 +259,29 @@ fn file_meta(m: FileMetaJson) -> Result<FileMeta, String> {
         }
         hashes.insert(alg, d);
     }
-    Ok(FileMeta { length: m.length as u64, hashes, custom: m.custom })
+    Ok(FileMeta {
+        length: m.length as u64,
+        hashes,
+        custom: m.custom,
+    })
 }
 
 fn keys(k: BTreeMap<String, KeyJson>) -> Result<BTreeMap<String, PublicKey>, String> {
-    k.into_iter().map(|(id, j)| Ok((id, PublicKey::from_json(&j)?))).collect()
+    k.into_iter()
+        .map(|(id, j)| Ok((id, PublicKey::from_json(&j)?)))
+        .collect()
 }
 
 fn role_def(name: String, r: RoleJson) -> Result<RoleDef, String> {
     if r.threshold < 1 || r.threshold > u32::MAX as i64 {
         return Err(format!("role {name} has invalid threshold {}", r.threshold));
     }
-    Ok(RoleDef { name, key_ids: r.keyids, threshold: r.threshold as u32, paths: r.paths })
+    Ok(RoleDef {
+        name,
+        key_ids: r.keyids,
+        threshold: r.threshold as u32,
+        paths: r.paths,
+    })
 }
 
 fn from_value<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, String> {
@@ -265,13 +292,22 @@ impl Root {
     /// Parse and check structure: all four base roles, thresholds ≥ 1, key IDs present in `keys`.
     pub fn from_signed(v: Value) -> Result<Root, String> {
         let j: RootJson = from_value(v)?;
-        let common = common(CommonJson { type_: j.type_, version: j.version, expires: j.expires }, "Root")?;
+        let common = common(
+            CommonJson {
+                type_: j.type_,
+                version: j.version,
+                expires: j.expires,
+            },
+            "Root",
+        )?;
         let keys = keys(j.keys)?;
         let mut roles = BTreeMap::new();
         for (name, r) in j.roles {
             let def = role_def(name.clone(), r)?;
             if let Some(missing) = def.key_ids.iter().find(|k| !keys.contains_key(*k)) {
-                return Err(format!("role {name} lists key {missing} which is not in keys"));
+                return Err(format!(
+                    "role {name} lists key {missing} which is not in keys"
+                ));
             }
             roles.insert(name, def);
         }
@@ -280,7 +316,11 @@ impl Root {
                 return Err(format!("root does not define the {base} role"));
             }
         }
-        Ok(Root { common, keys, roles })
+        Ok(Root {
+            common,
+            keys,
+            roles,
+        })
     }
 
     /// The role definition of a base role (present after parsing).
@@ -293,9 +333,19 @@ impl Timestamp {
     /// Parse; `meta.snapshot` with sha256 is required.
     pub fn from_signed(v: Value) -> Result<Timestamp, String> {
         let j: MetaJson = from_value(v)?;
-        let common = common(CommonJson { type_: j.type_, version: j.version, expires: j.expires }, "Timestamp")?;
+        let common = common(
+            CommonJson {
+                type_: j.type_,
+                version: j.version,
+                expires: j.expires,
+            },
+            "Timestamp",
+        )?;
         let mut meta = j.meta;
-        let snapshot = file_meta(meta.remove(SNAPSHOT).ok_or("timestamp has no snapshot meta")?)?;
+        let snapshot = file_meta(
+            meta.remove(SNAPSHOT)
+                .ok_or("timestamp has no snapshot meta")?,
+        )?;
         if !meta.is_empty() {
             return Err("timestamp meta may only describe snapshot".into());
         }
@@ -310,8 +360,19 @@ impl Snapshot {
     /// Parse; `root` and `targets` entries with sha256 are required.
     pub fn from_signed(v: Value) -> Result<Snapshot, String> {
         let j: MetaJson = from_value(v)?;
-        let common = common(CommonJson { type_: j.type_, version: j.version, expires: j.expires }, "Snapshot")?;
-        let meta = j.meta.into_iter().map(|(k, m)| Ok((k, file_meta(m)?))).collect::<Result<BTreeMap<_, _>, String>>()?;
+        let common = common(
+            CommonJson {
+                type_: j.type_,
+                version: j.version,
+                expires: j.expires,
+            },
+            "Snapshot",
+        )?;
+        let meta = j
+            .meta
+            .into_iter()
+            .map(|(k, m)| Ok((k, file_meta(m)?)))
+            .collect::<Result<BTreeMap<_, _>, String>>()?;
         for base in [ROOT, TARGETS] {
             match meta.get(base) {
                 Some(m) if m.sha256().is_some() => {}
@@ -326,7 +387,9 @@ impl Snapshot {
 pub fn is_delegation_name(name: &str) -> bool {
     name.len() < 256
         && name.starts_with("targets/")
-        && name.bytes().all(|b| matches!(b, b'-' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'/'))
+        && name
+            .bytes()
+            .all(|b| matches!(b, b'-' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'/'))
         && name.split('/').all(|seg| !seg.is_empty())
 }
 
@@ -334,8 +397,19 @@ impl Targets {
     /// Parse a targets file of role `role`; delegations must be valid direct children.
     pub fn from_signed(v: Value, role: &str) -> Result<Targets, String> {
         let j: TargetsJson = from_value(v)?;
-        let common = common(CommonJson { type_: j.type_, version: j.version, expires: j.expires }, "Targets")?;
-        let targets = j.targets.into_iter().map(|(k, m)| Ok((k, file_meta(m)?))).collect::<Result<BTreeMap<_, _>, String>>()?;
+        let common = common(
+            CommonJson {
+                type_: j.type_,
+                version: j.version,
+                expires: j.expires,
+            },
+            "Targets",
+        )?;
+        let targets = j
+            .targets
+            .into_iter()
+            .map(|(k, m)| Ok((k, file_meta(m)?)))
+            .collect::<Result<BTreeMap<_, _>, String>>()?;
         let delegation_keys = keys(j.delegations.keys)?;
         let mut delegations = Vec::with_capacity(j.delegations.roles.len());
         for r in j.delegations.roles {
@@ -344,12 +418,24 @@ impl Targets {
                 return Err(format!("{name:?} is not a valid delegation of {role}"));
             }
             let def = role_def(name, r)?;
-            if let Some(missing) = def.key_ids.iter().find(|k| !delegation_keys.contains_key(*k)) {
-                return Err(format!("delegation {} lists key {missing} which is not in delegations.keys", def.name));
+            if let Some(missing) = def
+                .key_ids
+                .iter()
+                .find(|k| !delegation_keys.contains_key(*k))
+            {
+                return Err(format!(
+                    "delegation {} lists key {missing} which is not in delegations.keys",
+                    def.name
+                ));
             }
             delegations.push(def);
         }
-        Ok(Targets { common, targets, delegation_keys, delegations })
+        Ok(Targets {
+            common,
+            targets,
+            delegation_keys,
+            delegations,
+        })
     }
 }
 
@@ -373,7 +459,10 @@ pub fn check_hashes(bytes: &[u8], meta: &FileMeta) -> Result<(), HashFailure> {
         };
         checked += 1;
         if !bool::from(got.ct_eq(want)) {
-            return Err(HashFailure::Mismatch { alg: alg.clone(), expected: hex::encode(want) });
+            return Err(HashFailure::Mismatch {
+                alg: alg.clone(),
+                expected: hex::encode(want),
+            });
         }
     }
     if checked == 0 {

@@ -34,5 +34,6 @@ pub use lookup::SignedTarget;
 pub use pinning::TrustPinning;
 pub use source::{FetchError, MemorySource, MetadataPath, MetadataSource};
 pub use update::{
-    go_time, update, SignerKey, StoredBytes, TrustState, VerifiedRepository, VerifiedRole, VerifyOptions,
+    go_time, update, SignerKey, StoredBytes, TrustState, VerifiedRepository, VerifiedRole,
+    VerifyOptions,
 };

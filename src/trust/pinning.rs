@@ -31,7 +31,11 @@ fn default_true() -> bool {
 
 impl Default for TrustPinning {
     fn default() -> Self {
-        TrustPinning { certs: BTreeMap::new(), ca: BTreeMap::new(), tofu: true }
+        TrustPinning {
+            certs: BTreeMap::new(),
+            ca: BTreeMap::new(),
+            tofu: true,
+        }
     }
 }
 
@@ -50,7 +54,12 @@ impl TrustPinning {
         if let Some(ids) = self.certs.get(gun) {
             return Some(PinCheck::Certs(ids));
         }
-        if let Some((_, ca)) = self.ca.iter().filter(|(p, _)| gun.starts_with(p.as_str())).max_by_key(|(p, _)| p.len()) {
+        if let Some((_, ca)) = self
+            .ca
+            .iter()
+            .filter(|(p, _)| gun.starts_with(p.as_str()))
+            .max_by_key(|(p, _)| p.len())
+        {
             return Some(PinCheck::Ca(ca));
         }
         if self.tofu || !first_bootstrap {
@@ -66,16 +75,21 @@ impl PinCheck<'_> {
         match self {
             PinCheck::Tofu => Ok(()),
             PinCheck::Certs(ids) => {
-                let reencoded = keys::key_id(key.key_type(), &keys::pem_encode_certs(key.certificates()));
+                let reencoded =
+                    keys::key_id(key.key_type(), &keys::pem_encode_certs(key.certificates()));
                 let candidates = [key.id().to_string(), reencoded, key.canonical_id()];
                 if ids.iter().any(|id| candidates.contains(id)) {
                     Ok(())
                 } else {
-                    Err(format!("root certificate {} is not one of the pinned certificates", key.id()))
+                    Err(format!(
+                        "root certificate {} is not one of the pinned certificates",
+                        key.id()
+                    ))
                 }
             }
             PinCheck::Ca(pem) => {
-                let cas = keys::parse_pem_certs(pem.as_bytes()).map_err(|e| format!("pinned CA: {e}"))?;
+                let cas =
+                    keys::parse_pem_certs(pem.as_bytes()).map_err(|e| format!("pinned CA: {e}"))?;
                 let certs = key.certificates();
                 let leaf = certs.first().ok_or("root key has no certificate")?;
                 chain_to_ca(leaf, &certs[1..], &cas, now)
@@ -85,7 +99,12 @@ impl PinCheck<'_> {
 }
 
 /// Walk leaf → intermediates (from the root key's bundle) → one of the pinned CAs.
-fn chain_to_ca(leaf: &[u8], intermediates: &[Vec<u8>], cas: &[Vec<u8>], now: OffsetDateTime) -> Result<(), String> {
+fn chain_to_ca(
+    leaf: &[u8],
+    intermediates: &[Vec<u8>],
+    cas: &[Vec<u8>],
+    now: OffsetDateTime,
+) -> Result<(), String> {
     let mut current: &[u8] = leaf;
     let mut last_err = String::from("no CA certificate matches the root certificate's issuer");
     for _depth in 0..=intermediates.len() {
@@ -106,5 +125,7 @@ fn chain_to_ca(leaf: &[u8], intermediates: &[Vec<u8>], cas: &[Vec<u8>], now: Off
             None => break,
         }
     }
-    Err(format!("root certificate does not chain to the pinned CA: {last_err}"))
+    Err(format!(
+        "root certificate does not chain to the pinned CA: {last_err}"
+    ))
 }

@@ -58,7 +58,9 @@ impl Method {
 /// Verify one signature over `msg` (the canonical bytes). False on any mismatch of method and key
 /// type, malformed signature bytes or a bad signature.
 pub fn verify(key: &PublicKey, method: Method, msg: &[u8], sig: &[u8]) -> bool {
-    let Some(material) = key.material() else { return false };
+    let Some(material) = key.material() else {
+        return false;
+    };
     match (method, material) {
         (Method::Ecdsa, KeyMaterial::P256(k)) => {
             use p256::ecdsa::signature::Verifier;
@@ -71,17 +73,23 @@ pub fn verify(key: &PublicKey, method: Method, msg: &[u8], sig: &[u8]) -> bool {
                 Err(_) => false,
             }
         }
-        (Method::Eddsa, KeyMaterial::Ed25519(k)) => match ed25519_dalek::Signature::from_slice(sig) {
+        (Method::Eddsa, KeyMaterial::Ed25519(k)) => match ed25519_dalek::Signature::from_slice(sig)
+        {
             Ok(s) => k.verify_strict(msg, &s).is_ok(),
             Err(_) => false,
         },
         (Method::RsaPss, KeyMaterial::Rsa(k)) => {
             // Pss::new::<Sha256>() uses a salt length of 32 (the digest size), as Notary does.
-            k.verify(rsa::Pss::new::<Sha256>(), &Sha256::digest(msg), sig).is_ok()
+            k.verify(rsa::Pss::new::<Sha256>(), &Sha256::digest(msg), sig)
+                .is_ok()
         }
-        (Method::RsaPkcs1v15, KeyMaterial::Rsa(k)) => {
-            k.verify(rsa::Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(msg), sig).is_ok()
-        }
+        (Method::RsaPkcs1v15, KeyMaterial::Rsa(k)) => k
+            .verify(
+                rsa::Pkcs1v15Sign::new::<Sha256>(),
+                &Sha256::digest(msg),
+                sig,
+            )
+            .is_ok(),
         _ => false,
     }
 }
@@ -119,7 +127,11 @@ pub enum ThresholdFailure {
 /// Count distinct role keys with a valid signature over `msg`; returns their IDs (sorted) when the
 /// threshold is met. Signatures by keys outside the role are ignored; two signatures by one key
 /// count once.
-pub fn check_threshold(role: &RoleKeys<'_>, msg: &[u8], sigs: &[SignatureJson]) -> Result<Vec<String>, ThresholdFailure> {
+pub fn check_threshold(
+    role: &RoleKeys<'_>,
+    msg: &[u8],
+    sigs: &[SignatureJson],
+) -> Result<Vec<String>, ThresholdFailure> {
     use base64::Engine as _;
     if sigs.is_empty() {
         return Err(ThresholdFailure::NoSignatures);
@@ -131,10 +143,12 @@ pub fn check_threshold(role: &RoleKeys<'_>, msg: &[u8], sigs: &[SignatureJson]) 
     let mut unsupported_method = None;
     let mut unsupported_key = None;
     for s in sigs {
-        if !role.key_ids.iter().any(|k| *k == s.keyid) || valid.contains(s.keyid.as_str()) {
+        if !role.key_ids.contains(&s.keyid) || valid.contains(s.keyid.as_str()) {
             continue;
         }
-        let Some(key) = role.keys.get(&s.keyid) else { continue };
+        let Some(key) = role.keys.get(&s.keyid) else {
+            continue;
+        };
         if key.id() != s.keyid {
             return Err(ThresholdFailure::KeyIdMismatch(s.keyid.clone()));
         }
@@ -143,10 +157,13 @@ pub fn check_threshold(role: &RoleKeys<'_>, msg: &[u8], sigs: &[SignatureJson]) 
             continue;
         };
         if !key.is_supported() {
-            unsupported_key.get_or_insert_with(|| (key.id().to_string(), key.key_type().to_string()));
+            unsupported_key
+                .get_or_insert_with(|| (key.id().to_string(), key.key_type().to_string()));
             continue;
         }
-        let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(s.sig.as_bytes()) else { continue };
+        let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(s.sig.as_bytes()) else {
+            continue;
+        };
         if verify(key, method, msg, &sig) {
             valid.insert(s.keyid.as_str());
         }
@@ -171,7 +188,9 @@ mod tests {
     /// Spec §10 vector 3: the RFC 8032 test-1 key signs a timestamp.
     #[test]
     fn vector_3_timestamp_signature() {
-        let public = hex::decode("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a").unwrap();
+        let public =
+            hex::decode("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+                .unwrap();
         let key = PublicKey::new("ed25519", public);
         let msg = br#"{"_type":"Timestamp","expires":"2030-01-01T00:00:00Z","meta":{"snapshot":{"hashes":{"sha256":"LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ="},"length":5}},"version":1}"#;
         let sig = base64::engine::general_purpose::STANDARD
@@ -183,19 +202,43 @@ mod tests {
         bad[10] ^= 1;
         assert!(!verify(&key, Method::Eddsa, &bad, &sig));
         // Threshold: one key, signed twice, threshold 2 → one distinct key only.
-        let keys: BTreeMap<String, PublicKey> = [(key.id().to_string(), key.clone())].into_iter().collect();
+        let keys: BTreeMap<String, PublicKey> =
+            [(key.id().to_string(), key.clone())].into_iter().collect();
         let ids = vec![key.id().to_string()];
         let s = SignatureJson {
             keyid: key.id().to_string(),
             method: "EdDSA".into(),
             sig: base64::engine::general_purpose::STANDARD.encode(&sig),
         };
-        let role = RoleKeys { role: "timestamp", key_ids: &ids, keys: &keys, threshold: 1 };
-        assert_eq!(check_threshold(&role, msg, std::slice::from_ref(&s)).unwrap(), ids);
-        let role2 = RoleKeys { threshold: 2, ..role.clone() };
-        assert_eq!(check_threshold(&role2, msg, &[s.clone(), s.clone()]), Err(ThresholdFailure::Threshold { valid: 1 }));
-        assert_eq!(check_threshold(&role, msg, &[]), Err(ThresholdFailure::NoSignatures));
-        let unk = SignatureJson { method: "dsa".into(), ..s };
-        assert_eq!(check_threshold(&role, msg, &[unk]), Err(ThresholdFailure::UnsupportedMethod("dsa".into())));
+        let role = RoleKeys {
+            role: "timestamp",
+            key_ids: &ids,
+            keys: &keys,
+            threshold: 1,
+        };
+        assert_eq!(
+            check_threshold(&role, msg, std::slice::from_ref(&s)).unwrap(),
+            ids
+        );
+        let role2 = RoleKeys {
+            threshold: 2,
+            ..role.clone()
+        };
+        assert_eq!(
+            check_threshold(&role2, msg, &[s.clone(), s.clone()]),
+            Err(ThresholdFailure::Threshold { valid: 1 })
+        );
+        assert_eq!(
+            check_threshold(&role, msg, &[]),
+            Err(ThresholdFailure::NoSignatures)
+        );
+        let unk = SignatureJson {
+            method: "dsa".into(),
+            ..s
+        };
+        assert_eq!(
+            check_threshold(&role, msg, &[unk]),
+            Err(ThresholdFailure::UnsupportedMethod("dsa".into()))
+        );
     }
 }

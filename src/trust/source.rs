@@ -79,7 +79,11 @@ pub enum FetchError {
 /// verifier checks again).
 pub trait MetadataSource {
     /// Fetch one file.
-    fn fetch(&self, path: &MetadataPath, max_len: u64) -> impl Future<Output = Result<Vec<u8>, FetchError>> + Send;
+    fn fetch(
+        &self,
+        path: &MetadataPath,
+        max_len: u64,
+    ) -> impl Future<Output = Result<Vec<u8>, FetchError>> + Send;
 }
 
 /// Files in memory, keyed by [`MetadataPath::file_name`]. A by-checksum request that has no exact
@@ -130,7 +134,11 @@ impl MemorySource {
 }
 
 impl MetadataSource for MemorySource {
-    fn fetch(&self, path: &MetadataPath, max_len: u64) -> impl Future<Output = Result<Vec<u8>, FetchError>> + Send {
+    fn fetch(
+        &self,
+        path: &MetadataPath,
+        max_len: u64,
+    ) -> impl Future<Output = Result<Vec<u8>, FetchError>> + Send {
         let result = match self.lookup(path) {
             None => Err(FetchError::NotFound),
             Some(b) if b.len() as u64 > max_len => Err(FetchError::TooLarge { limit: max_len }),

@@ -16,7 +16,9 @@ use time::macros::datetime;
 use time::OffsetDateTime;
 
 use crate::trust::keys;
-use crate::trust::{update, MemorySource, TrustError, TrustState, VerifiedRepository, VerifyOptions};
+use crate::trust::{
+    update, MemorySource, TrustError, TrustState, VerifiedRepository, VerifyOptions,
+};
 
 /// The fixed clock tests verify at.
 pub const NOW: OffsetDateTime = datetime!(2030-06-01 00:00 UTC);
@@ -92,7 +94,10 @@ impl rsa::rand_core::RngCore for CountingRng {
         self.next_u64() as u32
     }
     fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0
     }
     fn fill_bytes(&mut self, dest: &mut [u8]) {
@@ -115,7 +120,11 @@ fn p256_key(seed: u8) -> p256::ecdsa::SigningKey {
 
 fn p256_spki(k: &p256::ecdsa::SigningKey) -> Vec<u8> {
     use p256::pkcs8::EncodePublicKey;
-    k.verifying_key().to_public_key_der().expect("spki").as_bytes().to_vec()
+    k.verifying_key()
+        .to_public_key_der()
+        .expect("spki")
+        .as_bytes()
+        .to_vec()
 }
 
 impl TestKey {
@@ -123,35 +132,74 @@ impl TestKey {
     pub fn ed25519(seed: u8) -> TestKey {
         let sk = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
         let public = sk.verifying_key().to_bytes().to_vec();
-        TestKey { signer: Signer::Ed25519(sk), key_type: keys::ED25519.into(), public, method: None }
+        TestKey {
+            signer: Signer::Ed25519(sk),
+            key_type: keys::ED25519.into(),
+            public,
+            method: None,
+        }
     }
 
     /// ECDSA P-256 key (`ecdsa`, PKIX public key) from a seed byte.
     pub fn ecdsa(seed: u8) -> TestKey {
         let sk = p256_key(seed);
         let public = p256_spki(&sk);
-        TestKey { signer: Signer::P256(sk), key_type: keys::ECDSA.into(), public, method: None }
+        TestKey {
+            signer: Signer::P256(sk),
+            key_type: keys::ECDSA.into(),
+            public,
+            method: None,
+        }
     }
 
     /// The fixed RSA-2048 key (`rsa`).
     pub fn rsa() -> TestKey {
         use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
         let sk = rsa::RsaPrivateKey::from_pkcs8_pem(RSA_PEM.trim()).expect("test RSA key");
-        let public = sk.to_public_key().to_public_key_der().expect("spki").as_bytes().to_vec();
-        TestKey { signer: Signer::Rsa(Box::new(sk)), key_type: keys::RSA.into(), public, method: None }
+        let public = sk
+            .to_public_key()
+            .to_public_key_der()
+            .expect("spki")
+            .as_bytes()
+            .to_vec();
+        TestKey {
+            signer: Signer::Rsa(Box::new(sk)),
+            key_type: keys::RSA.into(),
+            public,
+            method: None,
+        }
     }
 
     /// A self-signed `ecdsa-x509` root key like Notary generates (CN = `cn`).
-    pub fn root_cert(seed: u8, cn: &str, not_before: OffsetDateTime, not_after: OffsetDateTime) -> TestKey {
+    pub fn root_cert(
+        seed: u8,
+        cn: &str,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> TestKey {
         let sk = p256_key(seed);
-        let der = make_cert(&p256_spki(&sk), cn, cn, &sk, not_before, not_after, false, seed as u64);
+        let der = make_cert(
+            &p256_spki(&sk),
+            cn,
+            cn,
+            &sk,
+            not_before,
+            not_after,
+            false,
+            seed as u64,
+        );
         TestKey::x509(sk, &[der])
     }
 
     /// An `ecdsa-x509` key over a certificate bundle (leaf first) for private key `sk`.
     pub fn x509(sk: p256::ecdsa::SigningKey, certs: &[Vec<u8>]) -> TestKey {
         let public = keys::pem_encode_certs(certs);
-        TestKey { signer: Signer::P256(sk), key_type: keys::ECDSA_X509.into(), public, method: None }
+        TestKey {
+            signer: Signer::P256(sk),
+            key_type: keys::ECDSA_X509.into(),
+            public,
+            method: None,
+        }
     }
 
     /// The same key, signing with another method name.
@@ -191,10 +239,18 @@ impl TestKey {
             Signer::Rsa(k) => {
                 let digest = Sha256::digest(msg);
                 if self.method.as_deref() == Some("rsapkcs1v15") {
-                    ("rsapkcs1v15", k.sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &digest).expect("rsa sign"))
+                    (
+                        "rsapkcs1v15",
+                        k.sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &digest)
+                            .expect("rsa sign"),
+                    )
                 } else {
                     let mut rng = CountingRng(7);
-                    ("rsapss", k.sign_with_rng(&mut rng, rsa::Pss::new::<Sha256>(), &digest).expect("rsa sign"))
+                    (
+                        "rsapss",
+                        k.sign_with_rng(&mut rng, rsa::Pss::new::<Sha256>(), &digest)
+                            .expect("rsa sign"),
+                    )
                 }
             }
         };
@@ -210,7 +266,12 @@ fn der(tag: u8, content: &[u8]) -> Vec<u8> {
     if n < 128 {
         out.push(n as u8);
     } else {
-        let bytes: Vec<u8> = n.to_be_bytes().iter().copied().skip_while(|b| *b == 0).collect();
+        let bytes: Vec<u8> = n
+            .to_be_bytes()
+            .iter()
+            .copied()
+            .skip_while(|b| *b == 0)
+            .collect();
         out.push(0x80 | bytes.len() as u8);
         out.extend(bytes);
     }
@@ -229,11 +290,24 @@ fn name(cn: &str) -> Vec<u8> {
 
 fn der_time(t: OffsetDateTime) -> Vec<u8> {
     let t = t.to_offset(time::UtcOffset::UTC);
-    let (y, mo, d, h, mi, s) = (t.year(), t.month() as u8, t.day(), t.hour(), t.minute(), t.second());
+    let (y, mo, d, h, mi, s) = (
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+    );
     if (1950..2050).contains(&y) {
-        der(0x17, format!("{:02}{mo:02}{d:02}{h:02}{mi:02}{s:02}Z", y % 100).as_bytes())
+        der(
+            0x17,
+            format!("{:02}{mo:02}{d:02}{h:02}{mi:02}{s:02}Z", y % 100).as_bytes(),
+        )
     } else {
-        der(0x18, format!("{y:04}{mo:02}{d:02}{h:02}{mi:02}{s:02}Z").as_bytes())
+        der(
+            0x18,
+            format!("{y:04}{mo:02}{d:02}{h:02}{mi:02}{s:02}Z").as_bytes(),
+        )
     }
 }
 
@@ -262,7 +336,11 @@ pub fn make_cert(
         spki.to_vec(),
     ];
     if is_ca {
-        let bc = seq(&[der(0x06, &[0x55, 0x1d, 0x13]), der(0x01, &[0xff]), der(0x04, &seq(&[der(0x01, &[0xff])]))]);
+        let bc = seq(&[
+            der(0x06, &[0x55, 0x1d, 0x13]),
+            der(0x01, &[0xff]),
+            der(0x04, &seq(&[der(0x01, &[0xff])])),
+        ]);
         tbs_parts.push(der(0xa3, &seq(&[bc])));
     }
     let tbs = seq(&tbs_parts);
@@ -276,9 +354,27 @@ pub fn make_cert(
 /// A CA and a leaf it signed: returns (CA PEM, leaf `ecdsa-x509` key).
 pub fn ca_and_leaf(ca_seed: u8, leaf_seed: u8, gun: &str) -> (String, TestKey) {
     let ca_sk = p256_key(ca_seed);
-    let ca = make_cert(&p256_spki(&ca_sk), "Test CA", "Test CA", &ca_sk, datetime!(2020-01-01 0:00 UTC), datetime!(2120-01-01 0:00 UTC), true, 99);
+    let ca = make_cert(
+        &p256_spki(&ca_sk),
+        "Test CA",
+        "Test CA",
+        &ca_sk,
+        datetime!(2020-01-01 0:00 UTC),
+        datetime!(2120-01-01 0:00 UTC),
+        true,
+        99,
+    );
     let leaf_sk = p256_key(leaf_seed);
-    let leaf = make_cert(&p256_spki(&leaf_sk), gun, "Test CA", &ca_sk, datetime!(2020-01-01 0:00 UTC), datetime!(2120-01-01 0:00 UTC), false, 100);
+    let leaf = make_cert(
+        &p256_spki(&leaf_sk),
+        gun,
+        "Test CA",
+        &ca_sk,
+        datetime!(2020-01-01 0:00 UTC),
+        datetime!(2120-01-01 0:00 UTC),
+        false,
+        100,
+    );
     let ca_pem = String::from_utf8(keys::pem_encode_certs(&[ca])).expect("pem is ascii");
     (ca_pem, TestKey::x509(leaf_sk, &[leaf]))
 }
@@ -303,7 +399,13 @@ pub struct RoleSpec {
 impl RoleSpec {
     /// One key, threshold 1, version 1, default expiry.
     pub fn new(key: TestKey) -> RoleSpec {
-        RoleSpec { keys: vec![key], threshold: 1, version: 1, expires: EXPIRES, signers: None }
+        RoleSpec {
+            keys: vec![key],
+            threshold: 1,
+            version: 1,
+            expires: EXPIRES,
+            signers: None,
+        }
     }
 
     fn signing_keys(&self) -> &[TestKey] {
@@ -367,7 +469,8 @@ pub fn envelope(signed: &Value, signers: &[TestKey]) -> Vec<u8> {
 }
 
 fn time_str(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).expect("format")
+    t.format(&time::format_description::well_known::Rfc3339)
+        .expect("format")
 }
 
 fn file_meta(bytes: &[u8]) -> Value {
@@ -385,7 +488,12 @@ impl TestRepo {
     /// Root cert (seed 1, CN = GUN, valid 2020–2120), targets ecdsa(2), snapshot ecdsa(3),
     /// timestamp ed25519(4); tag `latest` in targets.
     pub fn new(gun: &str) -> TestRepo {
-        let root = TestKey::root_cert(1, gun, datetime!(2020-01-01 0:00 UTC), datetime!(2120-01-01 0:00 UTC));
+        let root = TestKey::root_cert(
+            1,
+            gun,
+            datetime!(2020-01-01 0:00 UTC),
+            datetime!(2120-01-01 0:00 UTC),
+        );
         TestRepo {
             gun: gun.into(),
             root: RoleSpec::new(root),
@@ -393,7 +501,9 @@ impl TestRepo {
             targets: RoleSpec::new(TestKey::ecdsa(2)),
             snapshot: RoleSpec::new(TestKey::ecdsa(3)),
             timestamp: RoleSpec::new(TestKey::ed25519(4)),
-            target_files: [("latest".to_string(), b"manifest-latest".to_vec())].into_iter().collect(),
+            target_files: [("latest".to_string(), b"manifest-latest".to_vec())]
+                .into_iter()
+                .collect(),
             delegations: Vec::new(),
         }
     }
@@ -404,14 +514,19 @@ impl TestRepo {
             name: "targets/releases".into(),
             role: RoleSpec::new(TestKey::ecdsa(5)),
             paths: vec![String::new()],
-            targets: [("v1".to_string(), b"manifest-v1".to_vec())].into_iter().collect(),
+            targets: [("v1".to_string(), b"manifest-v1".to_vec())]
+                .into_iter()
+                .collect(),
         });
         self
     }
 
     /// The delegation called `name`.
     pub fn delegation_mut(&mut self, name: &str) -> &mut DelegationSpec {
-        self.delegations.iter_mut().find(|d| d.name == name).expect("no such delegation")
+        self.delegations
+            .iter_mut()
+            .find(|d| d.name == name)
+            .expect("no such delegation")
     }
 
     /// Build all files.
@@ -423,7 +538,11 @@ impl TestRepo {
     /// after signing (before its parent records its hash).
     pub fn build_with(&self, mut edit: impl FnMut(Stage<'_>)) -> MemorySource {
         let mut out = MemorySource::new();
-        let mut finish = |role: &str, mut signed: Value, signers: &[TestKey], out: &mut MemorySource| -> Vec<u8> {
+        let mut finish = |role: &str,
+                          mut signed: Value,
+                          signers: &[TestKey],
+                          out: &mut MemorySource|
+         -> Vec<u8> {
             edit(Stage::Signed(role, &mut signed));
             let mut bytes = envelope(&signed, signers);
             edit(Stage::Bytes(role, &mut bytes));
@@ -433,7 +552,12 @@ impl TestRepo {
         // root
         let mut keys = serde_json::Map::new();
         let mut roles = serde_json::Map::new();
-        for (name, spec) in [("root", &self.root), ("targets", &self.targets), ("snapshot", &self.snapshot), ("timestamp", &self.timestamp)] {
+        for (name, spec) in [
+            ("root", &self.root),
+            ("targets", &self.targets),
+            ("snapshot", &self.snapshot),
+            ("timestamp", &self.timestamp),
+        ] {
             let r = keys_and_role(&mut keys, spec);
             roles.insert(name.into(), r);
         }
@@ -445,15 +569,24 @@ impl TestRepo {
         let mut snap_meta = serde_json::Map::new();
         snap_meta.insert("root".into(), file_meta(&root_bytes));
         // targets files, children before parents is not needed: parents only declare keys/paths.
-        let mut files: Vec<(String, &RoleSpec, &BTreeMap<String, Vec<u8>>)> = vec![("targets".into(), &self.targets, &self.target_files)];
+        #[allow(clippy::type_complexity)]
+        let mut files: Vec<(String, &RoleSpec, &BTreeMap<String, Vec<u8>>)> =
+            vec![("targets".into(), &self.targets, &self.target_files)];
         for d in &self.delegations {
             files.push((d.name.clone(), &d.role, &d.targets));
         }
         for (name, spec, tfiles) in files {
-            let targets: serde_json::Map<String, Value> = tfiles.iter().map(|(t, b)| (t.clone(), file_meta(b))).collect();
+            let targets: serde_json::Map<String, Value> = tfiles
+                .iter()
+                .map(|(t, b)| (t.clone(), file_meta(b)))
+                .collect();
             let mut dkeys = serde_json::Map::new();
             let mut droles = Vec::new();
-            for d in self.delegations.iter().filter(|d| d.name.rsplit_once('/').map(|(p, _)| p) == Some(name.as_str())) {
+            for d in self
+                .delegations
+                .iter()
+                .filter(|d| d.name.rsplit_once('/').map(|(p, _)| p) == Some(name.as_str()))
+            {
                 let mut r = keys_and_role(&mut dkeys, &d.role);
                 r["name"] = json!(d.name);
                 r["paths"] = json!(d.paths);
@@ -476,7 +609,12 @@ impl TestRepo {
 /// Drive a future whose source answers immediately (no runtime needed).
 pub fn block_on<F: Future>(f: F) -> F::Output {
     let mut f = std::pin::pin!(f);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    struct Noop;
+    impl std::task::Wake for Noop {
+        fn wake(self: std::sync::Arc<Self>) {}
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Noop));
+    let mut cx = std::task::Context::from_waker(&waker);
     loop {
         if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
             return v;
@@ -486,7 +624,11 @@ pub fn block_on<F: Future>(f: F) -> F::Output {
 }
 
 /// Verify `source` for `gun` at [`NOW`] with default options (TOFU).
-pub fn verify(source: &MemorySource, gun: &str, pinned: Option<&TrustState>) -> Result<VerifiedRepository, TrustError> {
+pub fn verify(
+    source: &MemorySource,
+    gun: &str,
+    pinned: Option<&TrustState>,
+) -> Result<VerifiedRepository, TrustError> {
     verify_opts(source, gun, pinned, NOW, &VerifyOptions::default())
 }
 

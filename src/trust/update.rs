@@ -16,7 +16,9 @@ use time::{Duration, OffsetDateTime};
 
 use crate::trust::error::TrustError;
 use crate::trust::keys::{self, PublicKey};
-use crate::trust::metadata::{self, Envelope, FileMeta, HashFailure, Root, Snapshot, Targets, Timestamp};
+use crate::trust::metadata::{
+    self, Envelope, FileMeta, HashFailure, Root, Snapshot, Targets, Timestamp,
+};
 use crate::trust::metadata::{RELEASES, ROOT, SNAPSHOT, TARGETS, TIMESTAMP};
 use crate::trust::pinning::TrustPinning;
 use crate::trust::signature::{check_threshold, RoleKeys, ThresholdFailure};
@@ -56,7 +58,9 @@ impl Serialize for StoredBytes {
 impl<'de> Deserialize<'de> for StoredBytes {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        B64.decode(s.as_bytes()).map(StoredBytes).map_err(serde::de::Error::custom)
+        B64.decode(s.as_bytes())
+            .map(StoredBytes)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -154,11 +158,20 @@ pub fn go_time(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     let wd = &t.weekday().to_string()[..3];
     let mo = &t.month().to_string()[..3];
-    format!("{wd} {mo} {} {:02}:{:02}:{:02} UTC {}", t.day(), t.hour(), t.minute(), t.second(), t.year())
+    format!(
+        "{wd} {mo} {} {:02}:{:02}:{:02} UTC {}",
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.year()
+    )
 }
 
 pub(crate) fn go_time_unix(secs: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(secs).map(go_time).unwrap_or_else(|_| secs.to_string())
+    OffsetDateTime::from_unix_timestamp(secs)
+        .map(go_time)
+        .unwrap_or_else(|_| secs.to_string())
 }
 
 struct Ctx<'a, S> {
@@ -182,47 +195,93 @@ impl From<TrustError> for RootFailure {
 
 impl<S: MetadataSource> Ctx<'_, S> {
     fn malformed(&self, role: &str, reason: impl Into<String>) -> TrustError {
-        TrustError::Malformed { gun: self.gun.into(), role: role.into(), reason: reason.into() }
+        TrustError::Malformed {
+            gun: self.gun.into(),
+            role: role.into(),
+            reason: reason.into(),
+        }
     }
 
     fn threshold_err(&self, role: &str, threshold: u32, f: ThresholdFailure) -> TrustError {
         let (gun, role) = (self.gun.to_string(), role.to_string());
         match f {
             ThresholdFailure::NoSignatures => TrustError::NoSignatures { gun, role },
-            ThresholdFailure::BadThreshold => TrustError::Malformed { gun, role, reason: "threshold below 1".into() },
-            ThresholdFailure::KeyIdMismatch(key_id) => TrustError::KeyIdMismatch { gun, role, key_id },
-            ThresholdFailure::UnsupportedMethod(method) => TrustError::UnsupportedMethod { gun, role, method },
-            ThresholdFailure::UnsupportedKeyType { key_id, key_type } => {
-                TrustError::UnsupportedKeyType { gun, role, key_id, key_type }
+            ThresholdFailure::BadThreshold => TrustError::Malformed {
+                gun,
+                role,
+                reason: "threshold below 1".into(),
+            },
+            ThresholdFailure::KeyIdMismatch(key_id) => {
+                TrustError::KeyIdMismatch { gun, role, key_id }
             }
-            ThresholdFailure::Threshold { valid } => TrustError::Threshold { gun, role, valid, threshold },
+            ThresholdFailure::UnsupportedMethod(method) => {
+                TrustError::UnsupportedMethod { gun, role, method }
+            }
+            ThresholdFailure::UnsupportedKeyType { key_id, key_type } => {
+                TrustError::UnsupportedKeyType {
+                    gun,
+                    role,
+                    key_id,
+                    key_type,
+                }
+            }
+            ThresholdFailure::Threshold { valid } => TrustError::Threshold {
+                gun,
+                role,
+                valid,
+                threshold,
+            },
         }
     }
 
     async fn fetch(&self, path: MetadataPath, max_len: u64) -> Result<Vec<u8>, TrustError> {
         let role = path.role().to_string();
         match self.source.fetch(&path, max_len).await {
-            Ok(b) if b.len() as u64 > max_len => Err(TrustError::TooLarge { gun: self.gun.into(), role, limit: max_len }),
+            Ok(b) if b.len() as u64 > max_len => Err(TrustError::TooLarge {
+                gun: self.gun.into(),
+                role,
+                limit: max_len,
+            }),
             Ok(b) => Ok(b),
             // A 404 on any root file means the repository has no trust data (Notary LoadTUFRepo).
-            Err(FetchError::NotFound) if role == ROOT => {
-                Err(TrustError::NoTrustData { gun: self.gun.into(), host: self.host.into() })
-            }
-            Err(FetchError::NotFound) => Err(TrustError::MissingMetadata { gun: self.gun.into(), role }),
-            Err(FetchError::TooLarge { limit }) => Err(TrustError::TooLarge { gun: self.gun.into(), role, limit }),
-            Err(FetchError::Other { message, retryable }) => {
-                Err(TrustError::Fetch { gun: self.gun.into(), path: path.file_name(), message, retryable })
-            }
+            Err(FetchError::NotFound) if role == ROOT => Err(TrustError::NoTrustData {
+                gun: self.gun.into(),
+                host: self.host.into(),
+            }),
+            Err(FetchError::NotFound) => Err(TrustError::MissingMetadata {
+                gun: self.gun.into(),
+                role,
+            }),
+            Err(FetchError::TooLarge { limit }) => Err(TrustError::TooLarge {
+                gun: self.gun.into(),
+                role,
+                limit,
+            }),
+            Err(FetchError::Other { message, retryable }) => Err(TrustError::Fetch {
+                gun: self.gun.into(),
+                path: path.file_name(),
+                message,
+                retryable,
+            }),
         }
     }
 
     /// Fetch a file whose length and hashes the (verified) parent announced.
     async fn fetch_checked(&self, role: &str, meta: &FileMeta) -> Result<Vec<u8>, TrustError> {
         if meta.length > MAX_METADATA_SIZE {
-            return Err(TrustError::TooLarge { gun: self.gun.into(), role: role.into(), limit: MAX_METADATA_SIZE });
+            return Err(TrustError::TooLarge {
+                gun: self.gun.into(),
+                role: role.into(),
+                limit: MAX_METADATA_SIZE,
+            });
         }
-        let sha = meta.sha256().ok_or_else(|| self.malformed(role, "parent meta has no sha256"))?;
-        let path = MetadataPath::ByHash { role: role.into(), sha256: hex::encode(sha) };
+        let sha = meta
+            .sha256()
+            .ok_or_else(|| self.malformed(role, "parent meta has no sha256"))?;
+        let path = MetadataPath::ByHash {
+            role: role.into(),
+            sha256: hex::encode(sha),
+        };
         let bytes = self.fetch(path, meta.length).await?;
         self.check_file(role, &bytes, meta)?;
         Ok(bytes)
@@ -238,10 +297,15 @@ impl<S: MetadataSource> Ctx<'_, S> {
             });
         }
         metadata::check_hashes(bytes, meta).map_err(|f| match f {
-            HashFailure::NoSupportedHash => self.malformed(role, "no supported hash in parent meta"),
-            HashFailure::Mismatch { alg, expected } => {
-                TrustError::HashMismatch { gun: self.gun.into(), role: role.into(), alg, expected }
+            HashFailure::NoSupportedHash => {
+                self.malformed(role, "no supported hash in parent meta")
             }
+            HashFailure::Mismatch { alg, expected } => TrustError::HashMismatch {
+                gun: self.gun.into(),
+                role: role.into(),
+                alg,
+                expected,
+            },
         })
     }
 
@@ -257,21 +321,45 @@ impl<S: MetadataSource> Ctx<'_, S> {
         keys: &BTreeMap<String, PublicKey>,
         threshold: u32,
     ) -> Result<Vec<SignerKey>, TrustError> {
-        let rk = RoleKeys { role, key_ids, keys, threshold };
-        let ids = check_threshold(&rk, &env.canonical, &env.signatures).map_err(|f| self.threshold_err(role, threshold, f))?;
+        let rk = RoleKeys {
+            role,
+            key_ids,
+            keys,
+            threshold,
+        };
+        let ids = check_threshold(&rk, &env.canonical, &env.signatures)
+            .map_err(|f| self.threshold_err(role, threshold, f))?;
         Ok(signer_keys(&ids, keys))
     }
 
-    fn check_version(&self, role: &str, found: u64, pinned: Option<&TrustState>) -> Result<(), TrustError> {
-        let current = pinned.and_then(|s| s.versions.get(role)).copied().unwrap_or(0);
+    fn check_version(
+        &self,
+        role: &str,
+        found: u64,
+        pinned: Option<&TrustState>,
+    ) -> Result<(), TrustError> {
+        let current = pinned
+            .and_then(|s| s.versions.get(role))
+            .copied()
+            .unwrap_or(0);
         // Equal is allowed (Notary: version >= minVersion).
         if found < current {
-            return Err(TrustError::Rollback { gun: self.gun.into(), role: role.into(), found, current });
+            return Err(TrustError::Rollback {
+                gun: self.gun.into(),
+                role: role.into(),
+                found,
+                current,
+            });
         }
         Ok(())
     }
 
-    fn check_expiry(&self, role: &str, expires: OffsetDateTime, grace: Option<Duration>) -> Result<(), TrustError> {
+    fn check_expiry(
+        &self,
+        role: &str,
+        expires: OffsetDateTime,
+        grace: Option<Duration>,
+    ) -> Result<(), TrustError> {
         if expires >= self.now {
             return Ok(());
         }
@@ -281,7 +369,11 @@ impl<S: MetadataSource> Ctx<'_, S> {
                 return Ok(());
             }
         }
-        Err(TrustError::Expired { gun: self.gun.into(), role: role.into(), expired_at: go_time(expires) })
+        Err(TrustError::Expired {
+            gun: self.gun.into(),
+            role: role.into(),
+            expired_at: go_time(expires),
+        })
     }
 
     /// `ValidateRoot` (§7 3a–3e). Returns the keys that validly signed the new root.
@@ -293,7 +385,9 @@ impl<S: MetadataSource> Ctx<'_, S> {
         check_cert_expiry: bool,
     ) -> Result<Vec<SignerKey>, RootFailure> {
         let gun = self.gun;
-        let role = new.role(ROOT).ok_or_else(|| self.malformed(ROOT, "no root role"))?;
+        let role = new
+            .role(ROOT)
+            .ok_or_else(|| self.malformed(ROOT, "no root role"))?;
         // a/b: usable leaf certificates of the new root.
         let mut leaves = BTreeMap::new();
         let mut first_reason = None;
@@ -310,18 +404,29 @@ impl<S: MetadataSource> Ctx<'_, S> {
         }
         if leaves.is_empty() {
             let reason = first_reason.unwrap_or_else(|| "root role has no keys".into());
-            return Err(TrustError::InvalidRootCertificate { gun: gun.into(), reason }.into());
+            return Err(TrustError::InvalidRootCertificate {
+                gun: gun.into(),
+                reason,
+            }
+            .into());
         }
         // c: the previous root's threshold, with its certificates (expiry not checked).
         if let Some(prev) = prev {
-            let prole = prev.role(ROOT).ok_or_else(|| self.malformed(ROOT, "pinned root has no root role"))?;
+            let prole = prev
+                .role(ROOT)
+                .ok_or_else(|| self.malformed(ROOT, "pinned root has no root role"))?;
             let pkeys: BTreeMap<String, PublicKey> = prole
                 .key_ids
                 .iter()
                 .filter_map(|id| prev.keys.get(id).map(|k| (id.clone(), k.clone())))
                 .filter(|(_, k)| keys::check_root_leaf(k, gun, self.now, false).is_ok())
                 .collect();
-            let rk = RoleKeys { role: ROOT, key_ids: &prole.key_ids, keys: &pkeys, threshold: prole.threshold };
+            let rk = RoleKeys {
+                role: ROOT,
+                key_ids: &prole.key_ids,
+                keys: &pkeys,
+                threshold: prole.threshold,
+            };
             if let Err(f) = check_threshold(&rk, &env.canonical, &env.signatures) {
                 return Err(RootFailure::Rotation(format!(
                     "failed to validate data with current trusted certificates ({f:?})"
@@ -342,7 +447,11 @@ impl<S: MetadataSource> Ctx<'_, S> {
         });
         if leaves.is_empty() {
             let reason = pin_reason.unwrap_or_default();
-            return Err(TrustError::PinMismatch { gun: gun.into(), reason }.into());
+            return Err(TrustError::PinMismatch {
+                gun: gun.into(),
+                reason,
+            }
+            .into());
         }
         // e: the new root's own threshold over the surviving certificates.
         Ok(self.verify_sigs(ROOT, env, &role.key_ids, &leaves, role.threshold)?)
@@ -354,7 +463,10 @@ impl<S: MetadataSource> Ctx<'_, S> {
         let trusted = match pinned {
             None => None,
             Some(st) => {
-                let bad = |reason: String| TrustError::BadPinnedState { gun: gun.into(), reason };
+                let bad = |reason: String| TrustError::BadPinnedState {
+                    gun: gun.into(),
+                    reason,
+                };
                 if st.gun != gun {
                     return Err(bad(format!("state belongs to {}", st.gun)));
                 }
@@ -367,12 +479,15 @@ impl<S: MetadataSource> Ctx<'_, S> {
         // 1. root
         let root_bytes = self.fetch(MetadataPath::Root, MAX_ROOT_SIZE).await?;
         let root_env = self.envelope(ROOT, &root_bytes)?;
-        let root = Root::from_signed(root_env.signed.clone()).map_err(|e| self.malformed(ROOT, e))?;
+        let root =
+            Root::from_signed(root_env.signed.clone()).map_err(|e| self.malformed(ROOT, e))?;
         let root_signers = match self.validate_root(trusted.as_ref(), &root_env, &root, true) {
             Ok(s) => s,
             Err(RootFailure::Other(e)) => return Err(e),
             Err(RootFailure::Rotation(reason)) => {
-                let Some(prev) = trusted.as_ref() else { return Err(self.malformed(ROOT, reason)) };
+                let Some(prev) = trusted.as_ref() else {
+                    return Err(self.malformed(ROOT, reason));
+                };
                 self.rotate(prev, &root_env, &root, reason).await?
             }
         };
@@ -381,7 +496,9 @@ impl<S: MetadataSource> Ctx<'_, S> {
         let mut expires = root.common.expires;
 
         // 2. timestamp
-        let ts_bytes = self.fetch(MetadataPath::Timestamp, MAX_TIMESTAMP_SIZE).await?;
+        let ts_bytes = self
+            .fetch(MetadataPath::Timestamp, MAX_TIMESTAMP_SIZE)
+            .await?;
         let ts_env = self.envelope(TIMESTAMP, &ts_bytes)?;
         let (ids, thr) = base_role(&root, TIMESTAMP);
         self.verify_sigs(TIMESTAMP, &ts_env, ids, &root.keys, thr)?;
@@ -396,7 +513,8 @@ impl<S: MetadataSource> Ctx<'_, S> {
         let snap_env = self.envelope(SNAPSHOT, &snap_bytes)?;
         let (ids, thr) = base_role(&root, SNAPSHOT);
         self.verify_sigs(SNAPSHOT, &snap_env, ids, &root.keys, thr)?;
-        let snap = Snapshot::from_signed(snap_env.signed).map_err(|e| self.malformed(SNAPSHOT, e))?;
+        let snap =
+            Snapshot::from_signed(snap_env.signed).map_err(|e| self.malformed(SNAPSHOT, e))?;
         self.check_version(SNAPSHOT, snap.common.version, pinned)?;
         self.check_expiry(SNAPSHOT, snap.common.expires, grace)?;
         expires = expires.min(snap.common.expires);
@@ -406,17 +524,22 @@ impl<S: MetadataSource> Ctx<'_, S> {
         }
 
         // 4. targets
-        let tmeta = snap.meta.get(TARGETS).ok_or_else(|| self.malformed(SNAPSHOT, "no targets meta"))?;
+        let tmeta = snap
+            .meta
+            .get(TARGETS)
+            .ok_or_else(|| self.malformed(SNAPSHOT, "no targets meta"))?;
         let t_bytes = self.fetch_checked(TARGETS, tmeta).await?;
         let t_env = self.envelope(TARGETS, &t_bytes)?;
         let (ids, thr) = base_role(&root, TARGETS);
         let signers = self.verify_sigs(TARGETS, &t_env, ids, &root.keys, thr)?;
-        let targets = Targets::from_signed(t_env.signed, TARGETS).map_err(|e| self.malformed(TARGETS, e))?;
+        let targets =
+            Targets::from_signed(t_env.signed, TARGETS).map_err(|e| self.malformed(TARGETS, e))?;
         self.check_version(TARGETS, targets.common.version, pinned)?;
         self.check_expiry(TARGETS, targets.common.expires, None)?;
         expires = expires.min(targets.common.expires);
 
-        let mut new_versions: BTreeMap<String, u64> = pinned.map(|s| s.versions.clone()).unwrap_or_default();
+        let mut new_versions: BTreeMap<String, u64> =
+            pinned.map(|s| s.versions.clone()).unwrap_or_default();
         let mut set_version = |role: &str, v: u64| {
             let e = new_versions.entry(role.to_string()).or_insert(v);
             *e = (*e).max(v);
@@ -431,10 +554,14 @@ impl<S: MetadataSource> Ctx<'_, S> {
         stored.insert(TARGETS.to_string(), StoredBytes(t_bytes));
 
         // 5. delegations, depth first (children before siblings), only roles listed in snapshot.
-        let mut roles = vec![verified_role(TARGETS, &targets, signers, None)];
+        let mut targets = targets;
+        let mut roles = vec![verified_role(TARGETS, &mut targets, signers, None)];
         let mut parsed: Vec<Targets> = vec![targets];
         // (index of the parent in `parsed`, delegation role definition)
-        let mut stack: Vec<(usize, usize)> = (0..parsed[0].delegations.len()).rev().map(|i| (0, i)).collect();
+        let mut stack: Vec<(usize, usize)> = (0..parsed[0].delegations.len())
+            .rev()
+            .map(|i| (0, i))
+            .collect();
         while let Some((pi, di)) = stack.pop() {
             let def = parsed[pi].delegations[di].clone();
             let name = def.name.clone();
@@ -444,18 +571,27 @@ impl<S: MetadataSource> Ctx<'_, S> {
             };
             let bytes = self.fetch_checked(&name, meta).await?;
             let env = self.envelope(&name, &bytes)?;
-            let signers = match self.verify_sigs(&name, &env, &def.key_ids, &parsed[pi].delegation_keys, def.threshold) {
+            let signers = match self.verify_sigs(
+                &name,
+                &env,
+                &def.key_ids,
+                &parsed[pi].delegation_keys,
+                def.threshold,
+            ) {
                 Ok(s) => s,
-                Err(e @ (TrustError::Threshold { .. }
-                | TrustError::NoSignatures { .. }
-                | TrustError::UnsupportedMethod { .. }
-                | TrustError::UnsupportedKeyType { .. })) => {
+                Err(
+                    e @ (TrustError::Threshold { .. }
+                    | TrustError::NoSignatures { .. }
+                    | TrustError::UnsupportedMethod { .. }
+                    | TrustError::UnsupportedKeyType { .. }),
+                ) => {
                     tracing::warn!(gun, role = %name, error = %e, "dropping delegation");
                     continue;
                 }
                 Err(e) => return Err(e),
             };
-            let t = Targets::from_signed(env.signed, &name).map_err(|e| self.malformed(&name, e))?;
+            let mut t =
+                Targets::from_signed(env.signed, &name).map_err(|e| self.malformed(&name, e))?;
             self.check_version(&name, t.common.version, pinned)?;
             if let Err(e) = self.check_expiry(&name, t.common.expires, None) {
                 tracing::warn!(gun, role = %name, error = %e, "dropping delegation");
@@ -464,11 +600,15 @@ impl<S: MetadataSource> Ctx<'_, S> {
             expires = expires.min(t.common.expires);
             // RestrictDelegationPathPrefixes: keep child paths inside one of the parent's.
             // roles[pi] is the parent (roles and parsed are pushed together).
-            let paths: Vec<String> = def.paths.iter().filter(|p| roles[pi].covers(p)).cloned()
+            let paths: Vec<String> = def
+                .paths
+                .iter()
+                .filter(|p| roles[pi].covers(p))
+                .cloned()
                 .collect();
             set_version(&name, t.common.version);
             stored.insert(name.clone(), StoredBytes(bytes));
-            roles.push(verified_role(&name, &t, signers, Some(paths)));
+            roles.push(verified_role(&name, &mut t, signers, Some(paths)));
             let idx = parsed.len();
             stack.extend((0..t.delegations.len()).rev().map(|i| (idx, i)));
             parsed.push(t);
@@ -476,7 +616,12 @@ impl<S: MetadataSource> Ctx<'_, S> {
 
         Ok(VerifiedRepository {
             gun: gun.into(),
-            new_state: TrustState { gun: gun.into(), root: StoredBytes(root_bytes), versions: new_versions, metadata: stored },
+            new_state: TrustState {
+                gun: gun.into(),
+                root: StoredBytes(root_bytes),
+                versions: new_versions,
+                metadata: stored,
+            },
             expires,
             root_version: root.common.version,
             root_signers,
@@ -486,34 +631,61 @@ impl<S: MetadataSource> Ctx<'_, S> {
 
     /// Root rotation: walk `<v>.root.json` from the trusted version + 1, each validated against its
     /// predecessor (expiry allowed), then the newest against the last one.
-    async fn rotate(&self, prev: &Root, env: &Envelope, new: &Root, reason: String) -> Result<Vec<SignerKey>, TrustError> {
-        let mismatch = |reason: String| TrustError::RootMismatch { gun: self.gun.into(), reason };
+    async fn rotate(
+        &self,
+        prev: &Root,
+        env: &Envelope,
+        new: &Root,
+        reason: String,
+    ) -> Result<Vec<SignerKey>, TrustError> {
+        let mismatch = |reason: String| TrustError::RootMismatch {
+            gun: self.gun.into(),
+            reason,
+        };
         let (from, to) = (prev.common.version, new.common.version);
         if to < from {
-            return Err(TrustError::Rollback { gun: self.gun.into(), role: ROOT.into(), found: to, current: from });
+            return Err(TrustError::Rollback {
+                gun: self.gun.into(),
+                role: ROOT.into(),
+                found: to,
+                current: from,
+            });
         }
         if to <= from + 1 {
             return Err(mismatch(reason));
         }
         if to - from > MAX_ROOT_ROTATIONS {
-            return Err(mismatch(format!("too many root versions between {from} and {to}")));
+            return Err(mismatch(format!(
+                "too many root versions between {from} and {to}"
+            )));
         }
         let mut cur = prev.clone();
         for v in from + 1..to {
-            let bytes = match self.fetch(MetadataPath::RootVersion(v), MAX_ROOT_SIZE).await {
+            let bytes = match self
+                .fetch(MetadataPath::RootVersion(v), MAX_ROOT_SIZE)
+                .await
+            {
                 Err(TrustError::NoTrustData { .. }) => {
-                    return Err(mismatch(format!("{reason}; {v}.root.json is not available to rotate through")))
+                    return Err(mismatch(format!(
+                        "{reason}; {v}.root.json is not available to rotate through"
+                    )))
                 }
                 r => r?,
             };
             let venv = self.envelope(ROOT, &bytes)?;
-            let vroot = Root::from_signed(venv.signed.clone()).map_err(|e| self.malformed(ROOT, e))?;
+            let vroot =
+                Root::from_signed(venv.signed.clone()).map_err(|e| self.malformed(ROOT, e))?;
             if vroot.common.version != v {
-                return Err(self.malformed(ROOT, format!("{v}.root.json has version {}", vroot.common.version)));
+                return Err(self.malformed(
+                    ROOT,
+                    format!("{v}.root.json has version {}", vroot.common.version),
+                ));
             }
             match self.validate_root(Some(&cur), &venv, &vroot, false) {
                 Ok(_) => cur = vroot,
-                Err(RootFailure::Rotation(r)) => return Err(mismatch(format!("root version {v}: {r}"))),
+                Err(RootFailure::Rotation(r)) => {
+                    return Err(mismatch(format!("root version {v}: {r}")))
+                }
                 Err(RootFailure::Other(e)) => return Err(e),
             }
         }
@@ -527,26 +699,37 @@ impl<S: MetadataSource> Ctx<'_, S> {
 
 fn base_role<'r>(root: &'r Root, name: &str) -> (&'r [String], u32) {
     // Root::from_signed guarantees the four base roles exist.
-    root.role(name).map(|r| (r.key_ids.as_slice(), r.threshold)).unwrap_or((&[], 1))
+    root.role(name)
+        .map(|r| (r.key_ids.as_slice(), r.threshold))
+        .unwrap_or((&[], 1))
 }
 
 fn signer_keys(ids: &[String], keys: &BTreeMap<String, PublicKey>) -> Vec<SignerKey> {
     ids.iter()
         .map(|id| SignerKey {
             key_id: id.clone(),
-            canonical_id: keys.get(id).map(PublicKey::canonical_id).unwrap_or_else(|| id.clone()),
+            canonical_id: keys
+                .get(id)
+                .map(PublicKey::canonical_id)
+                .unwrap_or_else(|| id.clone()),
         })
         .collect()
 }
 
-fn verified_role(name: &str, t: &Targets, signers: Vec<SignerKey>, paths: Option<Vec<String>>) -> VerifiedRole {
+fn verified_role(
+    name: &str,
+    t: &mut Targets,
+    signers: Vec<SignerKey>,
+    paths: Option<Vec<String>>,
+) -> VerifiedRole {
     VerifiedRole {
         name: name.into(),
         version: t.common.version,
         expires: t.common.expires,
         signers,
         paths,
-        targets: t.targets.clone(),
+        // Moved out: the parsed file is only kept for its delegation keys and roles.
+        targets: std::mem::take(&mut t.targets),
         delegations: t.delegations.iter().map(|d| d.name.clone()).collect(),
     }
 }
@@ -564,13 +747,22 @@ pub async fn update<S: MetadataSource>(
     now: OffsetDateTime,
     opts: &VerifyOptions,
 ) -> Result<VerifiedRepository, TrustError> {
-    let ctx = Ctx { source, gun, host, now, opts };
+    let ctx = Ctx {
+        source,
+        gun,
+        host,
+        now,
+        opts,
+    };
     ctx.update(pinned).await
 }
 
 /// Whether `name` is `targets/releases` or inside its subtree.
 pub(crate) fn in_releases_subtree(name: &str) -> bool {
-    name == RELEASES || name.strip_prefix(RELEASES).is_some_and(|r| r.starts_with('/'))
+    name == RELEASES
+        || name
+            .strip_prefix(RELEASES)
+            .is_some_and(|r| r.starts_with('/'))
 }
 
 #[cfg(test)]
@@ -580,8 +772,14 @@ mod tests {
 
     #[test]
     fn go_time_format() {
-        assert_eq!(go_time(datetime!(2030-01-01 00:00:00 UTC)), "Tue Jan 1 00:00:00 UTC 2030");
-        assert_eq!(go_time(datetime!(2116-07-03 17:56:36 -5)), "Fri Jul 3 22:56:36 UTC 2116");
+        assert_eq!(
+            go_time(datetime!(2030-01-01 00:00:00 UTC)),
+            "Tue Jan 1 00:00:00 UTC 2030"
+        );
+        assert_eq!(
+            go_time(datetime!(2116-07-03 17:56:36 -5)),
+            "Fri Jul 3 22:56:36 UTC 2116"
+        );
     }
 
     #[test]
