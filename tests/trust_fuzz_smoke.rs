@@ -34,10 +34,13 @@ const FIXTURES: &[(&str, &[u8])] = &[
 fn exercise(bytes: &[u8]) {
     let _ = canonical::canonicalize_bytes(bytes);
     if let Ok(env) = parse_envelope(bytes) {
-        let _ = Root::from_signed(env.signed.clone());
-        let _ = Timestamp::from_signed(env.signed.clone());
-        let _ = Snapshot::from_signed(env.signed.clone());
-        let _ = Targets::from_signed(env.signed, "targets");
+        let _ = Root::from_envelope(&env);
+        let _ = Timestamp::from_envelope(&env);
+        let _ = Snapshot::from_envelope(&env);
+        let _ = Targets::from_envelope(&env, "targets");
+        if let Ok(v) = env.signed_value() {
+            let _ = Targets::from_signed(v, "targets");
+        }
     }
 }
 

@@ -19,10 +19,13 @@ const FILES: &[(&str, &[u8])] = &[
 fuzz_target!(|data: &[u8]| {
     let _ = canonical::canonicalize_bytes(data);
     if let Ok(env) = parse_envelope(data) {
-        let _ = Root::from_signed(env.signed.clone());
-        let _ = Timestamp::from_signed(env.signed.clone());
-        let _ = Snapshot::from_signed(env.signed.clone());
-        let _ = Targets::from_signed(env.signed, "targets");
+        let _ = Root::from_envelope(&env);
+        let _ = Timestamp::from_envelope(&env);
+        let _ = Snapshot::from_envelope(&env);
+        let _ = Targets::from_envelope(&env, "targets");
+        if let Ok(v) = env.signed_value() {
+            let _ = Targets::from_signed(v, "targets");
+        }
     }
     // The first byte picks which file of the real repository the rest replaces.
     let Some((&which, rest)) = data.split_first() else { return };

@@ -113,6 +113,242 @@ pub fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
+/// Fast path: whether `raw` is already in canonical form, i.e. `canonicalize_bytes(raw) == raw`.
+///
+/// Notary writes `signed` canonically, so for real metadata the wire bytes are the signed bytes
+/// and no JSON tree has to be built. Only a strict subset is accepted (no whitespace, keys strictly
+/// increasing byte-wise — so no duplicates —, only `\"` and `\\` escapes, valid UTF-8, integers
+/// of at most 2^53 without sign on zero); anything else returns false and callers take the general
+/// path (parse, then [`canonicalize`]).
+pub fn is_canonical(raw: &[u8]) -> bool {
+    let mut s = Strict { b: raw, i: 0 };
+    s.value(0) && s.i == raw.len()
+}
+
+/// Split a compact envelope `{"signed":…,"signatures":…}` into the byte ranges of its `signed`
+/// and `signatures` members, if every member value is canonical (the envelope's own member order
+/// is free, as Notary writes `signed` first). Trailing whitespace is allowed.
+pub(crate) fn split_envelope(
+    raw: &[u8],
+) -> Option<(std::ops::Range<usize>, Option<std::ops::Range<usize>>)> {
+    let mut s = Strict { b: raw, i: 0 };
+    if s.peek()? != b'{' {
+        return None;
+    }
+    s.i += 1;
+    let (mut signed, mut signatures) = (None, None);
+    loop {
+        let (ks, ke, esc) = s.string()?;
+        if esc || s.peek()? != b':' {
+            return None;
+        }
+        s.i += 1;
+        let start = s.i;
+        if !s.value(1) {
+            return None;
+        }
+        let slot = match &raw[ks..ke] {
+            b"signed" => &mut signed,
+            b"signatures" => &mut signatures,
+            _ => &mut None,
+        };
+        if slot.replace(start..s.i).is_some() {
+            return None; // duplicate member: leave it to the general path
+        }
+        match s.peek()? {
+            b',' => s.i += 1,
+            b'}' => {
+                s.i += 1;
+                break;
+            }
+            _ => return None,
+        }
+    }
+    if !raw[s.i..]
+        .iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    {
+        return None;
+    }
+    Some((signed?, signatures))
+}
+
+struct Strict<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Strict<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn value(&mut self, depth: usize) -> bool {
+        if depth > 128 {
+            return false;
+        }
+        match self.peek() {
+            Some(b'{') => self.object(depth),
+            Some(b'[') => self.array(depth),
+            Some(b'"') => self.string().is_some(),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => false,
+        }
+    }
+
+    fn literal(&mut self, lit: &[u8]) -> bool {
+        if self.b[self.i..].starts_with(lit) {
+            self.i += lit.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn number(&mut self) -> bool {
+        let start = self.i;
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        let digits = self.i;
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.i += 1;
+        }
+        let d = &self.b[digits..self.i];
+        if d.is_empty() || d.len() > 16 || (d[0] == b'0' && (d.len() > 1 || digits > start)) {
+            return false;
+        }
+        let n = d.iter().fold(0u64, |acc, c| acc * 10 + u64::from(c - b'0'));
+        n <= 1 << 53
+    }
+
+    /// A string with only `\"` / `\\` escapes; returns the content range and whether it had escapes.
+    fn string(&mut self) -> Option<(usize, usize, bool)> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        self.i += 1;
+        let start = self.i;
+        let mut esc = false;
+        loop {
+            match self.peek()? {
+                b'"' => break,
+                b'\\' => match self.b.get(self.i + 1)? {
+                    b'"' | b'\\' => {
+                        esc = true;
+                        self.i += 2;
+                    }
+                    _ => return None,
+                },
+                c if c < 0x20 => return None,
+                _ => self.i += 1,
+            }
+        }
+        let end = self.i;
+        self.i += 1;
+        std::str::from_utf8(&self.b[start..end]).ok()?;
+        Some((start, end, esc))
+    }
+
+    fn object(&mut self, depth: usize) -> bool {
+        self.i += 1;
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return true;
+        }
+        let mut prev: Option<Vec<u8>> = None;
+        let mut prev_raw: Option<(usize, usize)> = None;
+        loop {
+            let Some((ks, ke, esc)) = self.string() else {
+                return false;
+            };
+            // Compare decoded keys; without escapes the raw bytes are the decoded bytes.
+            let ordered = if esc || prev.is_some() {
+                let key = unescape(&self.b[ks..ke]);
+                let before = match (&prev, prev_raw) {
+                    (Some(p), _) => p.as_slice() < key.as_slice(),
+                    (None, Some((ps, pe))) => &self.b[ps..pe] < key.as_slice(),
+                    (None, None) => true,
+                };
+                prev = Some(key);
+                prev_raw = None;
+                before
+            } else {
+                let before = prev_raw.is_none_or_lt(self.b, ks, ke);
+                prev_raw = Some((ks, ke));
+                before
+            };
+            if !ordered || self.peek() != Some(b':') {
+                return false;
+            }
+            self.i += 1;
+            if !self.value(depth + 1) {
+                return false;
+            }
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    return true;
+                }
+                _ => return false,
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> bool {
+        self.i += 1;
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            return true;
+        }
+        loop {
+            if !self.value(depth + 1) {
+                return false;
+            }
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    return true;
+                }
+                _ => return false,
+            }
+        }
+    }
+}
+
+trait PrevKey {
+    fn is_none_or_lt(&self, b: &[u8], ks: usize, ke: usize) -> bool;
+}
+
+impl PrevKey for Option<(usize, usize)> {
+    fn is_none_or_lt(&self, b: &[u8], ks: usize, ke: usize) -> bool {
+        match self {
+            None => true,
+            Some((ps, pe)) => b[*ps..*pe] < b[ks..ke],
+        }
+    }
+}
+
+fn unescape(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'\\' && i + 1 < raw.len() {
+            out.push(raw[i + 1]);
+            i += 2;
+        } else {
+            out.push(raw[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +374,23 @@ mod tests {
             hex::encode(Sha256::digest(&out)),
             "be71aa83eccff6c94b83c7b4bac2a808fcc80ff222b889a18f95f580cee3d076"
         );
+    }
+
+    #[test]
+    fn fast_path_cases() {
+        assert!(is_canonical(br#"{"a":[1,-2,0,true,null,"x\"y\\"],"b":{}}"#));
+        assert!(!is_canonical(br#"{"b":1,"a":2}"#));
+        assert!(!is_canonical(br#"{"a":1,"a":1}"#));
+        assert!(!is_canonical(b"{ }"));
+        assert!(!is_canonical(b"1.0"));
+        assert!(!is_canonical(b"-0"));
+        assert!(!is_canonical(b"01"));
+        assert!(!is_canonical(b"9007199254740993"));
+        assert!(!is_canonical(br#""\n""#));
+        assert!(!is_canonical(b"\"\xff\""));
+        let (s, sig) = split_envelope(br#"{"signed":{"a":1},"signatures":[]}"#).unwrap();
+        assert_eq!((s, sig), (10..17, Some(31..33)));
+        assert!(split_envelope(br#"{"signed":{"a":1},"signed":{"a":1}}"#).is_none());
     }
 
     #[test]
@@ -194,7 +447,24 @@ mod tests {
             let c1 = canonicalize(&v).unwrap();
             let back = parse(&c1).unwrap();
             prop_assert_eq!(&back, &v);
-            prop_assert_eq!(canonicalize(&back).unwrap(), c1);
+            prop_assert_eq!(canonicalize(&back).unwrap(), c1.clone());
+            // The fast path recognises canonical output (small integers only in this strategy).
+            prop_assert!(is_canonical(&c1));
+        }
+
+        #[test]
+        fn fast_path_agrees(v in arb_json(), pretty in any::<bool>()) {
+            let text = if pretty { serde_json::to_vec_pretty(&v).unwrap() } else { serde_json::to_vec(&v).unwrap() };
+            if is_canonical(&text) {
+                prop_assert_eq!(canonicalize_bytes(&text).unwrap(), text);
+            }
+        }
+
+        #[test]
+        fn fast_path_never_accepts_non_canonical(text in "[\\[\\]{}\",:0-9a-z\\\\ .-]{0,24}") {
+            if is_canonical(text.as_bytes()) {
+                prop_assert_eq!(canonicalize_bytes(text.as_bytes()).unwrap(), text.as_bytes().to_vec());
+            }
         }
 
         #[test]

@@ -4,6 +4,7 @@
 //! The raw bytes of every file are kept by the caller and hashed as they came; only the `signed`
 //! value is canonicalised (for signatures). Nothing is ever re-serialised for hashing.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -30,20 +31,63 @@ pub const TIMESTAMP: &str = "timestamp";
 /// Docker's release delegation.
 pub const RELEASES: &str = "targets/releases";
 
-/// A parsed envelope: the `signed` value, its canonical bytes (what signatures cover) and the
+/// A parsed envelope: the `signed` member, its canonical bytes (what signatures cover) and the
 /// signatures.
 #[derive(Debug, Clone)]
-pub struct Envelope {
-    /// The decoded `signed` member.
-    pub signed: Value,
-    /// Canonical JSON of `signed` (§4).
-    pub canonical: Vec<u8>,
+pub struct Envelope<'a> {
+    signed: SignedRepr<'a>,
+    /// Canonical JSON of `signed` (§4). Borrowed from the input when it was already canonical.
+    pub canonical: Cow<'a, [u8]>,
     /// The `signatures` list.
     pub signatures: Vec<SignatureJson>,
 }
 
-/// Parse `{"signed": …, "signatures": […]}`.
-pub fn parse_envelope(bytes: &[u8]) -> Result<Envelope, String> {
+#[derive(Debug, Clone)]
+enum SignedRepr<'a> {
+    /// The raw `signed` bytes, already canonical.
+    Raw(&'a [u8]),
+    /// A decoded value (input was not canonical).
+    Value(Value),
+}
+
+impl Envelope<'_> {
+    /// The `signed` member as a JSON value.
+    pub fn signed_value(&self) -> Result<Value, String> {
+        match &self.signed {
+            SignedRepr::Raw(b) => serde_json::from_slice(b).map_err(|e| e.to_string()),
+            SignedRepr::Value(v) => Ok(v.clone()),
+        }
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
+        match &self.signed {
+            // Canonical bytes have no duplicate keys, so this is the same as decoding the value.
+            SignedRepr::Raw(b) => serde_json::from_slice(b).map_err(|e| e.to_string()),
+            SignedRepr::Value(v) => from_value(v.clone()),
+        }
+    }
+}
+
+/// Parse `{"signed": …, "signatures": […]}`. When Notary wrote `signed` canonically (always, in
+/// practice) the wire bytes are used as the signed bytes without building a JSON tree; otherwise
+/// the value is decoded and canonicalised (§4).
+pub fn parse_envelope(bytes: &[u8]) -> Result<Envelope<'_>, String> {
+    if let Some((signed, sigs)) = canonical::split_envelope(bytes) {
+        let raw = &bytes[signed];
+        if raw.first() == Some(&b'{') {
+            let signatures = match sigs.map(|r| &bytes[r]) {
+                None | Some(b"null") => Vec::new(),
+                Some(s) => {
+                    serde_json::from_slice(s).map_err(|e| format!("bad \"signatures\": {e}"))?
+                }
+            };
+            return Ok(Envelope {
+                signed: SignedRepr::Raw(raw),
+                canonical: Cow::Borrowed(raw),
+                signatures,
+            });
+        }
+    }
     let value = canonical::parse(bytes).map_err(|e| e.to_string())?;
     let Value::Object(mut obj) = value else {
         return Err("metadata is not a JSON object".into());
@@ -60,8 +104,8 @@ pub fn parse_envelope(bytes: &[u8]) -> Result<Envelope, String> {
     };
     let canonical = canonical::canonicalize(&signed).map_err(|e| e.to_string())?;
     Ok(Envelope {
-        signed,
-        canonical,
+        signed: SignedRepr::Value(signed),
+        canonical: Cow::Owned(canonical),
         signatures,
     })
 }
@@ -291,7 +335,15 @@ fn from_value<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, String> {
 impl Root {
     /// Parse and check structure: all four base roles, thresholds ≥ 1, key IDs present in `keys`.
     pub fn from_signed(v: Value) -> Result<Root, String> {
-        let j: RootJson = from_value(v)?;
+        Self::from_json(from_value(v)?)
+    }
+
+    /// Parse the `signed` member of an envelope.
+    pub fn from_envelope(env: &Envelope<'_>) -> Result<Root, String> {
+        Self::from_json(env.decode()?)
+    }
+
+    fn from_json(j: RootJson) -> Result<Root, String> {
         let common = common(
             CommonJson {
                 type_: j.type_,
@@ -332,7 +384,15 @@ impl Root {
 impl Timestamp {
     /// Parse; `meta.snapshot` with sha256 is required.
     pub fn from_signed(v: Value) -> Result<Timestamp, String> {
-        let j: MetaJson = from_value(v)?;
+        Self::from_json(from_value(v)?)
+    }
+
+    /// Parse the `signed` member of an envelope.
+    pub fn from_envelope(env: &Envelope<'_>) -> Result<Timestamp, String> {
+        Self::from_json(env.decode()?)
+    }
+
+    fn from_json(j: MetaJson) -> Result<Timestamp, String> {
         let common = common(
             CommonJson {
                 type_: j.type_,
@@ -359,7 +419,15 @@ impl Timestamp {
 impl Snapshot {
     /// Parse; `root` and `targets` entries with sha256 are required.
     pub fn from_signed(v: Value) -> Result<Snapshot, String> {
-        let j: MetaJson = from_value(v)?;
+        Self::from_json(from_value(v)?)
+    }
+
+    /// Parse the `signed` member of an envelope.
+    pub fn from_envelope(env: &Envelope<'_>) -> Result<Snapshot, String> {
+        Self::from_json(env.decode()?)
+    }
+
+    fn from_json(j: MetaJson) -> Result<Snapshot, String> {
         let common = common(
             CommonJson {
                 type_: j.type_,
@@ -396,7 +464,15 @@ pub fn is_delegation_name(name: &str) -> bool {
 impl Targets {
     /// Parse a targets file of role `role`; delegations must be valid direct children.
     pub fn from_signed(v: Value, role: &str) -> Result<Targets, String> {
-        let j: TargetsJson = from_value(v)?;
+        Self::from_json(from_value(v)?, role)
+    }
+
+    /// Parse the `signed` member of an envelope of role `role`.
+    pub fn from_envelope(env: &Envelope<'_>, role: &str) -> Result<Targets, String> {
+        Self::from_json(env.decode()?, role)
+    }
+
+    fn from_json(j: TargetsJson, role: &str) -> Result<Targets, String> {
         let common = common(
             CommonJson {
                 type_: j.type_,
@@ -497,7 +573,11 @@ mod tests {
         assert!(parse_envelope(b"{}").is_err());
         assert!(parse_envelope(br#"{"signed":1,"signatures":[]}"#).is_err());
         let e = parse_envelope(br#"{"signed":{"b":1,"a":2},"signatures":null}"#).unwrap();
-        assert_eq!(e.canonical, br#"{"a":2,"b":1}"#);
+        assert_eq!(&*e.canonical, br#"{"a":2,"b":1}"#);
+        // Canonical input is used as is (fast path) and decodes the same.
+        let e = parse_envelope(br#"{"signed":{"a":2,"b":1},"signatures":[]}"#).unwrap();
+        assert!(matches!(e.canonical, Cow::Borrowed(_)));
+        assert_eq!(e.signed_value().unwrap(), serde_json::json!({"a":2,"b":1}));
         assert!(e.signatures.is_empty());
     }
 }

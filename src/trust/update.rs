@@ -309,14 +309,14 @@ impl<S: MetadataSource> Ctx<'_, S> {
         })
     }
 
-    fn envelope(&self, role: &str, bytes: &[u8]) -> Result<Envelope, TrustError> {
+    fn envelope<'b>(&self, role: &str, bytes: &'b [u8]) -> Result<Envelope<'b>, TrustError> {
         metadata::parse_envelope(bytes).map_err(|e| self.malformed(role, e))
     }
 
     fn verify_sigs(
         &self,
         role: &str,
-        env: &Envelope,
+        env: &Envelope<'_>,
         key_ids: &[String],
         keys: &BTreeMap<String, PublicKey>,
         threshold: u32,
@@ -380,7 +380,7 @@ impl<S: MetadataSource> Ctx<'_, S> {
     fn validate_root(
         &self,
         prev: Option<&Root>,
-        env: &Envelope,
+        env: &Envelope<'_>,
         new: &Root,
         check_cert_expiry: bool,
     ) -> Result<Vec<SignerKey>, RootFailure> {
@@ -471,7 +471,7 @@ impl<S: MetadataSource> Ctx<'_, S> {
                     return Err(bad(format!("state belongs to {}", st.gun)));
                 }
                 let env = metadata::parse_envelope(&st.root.0).map_err(bad)?;
-                let root = Root::from_signed(env.signed.clone()).map_err(bad)?;
+                let root = Root::from_envelope(&env).map_err(bad)?;
                 Some(root)
             }
         };
@@ -479,8 +479,7 @@ impl<S: MetadataSource> Ctx<'_, S> {
         // 1. root
         let root_bytes = self.fetch(MetadataPath::Root, MAX_ROOT_SIZE).await?;
         let root_env = self.envelope(ROOT, &root_bytes)?;
-        let root =
-            Root::from_signed(root_env.signed.clone()).map_err(|e| self.malformed(ROOT, e))?;
+        let root = Root::from_envelope(&root_env).map_err(|e| self.malformed(ROOT, e))?;
         let root_signers = match self.validate_root(trusted.as_ref(), &root_env, &root, true) {
             Ok(s) => s,
             Err(RootFailure::Other(e)) => return Err(e),
@@ -502,7 +501,7 @@ impl<S: MetadataSource> Ctx<'_, S> {
         let ts_env = self.envelope(TIMESTAMP, &ts_bytes)?;
         let (ids, thr) = base_role(&root, TIMESTAMP);
         self.verify_sigs(TIMESTAMP, &ts_env, ids, &root.keys, thr)?;
-        let ts = Timestamp::from_signed(ts_env.signed).map_err(|e| self.malformed(TIMESTAMP, e))?;
+        let ts = Timestamp::from_envelope(&ts_env).map_err(|e| self.malformed(TIMESTAMP, e))?;
         self.check_version(TIMESTAMP, ts.common.version, pinned)?;
         let grace = self.opts.expired_grace_for_timestamp_snapshot;
         self.check_expiry(TIMESTAMP, ts.common.expires, grace)?;
@@ -513,8 +512,7 @@ impl<S: MetadataSource> Ctx<'_, S> {
         let snap_env = self.envelope(SNAPSHOT, &snap_bytes)?;
         let (ids, thr) = base_role(&root, SNAPSHOT);
         self.verify_sigs(SNAPSHOT, &snap_env, ids, &root.keys, thr)?;
-        let snap =
-            Snapshot::from_signed(snap_env.signed).map_err(|e| self.malformed(SNAPSHOT, e))?;
+        let snap = Snapshot::from_envelope(&snap_env).map_err(|e| self.malformed(SNAPSHOT, e))?;
         self.check_version(SNAPSHOT, snap.common.version, pinned)?;
         self.check_expiry(SNAPSHOT, snap.common.expires, grace)?;
         expires = expires.min(snap.common.expires);
@@ -533,7 +531,7 @@ impl<S: MetadataSource> Ctx<'_, S> {
         let (ids, thr) = base_role(&root, TARGETS);
         let signers = self.verify_sigs(TARGETS, &t_env, ids, &root.keys, thr)?;
         let targets =
-            Targets::from_signed(t_env.signed, TARGETS).map_err(|e| self.malformed(TARGETS, e))?;
+            Targets::from_envelope(&t_env, TARGETS).map_err(|e| self.malformed(TARGETS, e))?;
         self.check_version(TARGETS, targets.common.version, pinned)?;
         self.check_expiry(TARGETS, targets.common.expires, None)?;
         expires = expires.min(targets.common.expires);
@@ -591,7 +589,7 @@ impl<S: MetadataSource> Ctx<'_, S> {
                 Err(e) => return Err(e),
             };
             let mut t =
-                Targets::from_signed(env.signed, &name).map_err(|e| self.malformed(&name, e))?;
+                Targets::from_envelope(&env, &name).map_err(|e| self.malformed(&name, e))?;
             self.check_version(&name, t.common.version, pinned)?;
             if let Err(e) = self.check_expiry(&name, t.common.expires, None) {
                 tracing::warn!(gun, role = %name, error = %e, "dropping delegation");
@@ -634,7 +632,7 @@ impl<S: MetadataSource> Ctx<'_, S> {
     async fn rotate(
         &self,
         prev: &Root,
-        env: &Envelope,
+        env: &Envelope<'_>,
         new: &Root,
         reason: String,
     ) -> Result<Vec<SignerKey>, TrustError> {
@@ -673,8 +671,7 @@ impl<S: MetadataSource> Ctx<'_, S> {
                 r => r?,
             };
             let venv = self.envelope(ROOT, &bytes)?;
-            let vroot =
-                Root::from_signed(venv.signed.clone()).map_err(|e| self.malformed(ROOT, e))?;
+            let vroot = Root::from_envelope(&venv).map_err(|e| self.malformed(ROOT, e))?;
             if vroot.common.version != v {
                 return Err(self.malformed(
                     ROOT,
