@@ -24,8 +24,8 @@ pub struct SignedTarget {
     pub key_ids: Vec<String>,
     /// The same keys with canonical IDs (for display).
     pub signers: Vec<SignerKey>,
-    /// All hashes listed (algorithm → digest bytes).
-    pub hashes: BTreeMap<String, Vec<u8>>,
+    /// sha512 of the manifest, when listed.
+    pub sha512: Option<[u8; 64]>,
     /// `custom` member, if any.
     pub custom: Option<Value>,
 }
@@ -51,7 +51,7 @@ impl SignedTarget {
             role: role.name.clone(),
             key_ids: role.signers.iter().map(|s| s.key_id.clone()).collect(),
             signers: role.signers.clone(),
-            hashes: meta.hashes.clone(),
+            sha512: meta.sha512,
             custom: meta.custom.clone(),
         })
     }

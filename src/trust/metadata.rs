@@ -122,22 +122,95 @@ pub struct Common {
 }
 
 /// Hashes and length of a file (`FileMeta`). Hashes are raw digest bytes (base64 on the wire).
+/// Only the algorithms Notary supports are kept (`sha256`, `sha512`); others are ignored, as in
+/// Notary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileMeta {
     /// Length in bytes.
     pub length: u64,
-    /// Algorithm → digest bytes.
-    pub hashes: BTreeMap<String, Vec<u8>>,
+    /// sha256 digest, if listed.
+    pub sha256: Option<[u8; 32]>,
+    /// sha512 digest, if listed.
+    pub sha512: Option<[u8; 64]>,
     /// The optional `custom` member.
     pub custom: Option<Value>,
 }
 
 impl FileMeta {
-    /// The sha256 digest, when present and 32 bytes long.
+    /// The sha256 digest, when present.
     pub fn sha256(&self) -> Option<[u8; 32]> {
-        self.hashes
-            .get("sha256")
-            .and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
+        self.sha256
+    }
+}
+
+/// `hashes` decoded without intermediate allocations (10,000-target files are common).
+#[derive(Default)]
+struct HashesJson {
+    sha256: Option<[u8; 32]>,
+    sha512: Option<[u8; 64]>,
+}
+
+struct Digest64<const N: usize>([u8; N]);
+
+impl<'de, const N: usize> Deserialize<'de> for Digest64<N> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<const N: usize>;
+        impl<const N: usize> serde::de::Visitor<'_> for V<N> {
+            type Value = Digest64<N>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "a base64 digest of {N} bytes")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                let mut buf = [0u8; 96];
+                let n = B64
+                    .decode_slice(v.as_bytes(), &mut buf)
+                    .map_err(|e| E::custom(format!("hash is not base64: {e}")))?;
+                if n != N {
+                    return Err(E::custom(format!("hash has {n} bytes, expected {N}")));
+                }
+                let mut out = [0u8; N];
+                out.copy_from_slice(&buf[..N]);
+                Ok(Digest64(out))
+            }
+        }
+        d.deserialize_str(V::<N>)
+    }
+}
+
+impl<'de> Deserialize<'de> for HashesJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        enum Alg {
+            Sha256,
+            Sha512,
+            #[serde(other)]
+            Other,
+        }
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = HashesJson;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of hashes")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<HashesJson, A::Error> {
+                let mut h = HashesJson::default();
+                while let Some(alg) = map.next_key::<Alg>()? {
+                    match alg {
+                        Alg::Sha256 => h.sha256 = Some(map.next_value::<Digest64<32>>()?.0),
+                        Alg::Sha512 => h.sha512 = Some(map.next_value::<Digest64<64>>()?.0),
+                        Alg::Other => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(h)
+            }
+        }
+        d.deserialize_map(V)
     }
 }
 
@@ -207,7 +280,7 @@ struct CommonJson {
 #[derive(Deserialize)]
 struct FileMetaJson {
     #[serde(default)]
-    hashes: BTreeMap<String, String>,
+    hashes: HashesJson,
     length: i64,
     #[serde(default)]
     custom: Option<Value>,
@@ -286,26 +359,10 @@ fn file_meta(m: FileMetaJson) -> Result<FileMeta, String> {
     if m.length < 0 {
         return Err("negative length".into());
     }
-    let mut hashes = BTreeMap::new();
-    for (alg, v) in m.hashes {
-        let d = B64
-            .decode(v.as_bytes())
-            .map_err(|e| format!("{alg} hash is not base64: {e}"))?;
-        let want = match alg.as_str() {
-            "sha256" => Some(32),
-            "sha512" => Some(64),
-            _ => None,
-        };
-        if let Some(n) = want {
-            if d.len() != n {
-                return Err(format!("{alg} hash has {} bytes, expected {n}", d.len()));
-            }
-        }
-        hashes.insert(alg, d);
-    }
     Ok(FileMeta {
         length: m.length as u64,
-        hashes,
+        sha256: m.hashes.sha256,
+        sha512: m.hashes.sha512,
         custom: m.custom,
     })
 }
@@ -526,23 +583,24 @@ pub enum HashFailure {
 
 /// Every supported hash in `meta` must match (constant time); at least one must exist.
 pub fn check_hashes(bytes: &[u8], meta: &FileMeta) -> Result<(), HashFailure> {
-    let mut checked = 0;
-    for (alg, want) in &meta.hashes {
-        let got: Vec<u8> = match alg.as_str() {
-            "sha256" => Sha256::digest(bytes).to_vec(),
-            "sha512" => Sha512::digest(bytes).to_vec(),
-            _ => continue,
-        };
-        checked += 1;
-        if !bool::from(got.ct_eq(want)) {
+    if meta.sha256.is_none() && meta.sha512.is_none() {
+        return Err(HashFailure::NoSupportedHash);
+    }
+    if let Some(want) = &meta.sha256 {
+        if !bool::from(Sha256::digest(bytes)[..].ct_eq(&want[..])) {
             return Err(HashFailure::Mismatch {
-                alg: alg.clone(),
+                alg: "sha256".into(),
                 expected: hex::encode(want),
             });
         }
     }
-    if checked == 0 {
-        return Err(HashFailure::NoSupportedHash);
+    if let Some(want) = &meta.sha512 {
+        if !bool::from(Sha512::digest(bytes)[..].ct_eq(&want[..])) {
+            return Err(HashFailure::Mismatch {
+                alg: "sha512".into(),
+                expected: hex::encode(want),
+            });
+        }
     }
     Ok(())
 }
