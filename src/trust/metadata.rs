@@ -124,7 +124,8 @@ pub struct Common {
 /// Hashes and length of a file (`FileMeta`). Hashes are raw digest bytes (base64 on the wire).
 /// Only the algorithms Notary supports are kept (`sha256`, `sha512`); others are ignored, as in
 /// Notary.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "FileMetaJson")]
 pub struct FileMeta {
     /// Length in bytes.
     pub length: u64,
@@ -313,7 +314,7 @@ struct MetaJson {
     type_: String,
     version: i64,
     expires: String,
-    meta: BTreeMap<String, FileMetaJson>,
+    meta: BTreeMap<String, FileMeta>,
 }
 
 #[derive(Deserialize, Default)]
@@ -331,7 +332,7 @@ struct TargetsJson {
     version: i64,
     expires: String,
     #[serde(default)]
-    targets: BTreeMap<String, FileMetaJson>,
+    targets: BTreeMap<String, FileMeta>,
     #[serde(default)]
     delegations: DelegationsJson,
 }
@@ -355,16 +356,19 @@ fn common(c: CommonJson, want: &str) -> Result<Common, String> {
     })
 }
 
-fn file_meta(m: FileMetaJson) -> Result<FileMeta, String> {
-    if m.length < 0 {
-        return Err("negative length".into());
+impl TryFrom<FileMetaJson> for FileMeta {
+    type Error = String;
+    fn try_from(m: FileMetaJson) -> Result<FileMeta, String> {
+        if m.length < 0 {
+            return Err("negative length".into());
+        }
+        Ok(FileMeta {
+            length: m.length as u64,
+            sha256: m.hashes.sha256,
+            sha512: m.hashes.sha512,
+            custom: m.custom,
+        })
     }
-    Ok(FileMeta {
-        length: m.length as u64,
-        sha256: m.hashes.sha256,
-        sha512: m.hashes.sha512,
-        custom: m.custom,
-    })
 }
 
 fn keys(k: BTreeMap<String, KeyJson>) -> Result<BTreeMap<String, PublicKey>, String> {
@@ -459,10 +463,9 @@ impl Timestamp {
             "Timestamp",
         )?;
         let mut meta = j.meta;
-        let snapshot = file_meta(
-            meta.remove(SNAPSHOT)
-                .ok_or("timestamp has no snapshot meta")?,
-        )?;
+        let snapshot = meta
+            .remove(SNAPSHOT)
+            .ok_or("timestamp has no snapshot meta")?;
         if !meta.is_empty() {
             return Err("timestamp meta may only describe snapshot".into());
         }
@@ -493,11 +496,7 @@ impl Snapshot {
             },
             "Snapshot",
         )?;
-        let meta = j
-            .meta
-            .into_iter()
-            .map(|(k, m)| Ok((k, file_meta(m)?)))
-            .collect::<Result<BTreeMap<_, _>, String>>()?;
+        let meta = j.meta;
         for base in [ROOT, TARGETS] {
             match meta.get(base) {
                 Some(m) if m.sha256().is_some() => {}
@@ -538,11 +537,7 @@ impl Targets {
             },
             "Targets",
         )?;
-        let targets = j
-            .targets
-            .into_iter()
-            .map(|(k, m)| Ok((k, file_meta(m)?)))
-            .collect::<Result<BTreeMap<_, _>, String>>()?;
+        let targets = j.targets;
         let delegation_keys = keys(j.delegations.keys)?;
         let mut delegations = Vec::with_capacity(j.delegations.roles.len());
         for r in j.delegations.roles {
