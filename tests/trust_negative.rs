@@ -584,3 +584,38 @@ fn pinned_state_for_other_gun_is_refused() {
     let err = verify(&other.build(), "docker.io/library/zzz", Some(&state)).unwrap_err();
     assert!(matches!(err, TrustError::BadPinnedState { .. }), "{err}");
 }
+
+#[test]
+fn unchanged_pinned_root_still_has_its_certificate_checked() {
+    let mut r = repo();
+    r.root = RoleSpec::new(TestKey::root_cert(
+        1,
+        GUN,
+        datetime!(2020-01-01 0:00 UTC),
+        datetime!(2031-01-01 0:00 UTC),
+    ));
+    let state = state_of(&r);
+    // Same bytes as pinned: signatures are not re-verified, but certificate validity is.
+    let v = verify_opts(
+        &r.build(),
+        GUN,
+        Some(&state),
+        NOW,
+        &VerifyOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(v.root_signers.len(), 1);
+    let later = datetime!(2031-06-01 0:00 UTC);
+    let err = verify_opts(
+        &r.build(),
+        GUN,
+        Some(&state),
+        later,
+        &VerifyOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, TrustError::InvalidRootCertificate { .. }),
+        "{err}"
+    );
+}

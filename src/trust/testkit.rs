@@ -473,6 +473,12 @@ fn time_str(t: OffsetDateTime) -> String {
         .expect("format")
 }
 
+/// Docker writes only sha256 for tags (`cli28:cli/trust/trust_push.go`).
+fn target_meta(bytes: &[u8]) -> Value {
+    json!({"hashes": {"sha256": B64.encode(Sha256::digest(bytes))}, "length": bytes.len()})
+}
+
+/// Notary writes sha256 and sha512 for metadata files.
 fn file_meta(bytes: &[u8]) -> Value {
     json!({"hashes": {"sha256": B64.encode(Sha256::digest(bytes)), "sha512": B64.encode(Sha512::digest(bytes))}, "length": bytes.len()})
 }
@@ -578,7 +584,7 @@ impl TestRepo {
         for (name, spec, tfiles) in files {
             let targets: serde_json::Map<String, Value> = tfiles
                 .iter()
-                .map(|(t, b)| (t.clone(), file_meta(b)))
+                .map(|(t, b)| (t.clone(), target_meta(b)))
                 .collect();
             let mut dkeys = serde_json::Map::new();
             let mut droles = Vec::new();

@@ -383,6 +383,7 @@ impl<S: MetadataSource> Ctx<'_, S> {
         env: &Envelope<'_>,
         new: &Root,
         check_cert_expiry: bool,
+        unchanged: bool,
     ) -> Result<Vec<SignerKey>, RootFailure> {
         let gun = self.gun;
         let role = new
@@ -410,8 +411,10 @@ impl<S: MetadataSource> Ctx<'_, S> {
             }
             .into());
         }
-        // c: the previous root's threshold, with its certificates (expiry not checked).
-        if let Some(prev) = prev {
+        // c: the previous root's threshold, with its certificates (expiry not checked). When the
+        // served root is byte-for-byte the pinned one, its signatures were verified when it was
+        // pinned and cannot have changed: only the certificate checks (a/b, d) are repeated.
+        if let (Some(prev), false) = (prev, unchanged) {
             let prole = prev
                 .role(ROOT)
                 .ok_or_else(|| self.malformed(ROOT, "pinned root has no root role"))?;
@@ -454,6 +457,15 @@ impl<S: MetadataSource> Ctx<'_, S> {
             .into());
         }
         // e: the new root's own threshold over the surviving certificates.
+        if unchanged {
+            let signed_by: Vec<String> = env
+                .signatures
+                .iter()
+                .map(|sig| sig.keyid.clone())
+                .filter(|id| leaves.contains_key(id))
+                .collect();
+            return Ok(signer_keys(&signed_by, &leaves));
+        }
         Ok(self.verify_sigs(ROOT, env, &role.key_ids, &leaves, role.threshold)?)
     }
 
@@ -480,16 +492,18 @@ impl<S: MetadataSource> Ctx<'_, S> {
         let root_bytes = self.fetch(MetadataPath::Root, MAX_ROOT_SIZE).await?;
         let root_env = self.envelope(ROOT, &root_bytes)?;
         let root = Root::from_envelope(&root_env).map_err(|e| self.malformed(ROOT, e))?;
-        let root_signers = match self.validate_root(trusted.as_ref(), &root_env, &root, true) {
-            Ok(s) => s,
-            Err(RootFailure::Other(e)) => return Err(e),
-            Err(RootFailure::Rotation(reason)) => {
-                let Some(prev) = trusted.as_ref() else {
-                    return Err(self.malformed(ROOT, reason));
-                };
-                self.rotate(prev, &root_env, &root, reason).await?
-            }
-        };
+        let unchanged = pinned.is_some_and(|st| st.root.0 == root_bytes);
+        let root_signers =
+            match self.validate_root(trusted.as_ref(), &root_env, &root, true, unchanged) {
+                Ok(s) => s,
+                Err(RootFailure::Other(e)) => return Err(e),
+                Err(RootFailure::Rotation(reason)) => {
+                    let Some(prev) = trusted.as_ref() else {
+                        return Err(self.malformed(ROOT, reason));
+                    };
+                    self.rotate(prev, &root_env, &root, reason).await?
+                }
+            };
         self.check_version(ROOT, root.common.version, pinned)?;
         self.check_expiry(ROOT, root.common.expires, None)?;
         let mut expires = root.common.expires;
@@ -678,7 +692,7 @@ impl<S: MetadataSource> Ctx<'_, S> {
                     format!("{v}.root.json has version {}", vroot.common.version),
                 ));
             }
-            match self.validate_root(Some(&cur), &venv, &vroot, false) {
+            match self.validate_root(Some(&cur), &venv, &vroot, false, false) {
                 Ok(_) => cur = vroot,
                 Err(RootFailure::Rotation(r)) => {
                     return Err(mismatch(format!("root version {v}: {r}")))
@@ -686,7 +700,7 @@ impl<S: MetadataSource> Ctx<'_, S> {
                 Err(RootFailure::Other(e)) => return Err(e),
             }
         }
-        match self.validate_root(Some(&cur), env, new, true) {
+        match self.validate_root(Some(&cur), env, new, true, false) {
             Ok(s) => Ok(s),
             Err(RootFailure::Rotation(r)) => Err(mismatch(format!("root version {to}: {r}"))),
             Err(RootFailure::Other(e)) => Err(e),
