@@ -121,6 +121,10 @@ pub fn write_string(s: &str, out: &mut Vec<u8>) {
 /// of at most 2^53 without sign on zero); anything else returns false and callers take the general
 /// path (parse, then [`canonicalize`]).
 pub fn is_canonical(raw: &[u8]) -> bool {
+    // Valid UTF-8 as a whole implies every string (delimited by ASCII quotes) is valid UTF-8.
+    if std::str::from_utf8(raw).is_err() {
+        return false;
+    }
     let mut s = Strict { b: raw, i: 0 };
     s.value(0) && s.i == raw.len()
 }
@@ -249,7 +253,7 @@ impl Strict<'_> {
         }
         let end = self.i;
         self.i += 1;
-        std::str::from_utf8(&self.b[start..end]).ok()?;
+        // UTF-8 validity was checked once for the whole input by the entry points.
         Some((start, end, esc))
     }
 
