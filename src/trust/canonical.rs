@@ -135,6 +135,8 @@ pub fn is_canonical(raw: &[u8]) -> bool {
 pub(crate) fn split_envelope(
     raw: &[u8],
 ) -> Option<(std::ops::Range<usize>, Option<std::ops::Range<usize>>)> {
+    // Valid UTF-8 as a whole implies every string inside is valid UTF-8.
+    std::str::from_utf8(raw).ok()?;
     let mut s = Strict { b: raw, i: 0 };
     if s.peek()? != b'{' {
         return None;
@@ -395,6 +397,7 @@ mod tests {
         let (s, sig) = split_envelope(br#"{"signed":{"a":1},"signatures":[]}"#).unwrap();
         assert_eq!((s, sig), (10..17, Some(31..33)));
         assert!(split_envelope(br#"{"signed":{"a":1},"signed":{"a":1}}"#).is_none());
+        assert!(split_envelope(b"{\"signed\":{\"a\":\"\xff\"}}").is_none());
     }
 
     #[test]
