@@ -32,8 +32,9 @@ pub const MAX_ROOT_SIZE: u64 = 10 << 20;
 /// Upper bound on the length a (signed) parent may announce for snapshot/targets/delegations;
 /// the file must then be exactly that long.
 pub const MAX_METADATA_SIZE: u64 = 100 << 20;
-/// Most root versions we walk through in one rotation.
-pub const MAX_ROOT_ROTATIONS: u64 = 1024;
+/// Most root versions we walk through in one rotation (bounds what a hostile server can make us
+/// download: at most this many files of at most [`MAX_ROOT_SIZE`]). Notary has no bound.
+pub const MAX_ROOT_ROTATIONS: u64 = 100;
 
 /// Options for [`update`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -364,7 +365,8 @@ impl<S: MetadataSource> Ctx<'_, S> {
             return Ok(());
         }
         if let Some(g) = grace {
-            if self.now <= expires + g {
+            // checked_add: a hostile `expires` near the end of time must not overflow.
+            if expires.checked_add(g).is_some_and(|end| self.now <= end) {
                 tracing::warn!(gun = self.gun, role, expired_at = %go_time(expires), "accepting expired metadata within the configured grace period");
                 return Ok(());
             }
