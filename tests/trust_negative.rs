@@ -619,3 +619,29 @@ fn unchanged_pinned_root_still_has_its_certificate_checked() {
         "{err}"
     );
 }
+
+#[test]
+fn unchanged_files_are_reverified_after_the_root_changes() {
+    let r1 = repo();
+    let state = state_of(&r1);
+    // Steady state: same files, stored signer lists reused, same answer.
+    let v = verify(&r1.build(), GUN, Some(&state)).unwrap();
+    assert_eq!(
+        v.lookup("latest", None).unwrap().key_ids,
+        vec![TestKey::ecdsa(2).id()]
+    );
+    assert_eq!(v.new_state.signers["targets"], vec![TestKey::ecdsa(2).id()]);
+    // Root v2 (same root key) names a new targets key, but targets.json is byte-identical (still
+    // signed by the old key): it must be verified again, and fail.
+    let mut r2 = repo();
+    r2.root.version = 2;
+    r2.targets.keys = vec![TestKey::ecdsa(8)];
+    r2.targets.signers = Some(vec![TestKey::ecdsa(2)]);
+    let src = r2.build();
+    assert_eq!(src.get("targets.json"), r1.build().get("targets.json"));
+    let err = verify(&src, GUN, Some(&state)).unwrap_err();
+    assert!(
+        matches!(err, TrustError::Threshold { ref role, .. } if role == "targets"),
+        "{err}"
+    );
+}

@@ -78,6 +78,9 @@ pub struct TrustState {
     /// caller can re-verify with [`TrustState::offline_source`].
     #[serde(default)]
     pub metadata: BTreeMap<String, StoredBytes>,
+    /// Role → key IDs whose signatures were valid over the stored bytes.
+    #[serde(default)]
+    pub signers: BTreeMap<String, Vec<String>>,
 }
 
 impl TrustState {
@@ -333,6 +336,31 @@ impl<S: MetadataSource> Ctx<'_, S> {
         Ok(signer_keys(&ids, keys))
     }
 
+    /// Signature check, or reuse of the stored result: when the root is byte-identical to the
+    /// pinned one, and the file and (for delegations) its parent are byte-identical to what was
+    /// verified last time, the same keys sign the same bytes, so the stored signer list is the
+    /// answer. Steady-state re-verification then costs no public-key operations. Hashes, parsing,
+    /// versions and expiry are still checked in full.
+    #[allow(clippy::too_many_arguments)]
+    fn verify_or_reuse(
+        &self,
+        reuse: Option<&Vec<String>>,
+        role: &str,
+        env: &Envelope<'_>,
+        key_ids: &[String],
+        keys: &BTreeMap<String, PublicKey>,
+        threshold: u32,
+    ) -> Result<Vec<SignerKey>, TrustError> {
+        match reuse {
+            Some(ids)
+                if ids.len() >= threshold as usize && ids.iter().all(|id| key_ids.contains(id)) =>
+            {
+                Ok(signer_keys(ids, keys))
+            }
+            _ => self.verify_sigs(role, env, key_ids, keys, threshold),
+        }
+    }
+
     fn check_version(
         &self,
         role: &str,
@@ -507,6 +535,14 @@ impl<S: MetadataSource> Ctx<'_, S> {
                 }
             };
         self.check_version(ROOT, root.common.version, pinned)?;
+        // Whether `role`'s bytes are what was verified last time under this same root.
+        let reusable = |role: &str, bytes: &[u8]| -> Option<&Vec<String>> {
+            let st = pinned.filter(|_| unchanged)?;
+            (st.metadata.get(role)?.0 == bytes)
+                .then(|| st.signers.get(role))
+                .flatten()
+        };
+        let mut new_signers: BTreeMap<String, Vec<String>> = BTreeMap::new();
         self.check_expiry(ROOT, root.common.expires, None)?;
         let mut expires = root.common.expires;
 
@@ -516,7 +552,18 @@ impl<S: MetadataSource> Ctx<'_, S> {
             .await?;
         let ts_env = self.envelope(TIMESTAMP, &ts_bytes)?;
         let (ids, thr) = base_role(&root, TIMESTAMP);
-        self.verify_sigs(TIMESTAMP, &ts_env, ids, &root.keys, thr)?;
+        let signers = self.verify_or_reuse(
+            reusable(TIMESTAMP, &ts_bytes),
+            TIMESTAMP,
+            &ts_env,
+            ids,
+            &root.keys,
+            thr,
+        )?;
+        new_signers.insert(
+            TIMESTAMP.into(),
+            signers.into_iter().map(|k| k.key_id).collect(),
+        );
         let ts = Timestamp::from_envelope(&ts_env).map_err(|e| self.malformed(TIMESTAMP, e))?;
         self.check_version(TIMESTAMP, ts.common.version, pinned)?;
         let grace = self.opts.expired_grace_for_timestamp_snapshot;
@@ -527,7 +574,18 @@ impl<S: MetadataSource> Ctx<'_, S> {
         let snap_bytes = self.fetch_checked(SNAPSHOT, &ts.snapshot).await?;
         let snap_env = self.envelope(SNAPSHOT, &snap_bytes)?;
         let (ids, thr) = base_role(&root, SNAPSHOT);
-        self.verify_sigs(SNAPSHOT, &snap_env, ids, &root.keys, thr)?;
+        let signers = self.verify_or_reuse(
+            reusable(SNAPSHOT, &snap_bytes),
+            SNAPSHOT,
+            &snap_env,
+            ids,
+            &root.keys,
+            thr,
+        )?;
+        new_signers.insert(
+            SNAPSHOT.into(),
+            signers.into_iter().map(|k| k.key_id).collect(),
+        );
         let snap = Snapshot::from_envelope(&snap_env).map_err(|e| self.malformed(SNAPSHOT, e))?;
         self.check_version(SNAPSHOT, snap.common.version, pinned)?;
         self.check_expiry(SNAPSHOT, snap.common.expires, grace)?;
@@ -545,7 +603,12 @@ impl<S: MetadataSource> Ctx<'_, S> {
         let t_bytes = self.fetch_checked(TARGETS, tmeta).await?;
         let t_env = self.envelope(TARGETS, &t_bytes)?;
         let (ids, thr) = base_role(&root, TARGETS);
-        let signers = self.verify_sigs(TARGETS, &t_env, ids, &root.keys, thr)?;
+        let t_reuse = reusable(TARGETS, &t_bytes);
+        let signers = self.verify_or_reuse(t_reuse, TARGETS, &t_env, ids, &root.keys, thr)?;
+        new_signers.insert(
+            TARGETS.into(),
+            signers.iter().map(|k| k.key_id.clone()).collect(),
+        );
         let targets =
             Targets::from_envelope(&t_env, TARGETS).map_err(|e| self.malformed(TARGETS, e))?;
         self.check_version(TARGETS, targets.common.version, pinned)?;
@@ -571,6 +634,8 @@ impl<S: MetadataSource> Ctx<'_, S> {
         let mut targets = targets;
         let mut roles = vec![verified_role(TARGETS, &mut targets, signers, None)];
         let mut parsed: Vec<Targets> = vec![targets];
+        // Per parsed file: whether it was byte-identical to the last verified copy (see verify_or_reuse).
+        let mut same_as_before: Vec<bool> = vec![t_reuse.is_some()];
         // (index of the parent in `parsed`, delegation role definition)
         let mut stack: Vec<(usize, usize)> = (0..parsed[0].delegations.len())
             .rev()
@@ -585,7 +650,14 @@ impl<S: MetadataSource> Ctx<'_, S> {
             };
             let bytes = self.fetch_checked(&name, meta).await?;
             let env = self.envelope(&name, &bytes)?;
-            let signers = match self.verify_sigs(
+            let reuse = if same_as_before[pi] {
+                reusable(&name, &bytes)
+            } else {
+                None
+            };
+            let is_same = reuse.is_some();
+            let signers = match self.verify_or_reuse(
+                reuse,
                 &name,
                 &env,
                 &def.key_ids,
@@ -622,10 +694,15 @@ impl<S: MetadataSource> Ctx<'_, S> {
                 .collect();
             set_version(&name, t.common.version);
             stored.insert(name.clone(), StoredBytes(bytes));
+            new_signers.insert(
+                name.clone(),
+                signers.iter().map(|k| k.key_id.clone()).collect(),
+            );
             roles.push(verified_role(&name, &mut t, signers, Some(paths)));
             let idx = parsed.len();
             stack.extend((0..t.delegations.len()).rev().map(|i| (idx, i)));
             parsed.push(t);
+            same_as_before.push(is_same);
         }
 
         Ok(VerifiedRepository {
@@ -635,6 +712,7 @@ impl<S: MetadataSource> Ctx<'_, S> {
                 root: StoredBytes(root_bytes),
                 versions: new_versions,
                 metadata: stored,
+                signers: new_signers,
             },
             expires,
             root_version: root.common.version,
