@@ -645,3 +645,34 @@ fn unchanged_files_are_reverified_after_the_root_changes() {
         "{err}"
     );
 }
+
+#[test]
+fn cached_timestamp_used_when_download_fails() {
+    let r = repo();
+    let state = state_of(&r);
+    let mut src = r.build();
+    src.remove("timestamp.json");
+    // Nothing cached: the missing timestamp is an error.
+    assert!(matches!(
+        verify(&src, GUN, None),
+        Err(TrustError::MissingMetadata { .. })
+    ));
+    // Cached: it is used, and still checked (here: expiry).
+    verify(&src, GUN, Some(&state)).unwrap();
+    let mut r2 = repo();
+    r2.timestamp.expires = datetime!(2030-03-01 0:00 UTC);
+    let state2 = verify_opts(
+        &r2.build(),
+        GUN,
+        None,
+        datetime!(2030-02-01 0:00 UTC),
+        &VerifyOptions::default(),
+    )
+    .unwrap()
+    .new_state;
+    let err = verify(&src, GUN, Some(&state2)).unwrap_err();
+    assert!(
+        matches!(err, TrustError::Expired { ref role, .. } if role == "timestamp"),
+        "{err}"
+    );
+}

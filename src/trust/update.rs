@@ -547,9 +547,25 @@ impl<S: MetadataSource> Ctx<'_, S> {
         let mut expires = root.common.expires;
 
         // 2. timestamp
-        let ts_bytes = self
+        let ts_bytes = match self
             .fetch(MetadataPath::Timestamp, MAX_TIMESTAMP_SIZE)
-            .await?;
+            .await
+        {
+            Ok(b) => b,
+            // Notary (`tufclient.go` downloadTimestamp): on 404 or a transport/server failure, fall
+            // back to the cached timestamp, which is then verified like a fresh one (signatures,
+            // version, expiry).
+            Err(e @ (TrustError::MissingMetadata { .. } | TrustError::Fetch { .. })) => {
+                match pinned.and_then(|st| st.metadata.get(TIMESTAMP)) {
+                    Some(cached) => {
+                        tracing::warn!(gun, error = %e, "Error while downloading remote metadata, using cached timestamp - this might not be the latest version available remotely");
+                        cached.0.clone()
+                    }
+                    None => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         let ts_env = self.envelope(TIMESTAMP, &ts_bytes)?;
         let (ids, thr) = base_role(&root, TIMESTAMP);
         let signers = self.verify_or_reuse(
