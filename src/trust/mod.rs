@@ -38,7 +38,7 @@
 //!   tag (a trustgate policy option; Docker has none).
 //!
 //! Modules: [`canonical`] (§4), [`keys`] (§5), [`signature`] (§6), [`metadata`] (§3), [`pinning`],
-//! [`update`] (§7), [`lookup`] (Docker's tag resolution), [`error`] (§8 messages), [`source`].
+//! [`mod@update`] (§7), [`lookup`] (Docker's tag resolution), [`error`] (§8 messages), [`source`].
 
 pub mod canonical;
 pub mod error;
