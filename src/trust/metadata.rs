@@ -466,9 +466,7 @@ impl Timestamp {
         let snapshot = meta
             .remove(SNAPSHOT)
             .ok_or("timestamp has no snapshot meta")?;
-        if !meta.is_empty() {
-            return Err("timestamp meta may only describe snapshot".into());
-        }
+        // Other entries are ignored, as in Notary's isValidTimestampStructure.
         if snapshot.sha256().is_none() {
             return Err("timestamp's snapshot meta has no sha256".into());
         }
@@ -632,5 +630,76 @@ mod tests {
         assert!(matches!(e.canonical, Cow::Borrowed(_)));
         assert_eq!(e.signed_value().unwrap(), serde_json::json!({"a":2,"b":1}));
         assert!(e.signatures.is_empty());
+    }
+
+    fn root_json(roles: serde_json::Value) -> Value {
+        serde_json::json!({"_type":"Root","expires":"2030-01-01T00:00:00Z","version":1,"consistent_snapshot":false,
+            "keys":{"k":{"keytype":"ed25519","keyval":{"private":null,"public":"11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="}}},
+            "roles": roles})
+    }
+
+    #[test]
+    fn root_structure() {
+        let r = |t: i64| serde_json::json!({"keyids":["k"],"threshold":t});
+        let all = serde_json::json!({"root":r(1),"targets":r(1),"snapshot":r(1),"timestamp":r(1)});
+        assert!(Root::from_signed(root_json(all)).is_ok());
+        let missing = serde_json::json!({"root":r(1),"targets":r(1),"snapshot":r(1)});
+        assert!(Root::from_signed(root_json(missing))
+            .unwrap_err()
+            .contains("timestamp"));
+        let zero = serde_json::json!({"root":r(0),"targets":r(1),"snapshot":r(1),"timestamp":r(1)});
+        assert!(Root::from_signed(root_json(zero))
+            .unwrap_err()
+            .contains("threshold"));
+        let unknown_key = serde_json::json!({"root":{"keyids":["nope"],"threshold":1},"targets":r(1),"snapshot":r(1),"timestamp":r(1)});
+        assert!(Root::from_signed(root_json(unknown_key))
+            .unwrap_err()
+            .contains("not in keys"));
+        let mut wrong_type = root_json(all_roles());
+        wrong_type["_type"] = "Targets".into();
+        assert!(Root::from_signed(wrong_type).is_err());
+    }
+
+    fn all_roles() -> serde_json::Value {
+        let r = serde_json::json!({"keyids":["k"],"threshold":1});
+        serde_json::json!({"root":r,"targets":r,"snapshot":r,"timestamp":r})
+    }
+
+    #[test]
+    fn targets_structure() {
+        let t = |name: &str| {
+            serde_json::json!({"_type":"Targets","expires":"2030-01-01T00:00:00Z","version":1,"targets":{},
+            "delegations":{"keys":{},"roles":[{"name":name,"keyids":[],"threshold":1,"paths":[""]}]}})
+        };
+        assert!(Targets::from_signed(t("targets/releases"), "targets").is_ok());
+        assert!(
+            Targets::from_signed(t("targets/a/b"), "targets").is_err(),
+            "not a direct child"
+        );
+        assert!(Targets::from_signed(t("targets/a/b"), "targets/a").is_ok());
+        assert!(Targets::from_signed(t("targets/UP"), "targets").is_err());
+        let bad_hash = serde_json::json!({"_type":"Targets","expires":"2030-01-01T00:00:00Z","version":1,
+            "targets":{"latest":{"hashes":{"sha256":"AAAA"},"length":1}},"delegations":{"keys":{},"roles":[]}});
+        assert!(Targets::from_signed(bad_hash, "targets").is_err());
+        let neg = serde_json::json!({"_type":"Targets","expires":"2030-01-01T00:00:00Z","version":0,"targets":{}});
+        assert!(Targets::from_signed(neg, "targets").is_err());
+    }
+
+    #[test]
+    fn hash_checks() {
+        let bytes = b"hello";
+        let mut m = FileMeta {
+            length: 5,
+            sha256: None,
+            sha512: None,
+            custom: None,
+        };
+        assert_eq!(check_hashes(bytes, &m), Err(HashFailure::NoSupportedHash));
+        m.sha256 = Some(Sha256::digest(bytes).into());
+        assert_eq!(check_hashes(bytes, &m), Ok(()));
+        m.sha512 = Some([0u8; 64]);
+        assert!(
+            matches!(check_hashes(bytes, &m), Err(HashFailure::Mismatch { alg, .. }) if alg == "sha512")
+        );
     }
 }
