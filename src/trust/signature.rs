@@ -241,4 +241,32 @@ mod tests {
             Err(ThresholdFailure::UnsupportedMethod("dsa".into()))
         );
     }
+
+    #[test]
+    fn ecdsa_raw_only_and_rsa_methods() {
+        use crate::trust::testkit::TestKey;
+        let msg = b"message";
+        let k = TestKey::ecdsa(9);
+        let key = PublicKey::new(&k.key_type, k.public.clone());
+        let (_, raw) = k.sign(msg);
+        assert_eq!(raw.len(), 64);
+        assert!(verify(&key, Method::Ecdsa, msg, &raw));
+        // The same signature DER-encoded is rejected (Notary uses raw r||s).
+        let der = p256::ecdsa::Signature::from_slice(&raw).unwrap().to_der();
+        assert!(!verify(&key, Method::Ecdsa, msg, der.as_bytes()));
+        for m in ["rsapss", "rsapkcs1v15"] {
+            let k = TestKey::rsa().with_method(m);
+            let key = PublicKey::new(&k.key_type, k.public.clone());
+            let (method, sig) = k.sign(msg);
+            let method = Method::parse(&method).unwrap();
+            assert!(verify(&key, method, msg, &sig), "{m}");
+            assert!(!verify(&key, method, b"other", &sig), "{m}");
+            let other = if method == Method::RsaPss {
+                Method::RsaPkcs1v15
+            } else {
+                Method::RsaPss
+            };
+            assert!(!verify(&key, other, msg, &sig), "{m}");
+        }
+    }
 }
