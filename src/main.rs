@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use trustgate::config::{Config, CONFIG_ENV, DEFAULT_CONFIG_PATH};
 
 #[derive(Parser)]
-#[command(name = "trustgate", version, about = "A pull-through registry proxy that serves only content signed with Docker Content Trust")]
+#[command(
+    name = "trustgate",
+    version,
+    about = "A pull-through registry proxy that serves only content signed with Docker Content Trust"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -78,7 +82,10 @@ fn serve(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
@@ -97,13 +104,20 @@ fn serve(path: &std::path::Path) -> ExitCode {
 
 async fn run(config: Config) -> Result<(), String> {
     std::fs::create_dir_all(&config.storage.path).map_err(|e| {
-        format!("storage.path {}: cannot create it: {e}", config.storage.path.display())
+        format!(
+            "storage.path {}: cannot create it: {e}",
+            config.storage.path.display()
+        )
     })?;
     let proxy = trustgate::proxy::Proxy::new(&config).map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .map_err(|e| format!("server.listen {}: cannot listen: {e}", config.server.listen))?;
-    let upstreams: Vec<String> = config.upstreams.iter().map(|u| format!("{} ({})", u.name, u.url)).collect();
+    let upstreams: Vec<String> = config
+        .upstreams
+        .iter()
+        .map(|u| format!("{} ({})", u.name, u.url))
+        .collect();
     tracing::info!(listen = %config.server.listen, upstreams = %upstreams.join(", "), storage = %config.storage.path.display(), "trustgate serving");
     trustgate::api::server::serve(listener, proxy, shutdown_signal())
         .await

@@ -30,7 +30,13 @@ pub fn accepted_types(headers: &HeaderMap) -> Vec<String> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|t| t.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .filter(|t| !t.is_empty())
         .collect()
 }
@@ -40,8 +46,19 @@ pub fn accepted_types(headers: &HeaderMap) -> Vec<String> {
 /// `mediaType`; a `manifests` array means an index).
 pub fn manifest_media_type(content_type: Option<&str>, body: &[u8]) -> String {
     let header = content_type
-        .map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
-        .filter(|c| !c.is_empty() && c != "application/json" && c != "text/plain" && c != "application/octet-stream");
+        .map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|c| {
+            !c.is_empty()
+                && c != "application/json"
+                && c != "text/plain"
+                && c != "application/octet-stream"
+        });
     if let Some(h) = header {
         return h;
     }
@@ -55,7 +72,8 @@ pub fn manifest_media_type(content_type: Option<&str>, body: &[u8]) -> String {
     }
     match serde_json::from_slice::<Shape>(body) {
         Ok(Shape {
-            media_type: Some(t), ..
+            media_type: Some(t),
+            ..
         }) => t,
         Ok(Shape {
             manifests: Some(_), ..
@@ -157,17 +175,44 @@ mod tests {
     #[test]
     fn accept_headers_are_split_and_stripped() {
         let mut h = HeaderMap::new();
-        h.append(http::header::ACCEPT, "application/A; q=0.5, application/b".parse().unwrap());
+        h.append(
+            http::header::ACCEPT,
+            "application/A; q=0.5, application/b".parse().unwrap(),
+        );
         h.append(http::header::ACCEPT, "*/*".parse().unwrap());
-        assert_eq!(accepted_types(&h), ["application/a", "application/b", "*/*"]);
+        assert_eq!(
+            accepted_types(&h),
+            ["application/a", "application/b", "*/*"]
+        );
     }
 
     #[test]
     fn media_type_from_header_then_body() {
-        assert_eq!(manifest_media_type(Some("application/vnd.oci.image.index.v1+json; charset=x"), b"{}"), OCI_INDEX);
-        assert_eq!(manifest_media_type(None, br#"{"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#), DOCKER_MANIFEST_V2);
-        assert_eq!(manifest_media_type(Some("application/json"), br#"{"schemaVersion":2,"manifests":[]}"#), OCI_INDEX);
-        assert_eq!(manifest_media_type(None, br#"{"schemaVersion":2,"config":{}}"#), OCI_MANIFEST);
+        assert_eq!(
+            manifest_media_type(
+                Some("application/vnd.oci.image.index.v1+json; charset=x"),
+                b"{}"
+            ),
+            OCI_INDEX
+        );
+        assert_eq!(
+            manifest_media_type(
+                None,
+                br#"{"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#
+            ),
+            DOCKER_MANIFEST_V2
+        );
+        assert_eq!(
+            manifest_media_type(
+                Some("application/json"),
+                br#"{"schemaVersion":2,"manifests":[]}"#
+            ),
+            OCI_INDEX
+        );
+        assert_eq!(
+            manifest_media_type(None, br#"{"schemaVersion":2,"config":{}}"#),
+            OCI_MANIFEST
+        );
         assert_eq!(manifest_media_type(None, b"not json"), OCI_MANIFEST);
     }
 
@@ -187,8 +232,14 @@ mod tests {
         assert_eq!(p("items=0-1"), RangeRequest::Full);
         assert_eq!(p("bytes=x-1"), RangeRequest::Full);
         assert_eq!(parse_range(None, 100), RangeRequest::Full);
-        assert_eq!(parse_range(Some("bytes=0-"), 0), RangeRequest::Unsatisfiable);
-        assert_eq!(ByteRange { start: 3, end: 4 }.content_range(10), "bytes 3-4/10");
+        assert_eq!(
+            parse_range(Some("bytes=0-"), 0),
+            RangeRequest::Unsatisfiable
+        );
+        assert_eq!(
+            ByteRange { start: 3, end: 4 }.content_range(10),
+            "bytes 3-4/10"
+        );
     }
 
     proptest! {

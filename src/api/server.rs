@@ -26,18 +26,27 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 
 pub fn empty_body() -> Body {
-    Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync()
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 pub fn full_body(bytes: Bytes) -> Body {
-    Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 pub fn stream_body<S>(stream: S) -> Body
 where
     S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
 {
-    StreamBody::new(stream.map_ok(Frame::data).map_err(|e| Box::new(e) as BoxError)).boxed_unsync()
+    StreamBody::new(
+        stream
+            .map_ok(Frame::data)
+            .map_err(|e| Box::new(e) as BoxError),
+    )
+    .boxed_unsync()
 }
 
 /// Every response carries this header; Docker's daemon checks it on ping.
@@ -86,7 +95,11 @@ pub async fn serve(
     Ok(())
 }
 
-async fn handle(proxy: Arc<Proxy>, req: Request<Incoming>, peer: std::net::SocketAddr) -> Response<Body> {
+async fn handle(
+    proxy: Arc<Proxy>,
+    req: Request<Incoming>,
+    peer: std::net::SocketAddr,
+) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();

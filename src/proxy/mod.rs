@@ -86,7 +86,8 @@ impl Proxy {
                 self.manifest_by_tag(up, route, tag, method, headers).await
             }
             Endpoint::Manifest(ManifestRef::Digest(digest)) => {
-                self.manifest_by_digest(up, route, digest, method, headers).await
+                self.manifest_by_digest(up, route, digest, method, headers)
+                    .await
             }
             Endpoint::Blob(digest) => self.blob(up, route, digest, method, headers).await,
             Endpoint::Tags { n, last } => self.tags(up, route, *n, last.as_deref()).await,
@@ -136,7 +137,11 @@ impl Proxy {
         // Schema 1 digests cover the JWS payload without signatures, so they never match the
         // bytes; for every other type the digest we announce is the hash of what we serve.
         let digest = match announced {
-            Some(a) if media_type.starts_with("application/vnd.docker.distribution.manifest.v1") => a,
+            Some(a)
+                if media_type.starts_with("application/vnd.docker.distribution.manifest.v1") =>
+            {
+                a
+            }
             Some(a) if a != computed => {
                 tracing::warn!(upstream = %up.config.name, repository = %route.repository, tag = %tag,
                     announced = %a, computed = %computed,
@@ -170,10 +175,18 @@ impl Proxy {
         route: &Route,
         digest: &Digest,
     ) -> Result<(String, Bytes), ApiError> {
-        let accept: Vec<String> = media::ALL_MANIFEST_TYPES.iter().map(|s| s.to_string()).collect();
+        let accept: Vec<String> = media::ALL_MANIFEST_TYPES
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let resp = up
             .client
-            .manifest(route.repository.as_str(), &digest.to_string(), &accept, Method::GET)
+            .manifest(
+                route.repository.as_str(),
+                &digest.to_string(),
+                &accept,
+                Method::GET,
+            )
             .await
             .map_err(|e| to_api_error(&e))?;
         let content_type = resp.header_str("content-type").map(str::to_string);
@@ -195,7 +208,10 @@ impl Proxy {
             )
             .with_status(StatusCode::BAD_GATEWAY));
         }
-        Ok((media::manifest_media_type(content_type.as_deref(), &bytes), bytes))
+        Ok((
+            media::manifest_media_type(content_type.as_deref(), &bytes),
+            bytes,
+        ))
     }
 
     async fn blob(
@@ -285,7 +301,10 @@ impl Proxy {
         let list: TagList = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::new(
                 ErrorCode::Unavailable,
-                format!("upstream {} sent an unreadable tag list: {e}", up.config.name),
+                format!(
+                    "upstream {} sent an unreadable tag list: {e}",
+                    up.config.name
+                ),
             )
             .with_status(StatusCode::BAD_GATEWAY)
         })?;
@@ -310,7 +329,10 @@ fn upstream_settings(up: &UpstreamConfig) -> UpstreamSettings {
 }
 
 fn internal(e: http::Error) -> ApiError {
-    ApiError::new(ErrorCode::Unknown, format!("internal error building the response: {e}"))
+    ApiError::new(
+        ErrorCode::Unknown,
+        format!("internal error building the response: {e}"),
+    )
 }
 
 fn blob_error(e: &UpstreamError, digest: &Digest) -> ApiError {
@@ -341,7 +363,8 @@ pub fn manifest_response(
         .status(StatusCode::OK)
         .header(
             header::CONTENT_TYPE,
-            HeaderValue::from_str(media_type).unwrap_or(HeaderValue::from_static(media::OCI_MANIFEST)),
+            HeaderValue::from_str(media_type)
+                .unwrap_or(HeaderValue::from_static(media::OCI_MANIFEST)),
         )
         .header(header::CONTENT_LENGTH, len)
         .header("docker-content-digest", digest)
@@ -397,7 +420,11 @@ fn tag_list_response(
         }
         b = b.header(
             header::LINK,
-            format!("</v2/{}/tags/list?{}>; rel=\"next\"", route.client_name, q.finish()),
+            format!(
+                "</v2/{}/tags/list?{}>; rel=\"next\"",
+                route.client_name,
+                q.finish()
+            ),
         );
     }
     b.body(full_body(Bytes::from(body))).map_err(internal)
@@ -414,7 +441,10 @@ mod tests {
             Some(("b+c".into(), Some("2".into())))
         );
         assert_eq!(next_page_query("</v2/x/tags/list?n=2>; rel=\"next\""), None);
-        assert_eq!(next_page_query("</v2/x/tags/list?last=a>; rel=\"prev\""), None);
+        assert_eq!(
+            next_page_query("</v2/x/tags/list?last=a>; rel=\"prev\""),
+            None
+        );
         assert_eq!(next_page_query("garbage"), None);
     }
 }

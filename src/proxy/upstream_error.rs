@@ -7,11 +7,16 @@ use crate::api::{ApiError, ErrorCode};
 use crate::upstream::UpstreamError;
 
 pub fn to_api_error(e: &UpstreamError) -> ApiError {
-    let status = StatusCode::from_u16(e.http_status_for_client()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let status =
+        StatusCode::from_u16(e.http_status_for_client()).unwrap_or(StatusCode::BAD_GATEWAY);
     let entries = e.upstream_errors();
-    let mut api = if let (Some(first), false) = (entries.first(), status == StatusCode::FORBIDDEN && e.upstream_status() == Some(401)) {
+    let mut api = if let (Some(first), false) = (
+        entries.first(),
+        status == StatusCode::FORBIDDEN && e.upstream_status() == Some(401),
+    ) {
         // The upstream's own error body: pass it on as it came.
-        let mut api = ApiError::new(ErrorCode::Unknown, first.message.clone()).with_detail(first.detail.clone());
+        let mut api = ApiError::new(ErrorCode::Unknown, first.message.clone())
+            .with_detail(first.detail.clone());
         api.code = first.code.clone();
         api.more = entries[1..]
             .iter()
@@ -62,7 +67,10 @@ mod tests {
             None,
         );
         let api = to_api_error(&e);
-        assert_eq!((api.status.as_u16(), api.code.as_str(), api.message.as_str()), (404, "MANIFEST_UNKNOWN", "manifest unknown"));
+        assert_eq!(
+            (api.status.as_u16(), api.code.as_str(), api.message.as_str()),
+            (404, "MANIFEST_UNKNOWN", "manifest unknown")
+        );
         assert_eq!(api.detail, serde_json::json!({"Tag": "nope"}));
     }
 
@@ -78,8 +86,14 @@ mod tests {
             Some("30"),
         );
         let api = to_api_error(&e);
-        assert_eq!((api.status.as_u16(), api.code.as_str()), (429, "TOOMANYREQUESTS"));
-        assert!(api.headers.iter().any(|(n, v)| n == http::header::RETRY_AFTER && v == "30"));
+        assert_eq!(
+            (api.status.as_u16(), api.code.as_str()),
+            (429, "TOOMANYREQUESTS")
+        );
+        assert!(api
+            .headers
+            .iter()
+            .any(|(n, v)| n == http::header::RETRY_AFTER && v == "30"));
         let bare = to_api_error(&status(429, vec![], None));
         assert_eq!(bare.code, "TOOMANYREQUESTS");
     }

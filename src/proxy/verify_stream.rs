@@ -179,7 +179,10 @@ mod tests {
         let s = VerifyingStream::new(chunks(&data, 100), Digest::of(b"other"), None, origin());
         let (out, err) = collect(s).await;
         assert_eq!(err.unwrap().kind(), io::ErrorKind::InvalidData);
-        assert!(out.len() < data.len(), "the client must fall short of the full body");
+        assert!(
+            out.len() < data.len(),
+            "the client must fall short of the full body"
+        );
     }
 
     #[tokio::test]
@@ -203,7 +206,12 @@ mod tests {
                 reason: "reset".into(),
             }),
         ];
-        let s = VerifyingStream::new(Box::pin(stream::iter(parts)), Digest::of(b"abc"), None, origin());
+        let s = VerifyingStream::new(
+            Box::pin(stream::iter(parts)),
+            Digest::of(b"abc"),
+            None,
+            origin(),
+        );
         let (_, err) = collect(s).await;
         assert!(err.is_some());
     }

@@ -510,7 +510,7 @@ fn check_auth(st: &State, r: &Route, headers: &HeaderMap) -> Option<Response<Bod
             let token = presented.as_deref().and_then(|p| p.strip_prefix("Bearer "));
             let ok = token
                 .and_then(|t| st.issued.get(t))
-                .is_some_and(|granted| scope.as_ref().map_or(true, |s| granted.contains(s)));
+                .is_some_and(|granted| scope.as_ref().is_none_or(|s| granted.contains(s)));
             if ok {
                 return None;
             }
@@ -666,7 +666,7 @@ fn tags(st: &State, repo: &str, query: Option<&str>) -> Response<Body> {
     let n: Option<usize> = q.get("n").and_then(|n| n.parse().ok());
     let after: Vec<&String> = all
         .iter()
-        .filter(|t| q.get("last").map_or(true, |l| t.as_str() > l.as_str()))
+        .filter(|t| q.get("last").is_none_or(|l| t.as_str() > l.as_str()))
         .collect();
     let page: Vec<&String> = after
         .iter()
