@@ -1,1 +1,12 @@
-//! placeholder
+//! The client-facing side: the pull half of the Registry HTTP API v2 / OCI distribution API.
+//!
+//! [`route`] turns a request line into a validated [`route::Route`], [`error`] turns every failure
+//! into an OCI error body, [`server`] runs the hyper listener and hands routes to the proxy.
+
+pub mod error;
+pub mod media;
+pub mod route;
+pub mod server;
+
+pub use error::{ApiError, ErrorCode};
+pub use route::{Endpoint, Route, Routed, Router};
