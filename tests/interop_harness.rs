@@ -10,7 +10,8 @@ use common::http::{self, Req, MANIFEST_ACCEPT};
 use common::image::{Format, ImageSpec, LayerSpec, Layout};
 use common::notary::{NotaryCli, NotaryServer};
 use common::podman::Podman;
-use common::registry::{Creds, Registry};
+use common::proc::{self, ChildGuard, StopMode};
+use common::registry::{Creds, Registry, RegistryOptions};
 use common::skopeo::{assert_same_tree, Skopeo};
 use common::{timed, TestDir};
 
@@ -123,6 +124,83 @@ fn clients_pull_directly_from_registry() {
     });
     timed("ctr pull (direct)", || ctrd.pull(&image_ref, None)).assert_success();
     assert_eq!(ctrd.image_digest(&image_ref), Some(layout.digest.clone()));
+    ctrd.pull_via_mirror("registry.local/demo/app:v1", "registry.local", &reg.url())
+        .assert_success();
+    assert!(
+        reg.count_requests("HEAD", "/v2/demo/app/manifests/v1?ns=registry.local") >= 1,
+        "{}",
+        reg.access_log()
+    );
+}
+
+/// distribution in proxy mode (the baseline): pulls through it work.
+///
+/// Quirk (observed, distribution 2.8.2): with an htpasswd (basic auth) upstream, proxy mode
+/// establishes the basic challenge but then sends its requests without credentials (401, the
+/// client sees `manifest unknown`): its credential store looks the request URL up in a map keyed
+/// by `remoteurl`. Token-auth upstreams are what it supports; so the baseline runs without auth.
+#[test]
+fn registry_proxy_mode_baseline() {
+    let t = TestDir::new("h-proxy");
+    let upstream = Registry::start(&t.sub("upstream"));
+    let skopeo = Skopeo::new(&t.sub("skopeo"));
+    let layout = Layout::image(
+        &t.sub("img"),
+        &ImageSpec::new("proxy", vec![LayerSpec::random("data.bin", 1 << 20, 3)]),
+    );
+    layout.push(
+        &skopeo,
+        &upstream.host(),
+        "demo/app",
+        "v1",
+        upstream.creds(),
+    );
+    let proxy = Registry::start_with(
+        &t.sub("proxy"),
+        RegistryOptions {
+            auth: None,
+            proxy_remote: Some((upstream.url(), upstream.creds().cloned())),
+        },
+    );
+    for i in 0..2 {
+        let out = t.sub(&format!("copy-{i}"));
+        skopeo
+            .copy_to_dir(&format!("{}/demo/app:v1", proxy.host()), &out, false, None)
+            .assert_success();
+        assert_same_tree(&layout.dir, &out);
+    }
+    let layer = &layout.images[0].layers[0].digest;
+    assert_eq!(proxy.blob_gets(layer), 2, "{}", proxy.access_log());
+    // Observed: distribution 2.8.2 fetched this blob from upstream twice for two sequential
+    // pulls here, so only "at least once" is asserted; benchmarks report the real count.
+    let upstream_gets = upstream.blob_gets(layer);
+    eprintln!(
+        "[baseline] upstream blob GETs for 2 pulls through distribution proxy: {upstream_gets}"
+    );
+    assert!(upstream_gets >= 1, "{}", upstream.access_log());
+}
+
+/// ChildGuard stops by PID on drop; a zombie counts as gone.
+#[test]
+fn child_guard_kills_by_pid() {
+    let t = TestDir::new("h-child");
+    let mut cmd = std::process::Command::new("sleep");
+    cmd.arg("300");
+    let mut g = ChildGuard::spawn("sleep", cmd, t.path());
+    let pid = g.pid();
+    assert!(g.is_alive());
+    assert!(proc::pid_alive(pid));
+    drop(g);
+    assert!(!proc::pid_alive(pid), "state {:?}", proc::proc_state(pid));
+
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]);
+    let mut g = ChildGuard::spawn("sh", cmd, t.path())
+        .with_stop_mode(StopMode::Term(std::time::Duration::from_secs(5)));
+    let pid = g.pid();
+    g.stop();
+    assert!(!proc::pid_alive(pid));
+    assert!(!g.is_alive());
 }
 
 #[test]

@@ -447,4 +447,15 @@ fn named_upstream_through_trustgate() {
     .unwrap();
     assert_eq!(ns.status, 200, "{}\n{}", ns.text(), tg.logs());
     assert_eq!(ns.body, other_img.manifest);
+
+    // The real containerd, configured with a hosts.toml mirror: it sends `?ns=registry.local`.
+    let ctrd = Containerd::start(&t.sub("containerd"));
+    let out = timed("ctr pull via hosts.toml mirror (ns=)", || {
+        ctrd.pull_via_mirror("registry.local/demo/app:v1", "registry.local", &tg.url())
+    });
+    assert!(out.success(), "{out}\n{}", tg.logs());
+    assert_eq!(
+        ctrd.image_digest("registry.local/demo/app:v1"),
+        Some(other_img.digest.clone())
+    );
 }
