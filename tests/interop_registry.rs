@@ -321,6 +321,11 @@ fn docker_pull_through_trustgate() {
         vec![format!("{}/demo/app@{}", fx.host(), fx.single.digest)]
     );
 
+    // By digest: docker asks for the manifest by digest and verifies it.
+    let by_digest = format!("{}/demo/app@{}", fx.host(), fx.single.digest);
+    let out = dockerd.pull(&by_digest);
+    assert!(out.success(), "{out}\n{}\n{}", fx.logs(), dockerd.log());
+
     let multi_ref = format!("{}/demo/multi:oci", fx.host());
     let out = timed("docker pull (OCI index) through trustgate", || {
         dockerd.pull(&multi_ref)

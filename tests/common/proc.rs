@@ -15,10 +15,19 @@ use std::time::{Duration, Instant};
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 ///
 /// The listener is dropped before the port is handed out, so another process could take it in
-/// between; the window is short and the servers we start fail loudly when the bind fails.
+/// between; the window is short and the servers we start fail loudly when the bind fails. Within
+/// one test binary a port is never handed out twice (tests run in parallel threads).
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local_addr").port();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// The state letter of `/proc/PID/stat` (R, S, D, Z, ...), or `None` when the process is gone.

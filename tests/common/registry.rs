@@ -69,6 +69,12 @@ impl Registry {
     pub fn start_with(dir: &Path, opts: RegistryOptions) -> Registry {
         let bin = tools::docker_registry();
         fs::create_dir_all(dir).expect("registry dir");
+        if let Some((remote, _)) = &opts.proxy_remote {
+            // distribution's proxy mode panics at start-up when the remote is down.
+            if let Err(e) = http::get(&format!("{remote}/v2/")) {
+                panic!("proxy remote {remote} does not answer; start it first: {e}");
+            }
+        }
         let port = proc::free_port();
         let storage = dir.join("storage");
         fs::create_dir_all(&storage).expect("registry storage");
@@ -128,6 +134,18 @@ impl Registry {
             dir: dir.to_path_buf(),
             auth: opts.auth,
         }
+    }
+
+    /// distribution as a pull-through cache of `remote` (with `remote`'s credentials, which
+    /// distribution 2.8.2 only manages to use against token-auth upstreams, not htpasswd ones).
+    pub fn start_proxy(dir: &Path, remote: &Registry) -> Registry {
+        Registry::start_with(
+            dir,
+            RegistryOptions {
+                auth: None,
+                proxy_remote: Some((remote.url(), remote.creds().cloned())),
+            },
+        )
     }
 
     pub fn url(&self) -> String {
