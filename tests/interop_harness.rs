@@ -243,3 +243,39 @@ fn notary_server_signs_like_docker() {
     let ts = server.get_metadata(gun, "timestamp.json");
     assert_eq!(ts.status, 200);
 }
+
+/// The signing helpers produce trust data that Docker's own client-side check accepts: a tag
+/// signed with `NotaryCli` pulls with `DOCKER_CONTENT_TRUST=1`, an unsigned one is refused.
+#[test]
+fn docker_content_trust_accepts_notary_cli_signatures() {
+    let t = TestDir::new("h-dct");
+    let reg = Registry::start(&t.sub("registry"));
+    let notary = NotaryServer::start(&t.sub("notary"));
+    let cli = NotaryCli::new(&notary, &t.sub("notary-cli"));
+    let skopeo = Skopeo::new(&t.sub("skopeo"));
+    let layout = Layout::image(&t.sub("img"), &ImageSpec::small("dct", 1));
+    layout.push(&skopeo, &reg.host(), "demo/app", "signed", None);
+    layout.push(&skopeo, &reg.host(), "demo/app", "unsigned", None);
+    let gun = format!("{}/demo/app", reg.host());
+    cli.init_with_server_snapshot(&gun);
+    cli.add_releases_delegation(&gun);
+    cli.sign_manifest(&gun, "signed", &layout.manifest, &["targets/releases"]);
+
+    let dockerd = Dockerd::start(&t.sub("dockerd"));
+    let out = timed("docker pull with content trust", || {
+        dockerd.pull_with_content_trust(&format!("{gun}:signed"), &notary)
+    });
+    assert!(out.success(), "{out}\n{}", notary.logs());
+    let unsigned = dockerd.pull_with_content_trust(&format!("{gun}:unsigned"), &notary);
+    unsigned.assert_failure();
+    assert!(
+        unsigned.stderr.contains("No valid trust data for unsigned"),
+        "{unsigned}"
+    );
+    let other = dockerd.pull_with_content_trust(&format!("{}/demo/other:v1", reg.host()), &notary);
+    other.assert_failure();
+    assert!(
+        other.stderr.contains("does not have trust data for"),
+        "{other}"
+    );
+}

@@ -100,8 +100,40 @@ impl Dockerd {
         docker_cli(&self.cli, &self.dir, &self.sock, args, self.timeout)
     }
 
+    /// Run the CLI with extra environment variables.
+    pub fn run_env(&self, args: &[&str], envs: &[(&str, &str)]) -> CmdOutput {
+        let mut c = Command::new(&self.cli);
+        c.env("DOCKER_CONFIG", self.dir.join("cli-config"))
+            .envs(envs.iter().copied())
+            .arg("-H")
+            .arg(format!("unix://{}", self.sock.display()))
+            .args(args);
+        proc::run(c, self.timeout, &self.dir.join("out"))
+    }
+
     pub fn pull(&self, image_ref: &str) -> CmdOutput {
         self.run(&["pull", image_ref])
+    }
+
+    /// `DOCKER_CONTENT_TRUST=1 docker pull REF` against `notary` (its CA goes to
+    /// `$DOCKER_CONFIG/tls/<notary host:port>/ca.crt`): the client-side check trustgate is meant
+    /// to replace, for comparing messages. Docker 20.10 still has it (29 removed it).
+    pub fn pull_with_content_trust(
+        &self,
+        image_ref: &str,
+        notary: &super::notary::NotaryServer,
+    ) -> CmdOutput {
+        let tls = self.dir.join("cli-config").join("tls").join(notary.host());
+        fs::create_dir_all(&tls).expect("docker tls dir");
+        fs::copy(notary.ca_cert(), tls.join("ca.crt")).expect("copy notary CA");
+        let server = notary.url();
+        self.run_env(
+            &["pull", image_ref],
+            &[
+                ("DOCKER_CONTENT_TRUST", "1"),
+                ("DOCKER_CONTENT_TRUST_SERVER", server.as_str()),
+            ],
+        )
     }
 
     /// `.RepoDigests` of a pulled image (`REPO@sha256:...`).
