@@ -4,6 +4,23 @@
 //!
 //! Use from an integration test file with `mod common;`. Missing tools fail the test with the
 //! Debian package to install (scripts/install-test-deps.sh).
+//!
+//! | module | what |
+//! |---|---|
+//! | [`proc`] | `free_port`, `ChildGuard` (logs to files, stop by PID on drop, `Z` = gone), `run` (one-shot command with a deadline) |
+//! | [`http`] | blocking reqwest helpers, `wait_ready`, `sha256_digest` |
+//! | [`registry`] | `Registry` (distribution 2.8: plain, htpasswd auth, or `proxy:` mode), access-log counting |
+//! | [`image`] | `Layout::image` / `Layout::index`: deterministic images in a skopeo `dir:` layout, `push` |
+//! | [`skopeo`] | `Skopeo` (copy, inspect, push) with isolated config; `assert_same_tree` |
+//! | [`podman`] | `Podman` with an isolated vfs store |
+//! | [`docker`] | `Dockerd` (real daemon, vfs, own socket) + `/usr/bin/docker`; content-trust pulls |
+//! | [`containerd`] | `Containerd` + `ctr` (plain http, or a `hosts.toml` mirror that adds `?ns=`) |
+//! | [`notary`] | `NotaryServer` (throwaway CA, local trust service, memory) and `NotaryCli` signing |
+//! | [`trustgate`] | `Trustgate`: writes the TOML config, runs the binary under test |
+//!
+//! Tests are plain `#[test]` functions (the harness blocks; HTTP runs on a shared tokio runtime).
+//! Set `TRUSTGATE_KEEP_TEST_DIRS=1` to keep each test's folder (logs of every server) for a
+//! post-mortem.
 #![allow(dead_code)]
 
 pub mod containerd;
