@@ -12,7 +12,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::containerd::Containerd;
-use common::docker::Dockerd;
+use common::docker::{Dockerd, DockerdOptions};
 use common::http::{self, Req, MANIFEST_ACCEPT};
 use common::image::{Format, ImageSpec, LayerSpec, Layout};
 use common::podman::Podman;
@@ -462,5 +462,54 @@ fn named_upstream_through_trustgate() {
     assert_eq!(
         ctrd.image_digest("registry.local/demo/app:v1"),
         Some(other_img.digest.clone())
+    );
+}
+
+/// Docker Engine's `registry-mirrors` path: a Docker Hub name (`alpine`) pulled by a dockerd whose
+/// mirror is trustgate; trustgate's upstream is named `docker.io` (so `library/` applies) and
+/// points at the local registry. dockerd would fall back to registry-1.docker.io if the mirror
+/// failed; without internet that fails, and the upstream access log shows the mirror was used.
+#[test]
+fn docker_hub_mirror_through_trustgate() {
+    let t = TestDir::new("mirror");
+    let skopeo = Skopeo::new(&t.sub("skopeo"));
+    let reg = Registry::start(&t.sub("registry"));
+    let layout = Layout::image(&t.sub("img"), &ImageSpec::small("hub-alpine", 1));
+    layout.push(&skopeo, &reg.host(), "library/alpine", "latest", None);
+    let tg = if direct_mode() {
+        None
+    } else {
+        Some(Trustgate::start(
+            &t.sub("trustgate"),
+            TrustgateOptions {
+                upstreams: vec![UpstreamConfig {
+                    name: "docker.io".into(),
+                    ..UpstreamConfig::default_for(&reg)
+                }],
+                ..Default::default()
+            },
+        ))
+    };
+    let mirror = tg.as_ref().map(|t| t.url()).unwrap_or_else(|| reg.url());
+    let dockerd = Dockerd::start_with(
+        &t.sub("dockerd"),
+        DockerdOptions {
+            registry_mirrors: vec![mirror],
+            ..Default::default()
+        },
+    );
+    let out = timed("docker pull alpine via mirror", || {
+        dockerd.pull("alpine:latest")
+    });
+    let tg_logs = tg.as_ref().map(|t| t.logs()).unwrap_or_default();
+    assert!(out.success(), "{out}\n{tg_logs}\n{}", dockerd.log());
+    assert_eq!(
+        dockerd.repo_digests("alpine:latest"),
+        vec![format!("alpine@{}", layout.digest)]
+    );
+    assert!(
+        reg.count_requests("GET", "/v2/library/alpine/") >= 1,
+        "{}",
+        reg.access_log()
     );
 }
