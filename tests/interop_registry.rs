@@ -174,6 +174,24 @@ fn skopeo_suite(fx: &Fixture) {
     assert_eq!(v["Architecture"], "amd64");
     assert_eq!(v["Layers"].as_array().map(Vec::len), Some(3));
 
+    if fx.tg.is_some() {
+        // trustgate is read-only: a push is refused (405 UNSUPPORTED), and nothing reaches
+        // the upstream.
+        let push = fx.skopeo.push_dir(
+            &fx.single.dir,
+            &format!("docker://{}/demo/pushed:v1", fx.host()),
+            false,
+            None,
+        );
+        push.assert_failure();
+        assert!(
+            push.stderr.to_lowercase().contains("unsupported"),
+            "expected an UNSUPPORTED refusal: {push}"
+        );
+        assert_eq!(fx.reg.count_requests("PUT", "/v2/demo/pushed/"), 0);
+        assert_eq!(fx.reg.count_requests("POST", "/v2/demo/pushed/"), 0);
+    }
+
     let missing = fx.skopeo.inspect_raw(
         &format!("{}/demo/app:no-such-tag", fx.host()),
         creds.as_ref(),
