@@ -5,6 +5,9 @@
 //! together), [`trust`] (Notary client and the pure TUF verifier), [`upstream`] (registry client)
 //! and [`config`].
 #![forbid(unsafe_code)]
+// Errors here are values with a client-facing face (code, message, detail, headers); they are
+// built on the cold path only, so their size costs nothing worth a Box on every signature.
+#![allow(clippy::result_large_err)]
 
 pub mod api;
 pub mod config;

@@ -29,6 +29,8 @@ pub struct Route {
     pub repository: RepoName,
     /// The name as it appeared in the client's path, used to build `Link` headers.
     pub client_name: String,
+    /// The `ns=` query parameter the client used, kept for `Link` headers.
+    pub ns: Option<String>,
     pub endpoint: Endpoint,
 }
 
@@ -140,6 +142,7 @@ impl Router {
             upstream,
             repository,
             client_name: name.to_string(),
+            ns: params.ns.clone(),
             endpoint,
         }))
     }

@@ -1,1 +1,248 @@
-//! placeholder
+//! The hyper listener: accepts connections, routes each request, asks the proxy, and writes one
+//! log line per request when its body has been sent (or abandoned).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::{Stream, TryStreamExt};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+use super::error::ApiError;
+use super::route::Routed;
+use crate::proxy::Proxy;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The response body type of every handler.
+pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+pub fn empty_body() -> Body {
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+pub fn full_body(bytes: Bytes) -> Body {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+pub fn stream_body<S>(stream: S) -> Body
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+{
+    StreamBody::new(
+        stream
+            .map_ok(Frame::data)
+            .map_err(|e| Box::new(e) as BoxError),
+    )
+    .boxed_unsync()
+}
+
+/// Every response carries this header; Docker's daemon checks it on ping.
+const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/2.0");
+
+/// Serves until `shutdown` completes, then stops accepting and lets open connections finish.
+pub async fn serve(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Out of file descriptors and similar: keep serving the others.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let proxy = proxy.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    let proxy = proxy.clone();
+                    async move { Ok::<_, Infallible>(handle(proxy, req, peer).await) }
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+async fn handle(
+    proxy: Arc<Proxy>,
+    req: Request<Incoming>,
+    peer: std::net::SocketAddr,
+) -> Response<Body> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().map(str::to_string);
+    let mut upstream = String::from("-");
+    let result = match proxy.router().route(&method, &path, query.as_deref()) {
+        Ok(Routed::Ping) => Ok(ping()),
+        Ok(Routed::Content(route)) => {
+            upstream = proxy.upstream_name(&route).to_string();
+            proxy.handle(&method, &route, req.headers()).await
+        }
+        Err(e) => Err(e),
+    };
+    let mut response = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if e.status.is_client_error() || e.status.is_server_error() {
+                tracing::info!(%method, %path, status = e.status.as_u16(), code = %e.code, message = %e.message, "request refused");
+            }
+            error_response(&method, &e)
+        }
+    };
+    response
+        .headers_mut()
+        .insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
+    let status = response.status();
+    let (parts, body) = response.into_parts();
+    let logged = LoggedBody {
+        inner: body,
+        bytes: 0,
+        log: Some(RequestLog {
+            method,
+            path,
+            status,
+            upstream,
+            peer,
+            started,
+        }),
+    };
+    Response::from_parts(parts, logged.boxed_unsync())
+}
+
+fn ping() -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, 2)
+        .body(full_body(Bytes::from_static(b"{}")))
+        .unwrap_or_else(|_| Response::new(empty_body()))
+}
+
+/// The OCI error body with its status and headers. HEAD answers carry no body; their message
+/// is in the log line above.
+pub fn error_response(method: &Method, e: &ApiError) -> Response<Body> {
+    let body = e.body();
+    let mut b = Response::builder()
+        .status(e.status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, body.len());
+    for (name, value) in &e.headers {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            b = b.header(name, v);
+        }
+    }
+    let body = if method == Method::HEAD {
+        empty_body()
+    } else {
+        full_body(Bytes::from(body))
+    };
+    b.body(body).unwrap_or_else(|_| Response::new(empty_body()))
+}
+
+struct RequestLog {
+    method: Method,
+    path: String,
+    status: StatusCode,
+    upstream: String,
+    peer: std::net::SocketAddr,
+    started: Instant,
+}
+
+/// Counts the bytes of a response body and logs the request when the body is done or dropped
+/// (a client that hangs up mid-blob is logged too, with the bytes it got).
+struct LoggedBody {
+    inner: Body,
+    bytes: u64,
+    log: Option<RequestLog>,
+}
+
+impl LoggedBody {
+    fn finish(&mut self, complete: bool) {
+        if let Some(l) = self.log.take() {
+            tracing::info!(
+                method = %l.method,
+                path = %l.path,
+                status = l.status.as_u16(),
+                bytes = self.bytes,
+                ms = l.started.elapsed().as_millis() as u64,
+                upstream = %l.upstream,
+                client = %l.peer,
+                complete,
+                "request"
+            );
+        }
+    }
+}
+
+impl HttpBody for LoggedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    this.bytes += d.len() as u64;
+                }
+            }
+            Poll::Ready(None) => this.finish(true),
+            Poll::Ready(Some(Err(_))) => this.finish(false),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        // Empty bodies (HEAD, errors) may never be polled.
+        let complete = self.inner.is_end_stream();
+        self.finish(complete);
+    }
+}

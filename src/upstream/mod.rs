@@ -1,1 +1,34 @@
-//! placeholder
+//! Upstream side: the client trustgate uses to talk to upstream registries (Docker Hub, ghcr.io,
+//! a CNCF distribution registry) and, through the same [`AuthClient`], Notary servers.
+//!
+//! - [`challenge`]: pure `WWW-Authenticate` parser.
+//! - [`AuthClient`]: pooled reqwest (rustls) client per upstream; Bearer token flow with a token
+//!   cache keyed by (realm, service, scope), Basic auth, redirects followed by hand so that
+//!   `Authorization` never leaves the upstream's origin, connect / first-byte / idle timeouts.
+//! - [`RegistryClient`]: `ping`, `manifest`, `blob`, `tags`.
+//! - [`UpstreamResponse`]: a 2xx answer; body as a stream that fails (never ends cleanly) when the
+//!   connection drops early, or as bytes with a size limit.
+//! - [`UpstreamError`]: who failed, whether to retry, and a client status hint.
+//!
+//! Proxies: `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (and lower-case forms) are
+//! honoured, read once when the client is built (reqwest's environment proxy support, left on;
+//! see `tests/upstream_proxy_env.rs`). Credentials for an upstream are only ever sent to that
+//! upstream's origin and to the token realm it names.
+//!
+//! Registry quirks handled here: Docker Hub redirects blob GETs to a CDN with 307 (registry-api.md
+//! §5); Docker Hub answers 401 rather than 404 for unknown repositories, and rate-limits with
+//! `429 TOOMANYREQUESTS` + `Retry-After` (§3).
+
+pub mod auth;
+pub mod challenge;
+pub mod client;
+pub mod error;
+pub mod response;
+pub mod settings;
+
+pub use auth::AuthClient;
+pub use challenge::{BearerChallenge, Challenge, Scheme};
+pub use client::RegistryClient;
+pub use error::{OciErrorEntry, TimeoutPhase, UpstreamError};
+pub use response::{BodyStream, UpstreamResponse};
+pub use settings::{Timeouts, UpstreamSettings};

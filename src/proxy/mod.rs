@@ -1,0 +1,450 @@
+//! The service that answers routed requests: it ties the upstream clients (and, in later layers,
+//! trust and the store) together.
+//!
+//! Request flow for content (see design.md): a tag is resolved to a digest first (today by the
+//! upstream; with trust enforcement by signed Notary data), then content is fetched by digest
+//! and checked against that digest before any byte is committed to the client.
+
+mod upstream_error;
+pub mod verify_stream;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
+
+use crate::api::media::{self, RangeRequest};
+use crate::api::server::{empty_body, full_body, stream_body, Body};
+use crate::api::{ApiError, Endpoint, ErrorCode, Route, Router};
+use crate::config::{Config, UpstreamConfig};
+use crate::reference::{Digest, ManifestRef, Tag};
+use crate::upstream::{RegistryClient, Timeouts, UpstreamError, UpstreamSettings};
+pub use upstream_error::to_api_error;
+use verify_stream::{Origin, VerifyingStream};
+
+/// One configured upstream and its client.
+pub struct Upstream {
+    pub config: UpstreamConfig,
+    pub client: RegistryClient,
+}
+
+/// Everything needed to answer requests; shared by all connections.
+pub struct Proxy {
+    router: Router,
+    upstreams: Vec<Upstream>,
+}
+
+/// Failure to build the proxy from a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("upstream {name}: {source}")]
+    Upstream {
+        name: String,
+        #[source]
+        source: UpstreamError,
+    },
+}
+
+impl Proxy {
+    pub fn new(config: &Config) -> Result<Arc<Self>, SetupError> {
+        let mut upstreams = Vec::new();
+        for up in &config.upstreams {
+            let settings = upstream_settings(up);
+            let client = RegistryClient::new(&settings).map_err(|source| SetupError::Upstream {
+                name: up.name.clone(),
+                source,
+            })?;
+            upstreams.push(Upstream {
+                config: up.clone(),
+                client,
+            });
+        }
+        Ok(Arc::new(Self {
+            router: Router::from_config(config),
+            upstreams,
+        }))
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    pub fn upstream_name(&self, route: &Route) -> &str {
+        &self.upstreams[route.upstream].config.name
+    }
+
+    /// Answers one routed request for repository content.
+    pub async fn handle(
+        &self,
+        method: &Method,
+        route: &Route,
+        headers: &HeaderMap,
+    ) -> Result<Response<Body>, ApiError> {
+        let up = &self.upstreams[route.upstream];
+        match &route.endpoint {
+            Endpoint::Manifest(ManifestRef::Tag(tag)) => {
+                self.manifest_by_tag(up, route, tag, method, headers).await
+            }
+            Endpoint::Manifest(ManifestRef::Digest(digest)) => {
+                self.manifest_by_digest(up, route, digest, method, headers)
+                    .await
+            }
+            Endpoint::Blob(digest) => self.blob(up, route, digest, method, headers).await,
+            Endpoint::Tags { n, last } => self.tags(up, route, *n, last.as_deref()).await,
+        }
+    }
+
+    /// Pass-through resolution of a tag by the upstream. The bytes are kept exactly as the
+    /// upstream sent them; the digest we announce is computed from those bytes.
+    async fn manifest_by_tag(
+        &self,
+        up: &Upstream,
+        route: &Route,
+        tag: &Tag,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Result<Response<Body>, ApiError> {
+        let accept = media::accepted_types(headers);
+        let repo = route.repository.as_str();
+        let resp = up
+            .client
+            .manifest(repo, tag.as_str(), &accept, method.clone())
+            .await
+            .map_err(|e| to_api_error(&e))?;
+        if method == Method::HEAD {
+            // Docker Hub counts GETs against the pull rate limit, not HEADs: pass HEAD on.
+            let mut out = Response::builder().status(StatusCode::OK);
+            for name in [
+                header::CONTENT_TYPE,
+                header::CONTENT_LENGTH,
+                header::HeaderName::from_static("docker-content-digest"),
+                header::ETAG,
+            ] {
+                if let Some(v) = resp.headers().get(&name) {
+                    out = out.header(name, v.clone());
+                }
+            }
+            return out.body(empty_body()).map_err(internal);
+        }
+        let content_type = resp.header_str("content-type").map(str::to_string);
+        let announced = resp.header_str("docker-content-digest").map(str::to_string);
+        let bytes = resp
+            .bytes_limited(media::MAX_MANIFEST_BYTES)
+            .await
+            .map_err(|e| to_api_error(&e))?;
+        let media_type = media::manifest_media_type(content_type.as_deref(), &bytes);
+        let computed = Digest::of(&bytes).to_string();
+        // Schema 1 digests cover the JWS payload without signatures, so they never match the
+        // bytes; for every other type the digest we announce is the hash of what we serve.
+        let digest = match announced {
+            Some(a)
+                if media_type.starts_with("application/vnd.docker.distribution.manifest.v1") =>
+            {
+                a
+            }
+            Some(a) if a != computed => {
+                tracing::warn!(upstream = %up.config.name, repository = %route.repository, tag = %tag,
+                    announced = %a, computed = %computed,
+                    "upstream announced a digest that does not match the manifest bytes; announcing the computed one");
+                computed
+            }
+            _ => computed,
+        };
+        manifest_response(method, &media_type, &digest, bytes)
+    }
+
+    /// A manifest by digest is fetched from upstream and checked against that digest before
+    /// anything is sent. HEAD does the same fetch, so its headers are verified facts too.
+    async fn manifest_by_digest(
+        &self,
+        up: &Upstream,
+        route: &Route,
+        digest: &Digest,
+        method: &Method,
+        _headers: &HeaderMap,
+    ) -> Result<Response<Body>, ApiError> {
+        let (media_type, bytes) = self.fetch_manifest_by_digest(up, route, digest).await?;
+        manifest_response(method, &media_type, &digest.to_string(), bytes)
+    }
+
+    /// Fetches and verifies the manifest `digest`. The upstream is asked with every manifest
+    /// type in `Accept` so it never converts the stored bytes.
+    pub async fn fetch_manifest_by_digest(
+        &self,
+        up: &Upstream,
+        route: &Route,
+        digest: &Digest,
+    ) -> Result<(String, Bytes), ApiError> {
+        let accept: Vec<String> = media::ALL_MANIFEST_TYPES
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let resp = up
+            .client
+            .manifest(
+                route.repository.as_str(),
+                &digest.to_string(),
+                &accept,
+                Method::GET,
+            )
+            .await
+            .map_err(|e| to_api_error(&e))?;
+        let content_type = resp.header_str("content-type").map(str::to_string);
+        let bytes = resp
+            .bytes_limited(media::MAX_MANIFEST_BYTES)
+            .await
+            .map_err(|e| to_api_error(&e))?;
+        let actual = Digest::of(&bytes);
+        if actual != *digest {
+            tracing::error!(upstream = %up.config.name, repository = %route.repository,
+                expected = %digest, actual = %actual,
+                "upstream served manifest bytes that do not match the requested digest: possible tampering; refused");
+            return Err(ApiError::new(
+                ErrorCode::ManifestInvalid,
+                format!(
+                    "upstream {} served a manifest for {} whose bytes hash to {}; refused",
+                    up.config.name, digest, actual
+                ),
+            )
+            .with_status(StatusCode::BAD_GATEWAY));
+        }
+        Ok((
+            media::manifest_media_type(content_type.as_deref(), &bytes),
+            bytes,
+        ))
+    }
+
+    async fn blob(
+        &self,
+        up: &Upstream,
+        route: &Route,
+        digest: &Digest,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Result<Response<Body>, ApiError> {
+        let repo = route.repository.as_str();
+        let digest_text = digest.to_string();
+        if method == Method::HEAD {
+            let resp = up
+                .client
+                .blob(repo, &digest_text, None, Method::HEAD)
+                .await
+                .map_err(|e| blob_error(&e, digest))?;
+            let mut out = blob_headers(Response::builder().status(StatusCode::OK), digest);
+            if let Some(len) = resp.content_length() {
+                out = out.header(header::CONTENT_LENGTH, len);
+            }
+            return out.body(empty_body()).map_err(internal);
+        }
+        // The whole blob is always fetched and hashed, also for a Range request: a slice of
+        // a blob cannot be verified on its own. The client gets only the bytes it asked for.
+        let resp = up
+            .client
+            .blob(repo, &digest_text, None, Method::GET)
+            .await
+            .map_err(|e| blob_error(&e, digest))?;
+        let total = resp.content_length();
+        let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+        let range = match total {
+            Some(total) => media::parse_range(range_header, total),
+            None => RangeRequest::Full,
+        };
+        let origin = Origin {
+            upstream: up.config.name.clone(),
+            repository: route.repository.to_string(),
+        };
+        let (status, window, length) = match range {
+            RangeRequest::Full => (StatusCode::OK, None, total),
+            RangeRequest::Partial(r) => (StatusCode::PARTIAL_CONTENT, Some(r), Some(r.len())),
+            RangeRequest::Unsatisfiable => {
+                let total = total.unwrap_or(0);
+                return Err(ApiError::new(
+                    ErrorCode::RangeInvalid,
+                    format!("requested range is outside the blob of {total} bytes"),
+                )
+                .with_header(header::CONTENT_RANGE, format!("bytes */{total}")));
+            }
+        };
+        let stream = VerifyingStream::new(Box::pin(resp.into_stream()), *digest, window, origin);
+        let mut out = blob_headers(Response::builder().status(status), digest);
+        if let Some(len) = length {
+            out = out.header(header::CONTENT_LENGTH, len);
+        }
+        if let (Some(r), Some(total)) = (window, total) {
+            out = out.header(header::CONTENT_RANGE, r.content_range(total));
+        }
+        out.body(stream_body(stream)).map_err(internal)
+    }
+
+    async fn tags(
+        &self,
+        up: &Upstream,
+        route: &Route,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<Response<Body>, ApiError> {
+        let n_u32 = n.map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+        let resp = up
+            .client
+            .tags(route.repository.as_str(), n_u32, last)
+            .await
+            .map_err(|e| to_api_error(&e))?;
+        let link = resp.header_str("link").map(str::to_string);
+        let bytes = resp
+            .bytes_limited(16 * 1024 * 1024)
+            .await
+            .map_err(|e| to_api_error(&e))?;
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            tags: Option<Vec<String>>,
+        }
+        let list: TagList = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "upstream {} sent an unreadable tag list: {e}",
+                    up.config.name
+                ),
+            )
+            .with_status(StatusCode::BAD_GATEWAY)
+        })?;
+        let tags = list.tags.unwrap_or_default();
+        let next = link.as_deref().and_then(next_page_query);
+        tag_list_response(route, tags, next)
+    }
+}
+
+/// Translates our config into the upstream client's settings.
+fn upstream_settings(up: &UpstreamConfig) -> UpstreamSettings {
+    let mut s = UpstreamSettings::new(up.name.clone(), up.url.clone());
+    s.username = up.username.clone();
+    s.password = up.password.as_ref().map(|p| p.expose().to_string());
+    s.ca_pem = up.ca_pem.clone();
+    s.timeouts = Timeouts {
+        connect: up.connect_timeout(),
+        first_byte: up.first_byte_timeout(),
+        idle: up.idle_timeout(),
+    };
+    s
+}
+
+fn internal(e: http::Error) -> ApiError {
+    ApiError::new(
+        ErrorCode::Unknown,
+        format!("internal error building the response: {e}"),
+    )
+}
+
+fn blob_error(e: &UpstreamError, digest: &Digest) -> ApiError {
+    let mut api = to_api_error(e);
+    if api.status == StatusCode::NOT_FOUND && api.code == "NAME_UNKNOWN" {
+        api.code = ErrorCode::BlobUnknown.as_str().into();
+        api.message = format!("blob {digest} unknown to upstream {}", e.upstream());
+    }
+    api
+}
+
+fn blob_headers(b: http::response::Builder, digest: &Digest) -> http::response::Builder {
+    b.header(header::CONTENT_TYPE, "application/octet-stream")
+        .header("docker-content-digest", digest.to_string())
+        .header(header::ETAG, format!("\"{digest}\""))
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CACHE_CONTROL, "max-age=31536000")
+}
+
+pub fn manifest_response(
+    method: &Method,
+    media_type: &str,
+    digest: &str,
+    bytes: Bytes,
+) -> Result<Response<Body>, ApiError> {
+    let len = bytes.len();
+    let b = Response::builder()
+        .status(StatusCode::OK)
+        .header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_str(media_type)
+                .unwrap_or(HeaderValue::from_static(media::OCI_MANIFEST)),
+        )
+        .header(header::CONTENT_LENGTH, len)
+        .header("docker-content-digest", digest)
+        .header(header::ETAG, format!("\"{digest}\""));
+    let body = if method == Method::HEAD {
+        empty_body()
+    } else {
+        full_body(bytes)
+    };
+    b.body(body).map_err(internal)
+}
+
+/// `last` and `n` of the upstream's `Link: <...?last=x&n=y>; rel="next"`.
+fn next_page_query(link: &str) -> Option<(String, Option<String>)> {
+    if !link.contains("rel=\"next\"") && !link.contains("rel=next") {
+        return None;
+    }
+    let start = link.find('<')? + 1;
+    let end = start + link[start..].find('>')?;
+    let target = &link[start..end];
+    let query = target.split_once('?')?.1;
+    let mut last = None;
+    let mut n = None;
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        match &*k {
+            "last" => last = Some(v.into_owned()),
+            "n" => n = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    Some((last?, n))
+}
+
+fn tag_list_response(
+    route: &Route,
+    tags: Vec<String>,
+    next: Option<(String, Option<String>)>,
+) -> Result<Response<Body>, ApiError> {
+    let body = serde_json::to_vec(&serde_json::json!({ "name": route.client_name, "tags": tags }))
+        .map_err(|e| ApiError::new(ErrorCode::Unknown, e.to_string()))?;
+    let mut b = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, body.len());
+    if let Some((last, n)) = next {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.append_pair("last", &last);
+        if let Some(n) = n {
+            q.append_pair("n", &n);
+        }
+        if let Some(ns) = &route.ns {
+            q.append_pair("ns", ns);
+        }
+        b = b.header(
+            header::LINK,
+            format!(
+                "</v2/{}/tags/list?{}>; rel=\"next\"",
+                route.client_name,
+                q.finish()
+            ),
+        );
+    }
+    b.body(full_body(Bytes::from(body))).map_err(internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_page_is_read_from_the_upstream_link() {
+        assert_eq!(
+            next_page_query("</v2/library/a/tags/list?last=b%2Bc&n=2>; rel=\"next\""),
+            Some(("b+c".into(), Some("2".into())))
+        );
+        assert_eq!(next_page_query("</v2/x/tags/list?n=2>; rel=\"next\""), None);
+        assert_eq!(
+            next_page_query("</v2/x/tags/list?last=a>; rel=\"prev\""),
+            None
+        );
+        assert_eq!(next_page_query("garbage"), None);
+    }
+}
