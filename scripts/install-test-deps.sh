@@ -1,0 +1,67 @@
+#!/bin/sh
+# Install the real upstream pieces and clients that the interop tests (tests/interop_*.rs) run.
+#
+# Idempotent: a package is installed only when one of the binaries it provides is missing, and
+# apt-get update runs only when something is to be installed. Must run as root (Debian 12).
+#
+# Recommends are kept on purpose: podman relies on recommended packages (uidmap, fuse-overlayfs,
+# slirp4netns, catatonit) for parts of its normal set-up, and this matches the machine the
+# harness was written on.
+set -eu
+
+# binary -> Debian package
+PAIRS="
+docker-registry:docker-registry
+notary-server:notary
+notary:notary
+skopeo:skopeo
+podman:podman
+dockerd:docker.io
+/usr/bin/docker:docker.io
+containerd:containerd
+ctr:containerd
+htpasswd:apache2-utils
+wrk:wrk
+nginx:nginx-light
+openssl:openssl
+newuidmap:uidmap
+tar:tar
+gzip:gzip
+"
+
+missing=""
+for pair in $PAIRS; do
+    bin=${pair%%:*}
+    pkg=${pair#*:}
+    case "$bin" in
+        /*) [ -x "$bin" ] && found=1 || found=0 ;;
+        *) if command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || [ -x "/sbin/$bin" ]; then found=1; else found=0; fi ;;
+    esac
+    if [ "$found" = 1 ]; then
+        echo "ok:      $bin"
+    else
+        echo "missing: $bin (package $pkg)"
+        case " $missing " in
+            *" $pkg "*) ;;
+            *) missing="$missing $pkg" ;;
+        esac
+    fi
+done
+
+if [ -z "$missing" ]; then
+    echo "install-test-deps: nothing to do, every tool is present"
+    exit 0
+fi
+
+if [ "$(id -u)" != 0 ]; then
+    echo "install-test-deps: must run as root to install:$missing" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+echo "install-test-deps: apt-get update"
+apt-get update
+echo "install-test-deps: apt-get install -y$missing"
+# shellcheck disable=SC2086
+apt-get install -y $missing
+echo "install-test-deps: installed:$missing"
