@@ -630,3 +630,41 @@ async fn a_client_that_does_not_accept_the_signed_type_gets_a_clear_404() {
     assert_eq!((status, code.as_str()), (404, "MANIFEST_UNKNOWN"));
     assert!(message.contains("never converts"), "{message}");
 }
+
+impl Rig {
+    /// A second proxy over the same storage and clock with this upstream marked offline.
+    fn offline_proxy(&self, grace: &str) -> Arc<Proxy> {
+        let up = &self.config.upstreams[0];
+        let text = format!(
+            "[storage]\npath = \"{}\"\n[trust]\noffline_grace = \"{grace}\"\n[[upstream]]\nname = \"{}\"\nurl = \"http://127.0.0.1:9\"\ndefault = true\noffline = true\n",
+            self.config.storage.path.display(),
+            up.name
+        );
+        let config = Config::from_toml(&text, Path::new("offline.toml")).unwrap();
+        let c = self.clock.clone();
+        Proxy::with_clock(&config, Arc::new(move || *c.lock().unwrap())).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn an_offline_mirror_verifies_stored_trust_data_and_honours_the_grace_period() {
+    let rig = Rig::start("basic", "").await;
+    assert_eq!(rig.get("manifests/v1").await.status(), 200);
+    let image = "golden/basic:v1";
+    // Offline, within the timestamp's validity: verified from the stored data alone.
+    let offline = rig.offline_proxy("0");
+    let report = offline.inspect(image).await.unwrap();
+    assert!(report.tag.unwrap().1.is_ok());
+    // Past the timestamp's expiry, no grace: refused with the expiry reason.
+    rig.advance(time::Duration::days(15));
+    let offline = rig.offline_proxy("0");
+    let e = offline.inspect(image).await.err().unwrap();
+    assert!(e.message.contains("out-of-date: timestamp expired at"), "{}", e.message);
+    // With a grace period longer than the lapse: accepted (and logged).
+    let offline = rig.offline_proxy("30d");
+    let report = offline.inspect(image).await.unwrap();
+    assert!(report.tag.unwrap().1.is_ok());
+    // A repository never seeded: the offline message.
+    let e = offline.inspect("golden/none:v1").await.err().unwrap();
+    assert!(e.message.contains("the mirror is offline"), "{}", e.message);
+}
