@@ -504,6 +504,24 @@ async fn blob_redirect_to_another_host_is_followed_without_credentials() {
         Some(format!("bytes 1000-1999/{}", blob.len()))
     );
     assert!(body == blob[1000..2000]);
+
+    // HEAD through the redirect: length and digest, no body.
+    let resp = c
+        .head(proxy.url(&format!("/v2/alpine/blobs/{d}")))
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        header(&resp, "content-length"),
+        Some(blob.len().to_string())
+    );
+    assert_eq!(header(&resp, "docker-content-digest"), Some(d.clone()));
+    assert!(resp.bytes().await.expect("head body").is_empty());
+    assert!(cdn
+        .requests()
+        .iter()
+        .all(|r| r.header("authorization").is_none()));
     proxy.shutdown().await;
 }
 
@@ -887,4 +905,230 @@ async fn shutdown_stops_accepting() {
     proxy.shutdown().await;
     // A fresh client (no pooled connection) cannot connect any more.
     assert!(client().get(format!("{base}/v2/")).send().await.is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// More upstream behaviour
+
+#[tokio::test]
+async fn manifest_by_tag_announces_the_digest_of_the_bytes_not_the_upstreams_claim() {
+    let (fake, proxy) = hub().await;
+    let lie = digest(b"something else entirely");
+    fake.script(
+        "/v2/library/alpine/manifests/latest",
+        Behavior::Status {
+            status: 200,
+            headers: vec![
+                ("Content-Type".into(), MT.into()),
+                ("Docker-Content-Digest".into(), lie.clone()),
+            ],
+            body: MANIFEST.to_vec(),
+        },
+    );
+    let (status, headers, body) =
+        send(client().get(proxy.url("/v2/alpine/manifests/latest"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, MANIFEST);
+    assert_eq!(h(&headers, "docker-content-digest"), Some(digest(MANIFEST)));
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_manifest_is_refused() {
+    let (fake, proxy) = hub().await;
+    let mut huge = br#"{"schemaVersion":2,"pad":""#.to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 5 * 1024 * 1024));
+    huge.extend(br#""}"#);
+    let d = fake.add_manifest("library/alpine", "huge", MT, &huge);
+    let c = client();
+    for path in [
+        "/v2/alpine/manifests/huge".to_string(),
+        format!("/v2/alpine/manifests/{d}"),
+    ] {
+        let (status, _, body) = send(c.get(proxy.url(&path))).await;
+        assert_eq!(status, 502, "{path}");
+        let (code, message) = oci_error(&body);
+        assert_eq!(code, "UNAVAILABLE", "{path}");
+        assert!(message.contains("docker.io"), "{path}: {message}");
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn upstream_server_errors_become_502_or_503() {
+    let (fake, proxy) = hub().await;
+    fake.script(
+        "/v2/library/alpine/manifests/latest",
+        Behavior::Status {
+            status: 500,
+            headers: vec![("Content-Type".into(), "text/html".into())],
+            body: b"<html>internal error</html>".to_vec(),
+        },
+    );
+    fake.script(
+        "/v2/library/busybox/manifests/latest",
+        Behavior::Status {
+            status: 503,
+            headers: vec![("Retry-After".into(), "5".into())],
+            body: vec![],
+        },
+    );
+    let c = client();
+    let (status, _, body) = send(c.get(proxy.url("/v2/alpine/manifests/latest"))).await;
+    assert_eq!(status, 502);
+    let (code, message) = oci_error(&body);
+    assert_eq!(code, "UNAVAILABLE");
+    assert!(message.contains("docker.io"), "{message}");
+    let (status, headers, body) = send(c.get(proxy.url("/v2/busybox/manifests/latest"))).await;
+    assert_eq!(status, 503);
+    assert_eq!(h(&headers, "retry-after").as_deref(), Some("5"));
+    assert_eq!(oci_error(&body).0, "UNAVAILABLE");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn slow_upstream_headers_time_out_as_504() {
+    let fake = FakeUpstream::start().await;
+    fake.add_manifest("library/alpine", "latest", MT, MANIFEST);
+    fake.script(
+        "/v2/library/alpine/manifests/latest",
+        Behavior::Delay(std::time::Duration::from_secs(3)),
+    );
+    let proxy = proxy_support::start(&[UpstreamSpec::new("docker.io", fake.base())
+        .default_upstream()
+        .timeouts(1, 1)])
+    .await;
+    let started = std::time::Instant::now();
+    let (status, _, body) = send(client().get(proxy.url("/v2/alpine/manifests/latest"))).await;
+    assert_eq!(status, 504);
+    let (_, message) = oci_error(&body);
+    assert!(message.contains("docker.io"), "{message}");
+    assert!(started.elapsed() < std::time::Duration::from_millis(2900));
+}
+
+#[tokio::test]
+async fn stalled_upstream_blob_is_a_broken_transfer() {
+    let fake = FakeUpstream::start().await;
+    let blob = blob_bytes(256 * 1024);
+    let d = fake.add_blob(&blob);
+    fake.script(
+        &format!("/v2/library/alpine/blobs/{d}"),
+        Behavior::Stall {
+            after: 100_000,
+            stall: std::time::Duration::from_secs(3),
+        },
+    );
+    let proxy = proxy_support::start(&[UpstreamSpec::new("docker.io", fake.base())
+        .default_upstream()
+        .timeouts(1, 1)])
+    .await;
+    let started = std::time::Instant::now();
+    let req = client().get(proxy.url(&format!("/v2/alpine/blobs/{d}")));
+    assert!(fetch_broken(req, 200, blob.len() as u64, &blob).await);
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(2900),
+        "the idle timeout, not the stall, ended the transfer"
+    );
+}
+
+#[tokio::test]
+async fn revoked_token_is_replaced_transparently() {
+    let (fake, proxy) = hub().await;
+    fake.set_auth(Auth::bearer("fake-registry"));
+    fake.add_manifest("library/alpine", "latest", MT, MANIFEST);
+    let c = client();
+    let (status, _, _) = send(c.get(proxy.url("/v2/alpine/manifests/latest"))).await;
+    assert_eq!(status, 200);
+    fake.revoke_tokens();
+    let (status, _, body) = send(c.get(proxy.url("/v2/alpine/manifests/latest"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, MANIFEST);
+    assert_eq!(fake.token_requests(), 2);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn token_service_gets_the_configured_credentials() {
+    let fake = FakeUpstream::start().await;
+    fake.set_auth(Auth::Bearer {
+        service: "fake-registry".into(),
+        expires_in: Some(300),
+        issued_ago: None,
+        credentials: Some(("robot".into(), "tok3n".into())),
+    });
+    fake.add_manifest("team/app", "v1", MT, MANIFEST);
+    let proxy = proxy_support::start(&[UpstreamSpec::new("registry.local", fake.base())
+        .default_upstream()
+        .basic("robot", "tok3n")])
+    .await;
+    let (status, _, body) = send(client().get(proxy.url("/v2/team/app/manifests/v1"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, MANIFEST);
+    use base64::Engine as _;
+    let want = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("robot:tok3n")
+    );
+    let token_reqs = fake.requests_to("/token");
+    assert_eq!(token_reqs.len(), 1);
+    assert_eq!(token_reqs[0].header("authorization"), Some(want));
+    // The registry itself only ever sees the token.
+    assert!(fake
+        .requests_to("/v2/team/app/manifests/v1")
+        .iter()
+        .filter_map(|r| r.header("authorization"))
+        .all(|a| a.starts_with("Bearer ")));
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrent_blob_pulls_are_all_correct() {
+    let (fake, proxy) = hub().await;
+    fake.set_auth(Auth::bearer("fake-registry"));
+    let blobs: Vec<Vec<u8>> = (0..8)
+        .map(|i| {
+            let mut b = blob_bytes(50_000 + i * 1000);
+            b[0] = i as u8;
+            b
+        })
+        .collect();
+    let digests: Vec<String> = blobs.iter().map(|b| fake.add_blob(b)).collect();
+    let c = client();
+    let mut tasks = Vec::new();
+    for round in 0..3 {
+        for (i, d) in digests.iter().enumerate() {
+            let url = proxy.url(&format!("/v2/alpine/blobs/{d}"));
+            let c = c.clone();
+            let want = blobs[i].clone();
+            tasks.push(tokio::spawn(async move {
+                let resp = c.get(url).send().await.expect("send");
+                assert_eq!(resp.status(), 200, "round {round} blob {i}");
+                let got = resp.bytes().await.expect("body");
+                assert!(got == want, "round {round} blob {i}: wrong bytes");
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_query_and_encoded_names_are_refused_without_upstream_traffic() {
+    let (fake, proxy) = hub().await;
+    let c = client();
+    for (path, status) in [
+        ("/v2/alpine/tags/list?n=abc", 400),
+        ("/v2/alpine/tags/list?n=-1", 400),
+        ("/v2/a%2Fb/manifests/latest", 400),
+        ("/v2/a%2fb/blobs/sha256:0000", 400),
+        ("/v2/alpine/referrers/sha256:0000", 404),
+    ] {
+        let (got, _, body) = send(c.get(proxy.url(path))).await;
+        assert_eq!(got.as_u16(), status, "{path}");
+        assert!(!oci_error(&body).0.is_empty(), "{path}");
+    }
+    assert!(fake.requests().is_empty(), "{:?}", fake.requests());
+    proxy.shutdown().await;
 }

@@ -20,6 +20,8 @@ pub struct UpstreamSpec {
     pub default: bool,
     /// `username` and the password written to a temporary `password_file`.
     pub basic: Option<(String, String)>,
+    pub first_byte_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
 }
 
 impl UpstreamSpec {
@@ -29,7 +31,16 @@ impl UpstreamSpec {
             url: url.into(),
             default: false,
             basic: None,
+            first_byte_timeout_secs: 5,
+            idle_timeout_secs: 5,
         }
+    }
+
+    /// Shorter (or longer) upstream timeouts, in seconds: (first byte, idle).
+    pub fn timeouts(mut self, first_byte_secs: u64, idle_secs: u64) -> Self {
+        self.first_byte_timeout_secs = first_byte_secs;
+        self.idle_timeout_secs = idle_secs;
+        self
     }
 
     pub fn default_upstream(mut self) -> Self {
@@ -90,8 +101,8 @@ pub fn config_toml(upstreams: &[UpstreamSpec], dir: &Path) -> String {
     );
     for (i, up) in upstreams.iter().enumerate() {
         text.push_str(&format!(
-            "[[upstream]]\nname = {:?}\nurl = {:?}\ndefault = {}\nconnect_timeout_secs = 2\nfirst_byte_timeout_secs = 5\nidle_timeout_secs = 5\n",
-            up.name, up.url, up.default
+            "[[upstream]]\nname = {:?}\nurl = {:?}\ndefault = {}\nconnect_timeout_secs = 2\nfirst_byte_timeout_secs = {}\nidle_timeout_secs = {}\n",
+            up.name, up.url, up.default, up.first_byte_timeout_secs, up.idle_timeout_secs
         ));
         if let Some((user, password)) = &up.basic {
             let pw = dir.join(format!("password-{i}"));
