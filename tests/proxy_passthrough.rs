@@ -798,6 +798,14 @@ async fn bad_names_and_digests_are_refused_without_upstream_traffic() {
         ("/v2/alpine/manifests/sha256:XYZ".into(), "DIGEST_INVALID"),
         ("/v2/alpine/blobs/latest".into(), "DIGEST_INVALID"),
         ("/v2/alpine/manifests/.bad".into(), "MANIFEST_INVALID"),
+        (
+            format!("/v2/alpine/blobs/sha256:{}", "AB".repeat(32)),
+            "DIGEST_INVALID",
+        ),
+        (
+            format!("/v2/alpine/manifests/sha256:{}", "ab".repeat(31)),
+            "DIGEST_INVALID",
+        ),
     ];
     for (path, want) in &cases {
         let (status, _, body) = send(c.get(proxy.url(path))).await;
@@ -937,7 +945,7 @@ async fn manifest_by_tag_announces_the_digest_of_the_bytes_not_the_upstreams_cla
 async fn oversized_manifest_is_refused() {
     let (fake, proxy) = hub().await;
     let mut huge = br#"{"schemaVersion":2,"pad":""#.to_vec();
-    huge.extend(std::iter::repeat_n(b'a', 5 * 1024 * 1024));
+    huge.extend(std::iter::repeat_n(b'a', 4 * 1024 * 1024));
     huge.extend(br#""}"#);
     let d = fake.add_manifest("library/alpine", "huge", MT, &huge);
     let c = client();
@@ -1130,5 +1138,129 @@ async fn bad_query_and_encoded_names_are_refused_without_upstream_traffic() {
         assert!(!oci_error(&body).0.is_empty(), "{path}");
     }
     assert!(fake.requests().is_empty(), "{:?}", fake.requests());
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_accept_the_proxy_asks_for_every_modern_manifest_type() {
+    let (fake, proxy) = hub().await;
+    fake.add_manifest("library/alpine", "latest", MT, MANIFEST);
+    // reqwest always sends `Accept: */*`, so the request goes out raw, with no Accept at all.
+    let (status, text) = raw_get(&proxy.base, "/v2/alpine/manifests/latest").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.ends_with(std::str::from_utf8(MANIFEST).unwrap()),
+        "{text}"
+    );
+    let seen = &fake.requests_to("/v2/library/alpine/manifests/latest")[0];
+    let accept: Vec<String> = seen
+        .headers
+        .get_all("accept")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_string())
+        .collect();
+    for t in [
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        MT,
+        INDEX,
+    ] {
+        assert!(accept.iter().any(|a| a == t), "{t} missing from {accept:?}");
+    }
+    // An explicit `*/*` is the client's choice and is passed on as it came.
+    let (status, _, _) = send(client().get(proxy.url("/v2/alpine/manifests/latest"))).await;
+    assert_eq!(status, 200);
+    let seen = &fake.requests_to("/v2/library/alpine/manifests/latest")[1];
+    assert_eq!(seen.header("accept").as_deref(), Some("*/*"));
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn upstreams_named_by_host_and_port_and_index_docker_io() {
+    let hub_fake = FakeUpstream::start().await;
+    let local = FakeUpstream::start().await;
+    hub_fake.add_manifest("library/alpine", "latest", MT, MANIFEST);
+    local.add_manifest("team/app", "v1", MT, MANIFEST);
+    let local_name = local.addr.to_string(); // 127.0.0.1:<port>
+    let proxy = proxy_support::start(&[
+        UpstreamSpec::new("docker.io", hub_fake.base()),
+        UpstreamSpec::new(&local_name, local.base()),
+    ])
+    .await;
+    let c = client();
+    let (status, _, _) =
+        send(c.get(proxy.url(&format!("/v2/{local_name}/team/app/manifests/v1")))).await;
+    assert_eq!(status, 200);
+    assert_eq!(local.count("/v2/team/app/manifests/v1"), 1);
+    let (status, _, _) =
+        send(c.get(proxy.url("/v2/index.docker.io/library/alpine/manifests/latest"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(hub_fake.count("/v2/library/alpine/manifests/latest"), 1);
+    // No default upstream: a bare name is refused, naming the configured upstreams.
+    let (status, _, body) = send(c.get(proxy.url("/v2/alpine/manifests/latest"))).await;
+    assert_eq!(status, 404);
+    let (code, message) = oci_error(&body);
+    assert_eq!(code, "NAME_UNKNOWN");
+    assert!(message.contains(&local_name), "{message}");
+    assert_eq!(hub_fake.requests().len(), 1);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn chunked_upstream_blobs_are_verified_too() {
+    let (fake, proxy) = hub().await;
+    let c = client();
+    let good = blob_bytes(300_000);
+    let good_digest = digest(&good);
+    let bad_digest = digest(b"what the client asked for");
+    for (d, bytes) in [(&good_digest, &good), (&bad_digest, &good)] {
+        fake.script(
+            &format!("/v2/library/alpine/blobs/{d}"),
+            Behavior::Status {
+                status: 200,
+                headers: vec![("Transfer-Encoding".into(), "chunked".into())],
+                body: bytes.clone(),
+            },
+        );
+    }
+    // Good bytes without a length: served whole (a Range cannot be honoured before the
+    // length is known, so it is ignored, which HTTP allows).
+    let (status, headers, body) =
+        send(c.get(proxy.url(&format!("/v2/alpine/blobs/{good_digest}")))).await;
+    assert_eq!(status, 200);
+    assert!(body == good);
+    assert_eq!(
+        h(&headers, "docker-content-digest"),
+        Some(good_digest.clone())
+    );
+    let (status, _, body) = send(
+        c.get(proxy.url(&format!("/v2/alpine/blobs/{good_digest}")))
+            .header("Range", "bytes=0-9"),
+    )
+    .await;
+    assert!(
+        (status == 200 && body == good) || (status == 206 && body == good[..10]),
+        "{status} with {} bytes",
+        body.len()
+    );
+    // Bad bytes without a length: the body must not end cleanly.
+    let resp = match c
+        .get(proxy.url(&format!("/v2/alpine/blobs/{bad_digest}")))
+        .send()
+        .await
+    {
+        Ok(r) => r,
+        Err(_) => return, // closed before the headers: also not a clean transfer
+    };
+    assert_eq!(resp.status(), 200);
+    match resp.bytes().await {
+        Err(_) => {}
+        Ok(got) => panic!(
+            "chunked body with wrong bytes ended cleanly ({} bytes)",
+            got.len()
+        ),
+    }
     proxy.shutdown().await;
 }
