@@ -189,6 +189,7 @@ async fn manifest_by_tag_is_passed_through_byte_for_byte() {
         Some(MANIFEST.len().to_string())
     );
     assert_eq!(h(&headers, "docker-content-digest"), Some(d.clone()));
+    assert_eq!(h(&headers, "etag"), Some(format!("\"{d}\"")));
 
     // The client's Accept reached the fake (under Docker Hub's library/ name).
     let seen = fake.requests_to("/v2/library/alpine/manifests/latest");
@@ -411,6 +412,12 @@ async fn blob_get_head_and_ranges() {
     assert_eq!(body, blob);
     assert_eq!(h(&headers, "content-length").as_deref(), Some("100"));
     assert_eq!(h(&headers, "docker-content-digest"), Some(d.clone()));
+    assert_eq!(h(&headers, "etag"), Some(format!("\"{d}\"")));
+    assert_eq!(
+        h(&headers, "content-type").as_deref(),
+        Some("application/octet-stream")
+    );
+    assert_eq!(h(&headers, "accept-ranges").as_deref(), Some("bytes"));
     assert_eq!(fake.count(&format!("/v2/library/alpine/blobs/{d}")), 1);
 
     let (status, headers, body) =
@@ -1262,5 +1269,84 @@ async fn chunked_upstream_blobs_are_verified_too() {
             got.len()
         ),
     }
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn upstream_url_path_prefix_is_kept() {
+    let fake = FakeUpstream::start().await;
+    fake.script(
+        "/mirror/v2/library/alpine/manifests/latest",
+        Behavior::Status {
+            status: 200,
+            headers: vec![("Content-Type".into(), MT.into())],
+            body: MANIFEST.to_vec(),
+        },
+    );
+    let proxy =
+        proxy_support::start(&[
+            UpstreamSpec::new("docker.io", format!("{}/mirror", fake.base())).default_upstream(),
+        ])
+        .await;
+    let (status, headers, body) =
+        send(client().get(proxy.url("/v2/alpine/manifests/latest"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, MANIFEST);
+    assert_eq!(h(&headers, "docker-content-digest"), Some(digest(MANIFEST)));
+    assert_eq!(fake.count("/mirror/v2/library/alpine/manifests/latest"), 1);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_lets_a_running_blob_transfer_finish() {
+    let (fake, proxy) = hub().await;
+    let blob = blob_bytes(200_000);
+    let d = fake.add_blob(&blob);
+    fake.script(
+        &format!("/v2/library/alpine/blobs/{d}"),
+        Behavior::Stall {
+            after: 50_000,
+            stall: std::time::Duration::from_millis(300),
+        },
+    );
+    let resp = client()
+        .get(proxy.url(&format!("/v2/alpine/blobs/{d}")))
+        .send()
+        .await
+        .expect("headers");
+    assert_eq!(resp.status(), 200);
+    let base = proxy.base.clone();
+    let (body, ()) = tokio::join!(resp.bytes(), proxy.shutdown());
+    let body = body.expect("the transfer in flight completes");
+    assert!(body == blob);
+    assert!(client().get(format!("{base}/v2/")).send().await.is_err());
+}
+
+#[tokio::test]
+async fn wrong_token_service_credentials_are_not_a_client_401() {
+    let fake = FakeUpstream::start().await;
+    fake.set_auth(Auth::Bearer {
+        service: "fake-registry".into(),
+        expires_in: None,
+        issued_ago: None,
+        credentials: Some(("robot".into(), "right".into())),
+    });
+    fake.add_manifest("team/app", "v1", MT, MANIFEST);
+    let proxy = proxy_support::start(&[UpstreamSpec::new("registry.local", fake.base())
+        .default_upstream()
+        .basic("robot", "wr0ng-secret")])
+    .await;
+    let (status, headers, body) = send(client().get(proxy.url("/v2/team/app/manifests/v1"))).await;
+    // A 401 would make the client offer its own credentials, which the proxy never uses.
+    assert_ne!(status, 401);
+    assert!(
+        status.is_client_error() || status.is_server_error(),
+        "{status}"
+    );
+    assert!(h(&headers, "www-authenticate").is_none());
+    let (_, message) = oci_error(&body);
+    assert!(message.contains("registry.local"), "{message}");
+    assert!(!message.contains("wr0ng-secret"), "{message}");
+    assert!(fake.token_requests() >= 1);
     proxy.shutdown().await;
 }
