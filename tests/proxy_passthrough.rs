@@ -1350,3 +1350,23 @@ async fn wrong_token_service_credentials_are_not_a_client_401() {
     assert!(fake.token_requests() >= 1);
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn empty_blob_and_missing_blob_head() {
+    let (fake, proxy) = hub().await;
+    let d = fake.add_blob(b"");
+    let c = client();
+    let path = format!("/v2/alpine/blobs/{d}");
+    let (status, headers, body) = send(c.get(proxy.url(&path))).await;
+    assert_eq!(status, 200);
+    assert_eq!(h(&headers, "content-length").as_deref(), Some("0"));
+    assert!(body.is_empty());
+    let (status, headers, _) = send(c.get(proxy.url(&path)).header("Range", "bytes=0-0")).await;
+    assert_eq!(status, 416);
+    assert_eq!(h(&headers, "content-range").as_deref(), Some("bytes */0"));
+
+    let missing = digest(b"missing");
+    let (status, _, body) = send(c.head(proxy.url(&format!("/v2/alpine/blobs/{missing}")))).await;
+    assert_eq!((status.as_u16(), body.len()), (404, 0));
+    proxy.shutdown().await;
+}
