@@ -1013,12 +1013,11 @@ async fn slow_upstream_headers_time_out_as_504() {
         .default_upstream()
         .timeouts(1, 1)])
     .await;
-    let started = std::time::Instant::now();
+    // The fake would answer after 3 s; a 200 here would mean the 1 s timeout never fired.
     let (status, _, body) = send(client().get(proxy.url("/v2/alpine/manifests/latest"))).await;
     assert_eq!(status, 504);
     let (_, message) = oci_error(&body);
     assert!(message.contains("docker.io"), "{message}");
-    assert!(started.elapsed() < std::time::Duration::from_millis(2900));
 }
 
 #[tokio::test]
@@ -1037,13 +1036,10 @@ async fn stalled_upstream_blob_is_a_broken_transfer() {
         .default_upstream()
         .timeouts(1, 1)])
     .await;
-    let started = std::time::Instant::now();
+    // After the 3 s stall the body would complete cleanly: breaking off means the 1 s idle
+    // timeout ended it.
     let req = client().get(proxy.url(&format!("/v2/alpine/blobs/{d}")));
     assert!(fetch_broken(req, 200, blob.len() as u64, &blob).await);
-    assert!(
-        started.elapsed() < std::time::Duration::from_millis(2900),
-        "the idle timeout, not the stall, ended the transfer"
-    );
 }
 
 #[tokio::test]
