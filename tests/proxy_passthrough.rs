@@ -1366,3 +1366,52 @@ async fn empty_blob_and_missing_blob_head() {
     assert_eq!((status.as_u16(), body.len()), (404, 0));
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn http2_clients_get_the_same_answers() {
+    let (fake, proxy) = hub().await;
+    fake.add_manifest("library/alpine", "latest", MT, MANIFEST);
+    let blob = blob_bytes(500_000);
+    let d = fake.add_blob(&blob);
+    let bad = digest(b"asked for");
+    let wrong = blob_bytes(2 * 1024 * 1024);
+    fake.script(
+        &format!("/v2/library/alpine/blobs/{bad}"),
+        Behavior::Status {
+            status: 200,
+            headers: vec![],
+            body: wrong.clone(),
+        },
+    );
+    let c = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .expect("h2c client");
+
+    let resp = c.get(proxy.url("/v2/")).send().await.expect("ping");
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let (status, headers, body) = send(c.get(proxy.url("/v2/alpine/manifests/latest"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, MANIFEST);
+    assert_eq!(h(&headers, "docker-content-digest"), Some(digest(MANIFEST)));
+    let (status, _, body) = send(c.get(proxy.url(&format!("/v2/alpine/blobs/{d}")))).await;
+    assert_eq!(status, 200);
+    assert!(body == blob);
+    let (status, _, body) = send(c.get(proxy.url("/v2/alpine/manifests/nope"))).await;
+    assert_eq!(status, 404);
+    assert_eq!(oci_error(&body).0, "MANIFEST_UNKNOWN");
+    // A stream reset, never a clean end, for bytes that do not match.
+    let headers_sent = fetch_broken(
+        c.get(proxy.url(&format!("/v2/alpine/blobs/{bad}"))),
+        200,
+        wrong.len() as u64,
+        &wrong,
+    )
+    .await;
+    assert!(headers_sent);
+    // The connection is still usable for other streams.
+    let (status, _, _) = send(c.get(proxy.url("/v2/"))).await;
+    assert_eq!(status, 200);
+    proxy.shutdown().await;
+}
