@@ -321,19 +321,17 @@ async fn bearer_token_flow_through_the_proxy_reuses_the_token() {
 
     assert_eq!(fake.token_requests(), 1, "the token is reused");
     let token_req = &fake.requests_to("/token")[0];
+    let params: Vec<(String, String)> =
+        url::form_urlencoded::parse(token_req.query.as_deref().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
     assert!(
-        token_req
-            .query
-            .as_deref()
-            .unwrap_or("")
-            .contains("repository%3Alibrary%2Falpine%3Apull")
-            || token_req
-                .query
-                .as_deref()
-                .unwrap_or("")
-                .contains("repository:library/alpine:pull"),
-        "{:?}",
-        token_req.query
+        params.contains(&("scope".into(), "repository:library/alpine:pull".into())),
+        "{params:?}"
+    );
+    assert!(
+        params.contains(&("service".into(), "fake-registry".into())),
+        "{params:?}"
     );
     let authorized: Vec<_> = fake
         .requests()
