@@ -1413,3 +1413,33 @@ async fn http2_clients_get_the_same_answers() {
     assert_eq!(status, 200);
     proxy.shutdown().await;
 }
+
+/// Known gap of the pass-through layer, left for trust enforcement (which must answer HEAD from
+/// verified data, never from the upstream's tag): HEAD by tag relays the upstream's
+/// `Docker-Content-Digest` unchecked, while GET announces the hash of the bytes. containerd
+/// resolves tags with HEAD, so the two must agree.
+#[tokio::test]
+#[ignore = "HEAD by tag relays the upstream's digest unchecked; fixed by trust enforcement"]
+async fn head_by_tag_agrees_with_get_when_the_upstream_lies() {
+    let (fake, proxy) = hub().await;
+    let lie = digest(b"something else entirely");
+    fake.script(
+        "/v2/library/alpine/manifests/latest",
+        Behavior::Status {
+            status: 200,
+            headers: vec![
+                ("Content-Type".into(), MT.into()),
+                ("Docker-Content-Digest".into(), lie),
+            ],
+            body: MANIFEST.to_vec(),
+        },
+    );
+    let c = client();
+    let (_, get_headers, _) = send(c.get(proxy.url("/v2/alpine/manifests/latest"))).await;
+    let (_, head_headers, _) = send(c.head(proxy.url("/v2/alpine/manifests/latest"))).await;
+    assert_eq!(
+        h(&head_headers, "docker-content-digest"),
+        h(&get_headers, "docker-content-digest")
+    );
+    proxy.shutdown().await;
+}
