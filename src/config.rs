@@ -209,7 +209,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "mib" => 1 << 20,
         "gib" => 1 << 30,
         "tib" => 1 << 40,
-        other => return Err(format!("unknown size unit {other:?} in {text:?} (use KiB, MiB, GiB, TiB, KB, MB, GB or TB)")),
+        other => return Err(format!(
+            "unknown size unit {other:?} in {text:?} (use KiB, MiB, GiB, TiB, KB, MB, GB or TB)"
+        )),
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("{text:?} is too large"))
@@ -228,7 +230,11 @@ pub fn parse_duration_secs(text: &str) -> Result<u64, String> {
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
-        other => return Err(format!("unknown duration unit {other:?} in {text:?} (use s, m, h or d)")),
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} in {text:?} (use s, m, h or d)"
+            ))
+        }
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("{text:?} is too large"))
@@ -682,11 +688,15 @@ mod tests {
         assert_eq!(parse_size("20GiB").unwrap(), 20 << 30);
         assert_eq!(parse_size("500 MB").unwrap(), 500_000_000);
         assert_eq!(parse_size("1024").unwrap(), 1024);
-        assert!(parse_size("5 parsecs").unwrap_err().contains("unknown size unit"));
+        assert!(parse_size("5 parsecs")
+            .unwrap_err()
+            .contains("unknown size unit"));
         assert_eq!(parse_duration_secs("7d").unwrap(), 7 * 86_400);
         assert_eq!(parse_duration_secs("90").unwrap(), 90);
         assert!(parse_duration_secs("soon").is_err());
-        let c = load("[storage]\nmax_size = \"1GiB\"\n[trust]\noffline_grace = \"30d\"\nrefresh = 5\n").unwrap();
+        let c =
+            load("[storage]\nmax_size = \"1GiB\"\n[trust]\noffline_grace = \"30d\"\nrefresh = 5\n")
+                .unwrap();
         assert_eq!(c.storage.max_size, Some(1 << 30));
         assert_eq!(c.trust.offline_grace, 30 * 86_400);
         let e = err("[storage]\nmax_size = \"lots\"\n");

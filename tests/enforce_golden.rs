@@ -659,7 +659,11 @@ async fn an_offline_mirror_verifies_stored_trust_data_and_honours_the_grace_peri
     rig.advance(time::Duration::days(15));
     let offline = rig.offline_proxy("0");
     let e = offline.inspect(image).await.err().unwrap();
-    assert!(e.message.contains("out-of-date: timestamp expired at"), "{}", e.message);
+    assert!(
+        e.message.contains("out-of-date: timestamp expired at"),
+        "{}",
+        e.message
+    );
     // With a grace period longer than the lapse: accepted (and logged).
     let offline = rig.offline_proxy("30d");
     let report = offline.inspect(image).await.unwrap();

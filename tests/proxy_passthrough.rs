@@ -191,10 +191,13 @@ async fn manifest_by_tag_is_passed_through_byte_for_byte() {
     assert_eq!(h(&headers, "docker-content-digest"), Some(d.clone()));
     assert_eq!(h(&headers, "etag"), Some(format!("\"{d}\"")));
 
-    // The client's Accept reached the fake (under Docker Hub's library/ name).
+    // The tag was revalidated with HEAD (free against Docker Hub's pull limit), never a GET
+    // by tag, and the client's Accept reached the fake (under Docker Hub's library/ name); the
+    // bytes came by digest.
     let seen = fake.requests_to("/v2/library/alpine/manifests/latest");
     assert_eq!(seen.len(), 1);
-    assert_eq!(seen[0].method, Method::GET);
+    assert_eq!(seen[0].method, Method::HEAD);
+    assert_eq!(fake.count(&format!("/v2/library/alpine/manifests/{d}")), 1);
     let accept: Vec<String> = seen[0]
         .headers
         .get_all("accept")
@@ -206,7 +209,7 @@ async fn manifest_by_tag_is_passed_through_byte_for_byte() {
     assert!(accept.contains(&MT.to_string()), "{accept:?}");
     assert!(accept.contains(&INDEX.to_string()), "{accept:?}");
 
-    // HEAD: the same headers, no body, and HEAD (not GET) upstream.
+    // HEAD: the same headers, no body, HEAD upstream, and the verified bytes from the cache.
     let resp = c
         .head(proxy.url("/v2/alpine/manifests/latest"))
         .header("Accept", MT)
@@ -220,11 +223,12 @@ async fn manifest_by_tag_is_passed_through_byte_for_byte() {
         header(&resp, "content-length"),
         Some(MANIFEST.len().to_string())
     );
-    assert_eq!(header(&resp, "docker-content-digest"), Some(d));
+    assert_eq!(header(&resp, "docker-content-digest"), Some(d.clone()));
     assert!(resp.bytes().await.expect("head body").is_empty());
     let seen = fake.requests_to("/v2/library/alpine/manifests/latest");
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[1].method, Method::HEAD);
+    assert_eq!(fake.count(&format!("/v2/library/alpine/manifests/{d}")), 1);
     proxy.shutdown().await;
 }
 
@@ -1287,7 +1291,8 @@ async fn upstream_url_path_prefix_is_kept() {
     assert_eq!(status, 200);
     assert_eq!(body, MANIFEST);
     assert_eq!(h(&headers, "docker-content-digest"), Some(digest(MANIFEST)));
-    assert_eq!(fake.count("/mirror/v2/library/alpine/manifests/latest"), 1);
+    // HEAD to revalidate (the script announces no digest), then GET by tag.
+    assert_eq!(fake.count("/mirror/v2/library/alpine/manifests/latest"), 2);
     proxy.shutdown().await;
 }
 
@@ -1419,7 +1424,6 @@ async fn http2_clients_get_the_same_answers() {
 /// `Docker-Content-Digest` unchecked, while GET announces the hash of the bytes. containerd
 /// resolves tags with HEAD, so the two must agree.
 #[tokio::test]
-#[ignore = "HEAD by tag relays the upstream's digest unchecked; fixed by trust enforcement"]
 async fn head_by_tag_agrees_with_get_when_the_upstream_lies() {
     let (fake, proxy) = hub().await;
     let lie = digest(b"something else entirely");

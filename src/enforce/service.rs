@@ -258,8 +258,15 @@ impl TrustService {
         gun: &str,
         policy: &Policy,
     ) -> Result<Arc<VerifiedRepository>, TrustFailure> {
-        let name = self.upstream_names.get(upstream).cloned().unwrap_or_default();
-        let host = self.notary_host(upstream).map(str::to_string).unwrap_or_else(|| name.clone());
+        let name = self
+            .upstream_names
+            .get(upstream)
+            .cloned()
+            .unwrap_or_default();
+        let host = self
+            .notary_host(upstream)
+            .map(str::to_string)
+            .unwrap_or_else(|| name.clone());
         let Some(state) = self.store.load(gun)? else {
             return Err(TrustFailure::OfflineNoData {
                 upstream: name,

@@ -215,8 +215,11 @@ impl Proxy {
         }
     }
 
-    /// Pass-through resolution of a tag by the upstream. The bytes are kept exactly as the
-    /// upstream sent them; the digest we announce is computed from those bytes.
+    /// Unenforced resolution of a tag by the upstream. The tag is revalidated with HEAD (free
+    /// against Docker Hub's pull rate limit); the bytes then come by digest, from the verified
+    /// cache when present, so GET and HEAD announce the same checked facts. Registries that
+    /// announce no digest on HEAD, and schema 1 manifests (whose digest is not over their
+    /// bytes), fall back to a GET by tag whose bytes are kept exactly as they came.
     async fn manifest_by_tag(
         &self,
         up: &Upstream,
@@ -227,26 +230,47 @@ impl Proxy {
     ) -> Result<Response<Body>, ApiError> {
         let accept = media::accepted_types(headers);
         let repo = route.repository.as_str();
+        // An upstream that answers HEAD with an error has its say through the GET below, whose
+        // body carries its error code and message.
+        let head = match up
+            .client
+            .manifest(repo, tag.as_str(), &accept, Method::HEAD)
+            .await
+        {
+            Ok(h) => Some(h),
+            Err(e) if e.upstream_status().is_some() => None,
+            Err(e) => return Err(to_api_error(&e)),
+        };
+        let schema1 = head.as_ref().is_some_and(|h| {
+            h.header_str("content-type")
+                .is_some_and(|t| t.starts_with("application/vnd.docker.distribution.manifest.v1"))
+        });
+        let announced = head
+            .as_ref()
+            .and_then(|h| h.header_str("docker-content-digest"))
+            .and_then(|d| Digest::parse(d).ok());
+        if let (Some(digest), false) = (announced, schema1) {
+            let gun = self.gun(up, route);
+            match self
+                .verified_manifest(up, route, &digest, None, &gun, None)
+                .await
+            {
+                Ok(m) => {
+                    return manifest_response(method, &m.media_type, &digest.to_string(), m.bytes)
+                }
+                // The upstream named a digest it cannot serve: ask for the tag's bytes instead.
+                Err(e) if e.status == StatusCode::NOT_FOUND => {
+                    tracing::warn!(upstream = %up.config.name, repository = %route.repository, tag = %tag,
+                        digest = %digest, "upstream announced a digest for the tag that it does not serve; fetching the tag");
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let resp = up
             .client
-            .manifest(repo, tag.as_str(), &accept, method.clone())
+            .manifest(repo, tag.as_str(), &accept, Method::GET)
             .await
             .map_err(|e| to_api_error(&e))?;
-        if method == Method::HEAD {
-            // Docker Hub counts GETs against the pull rate limit, not HEADs: pass HEAD on.
-            let mut out = Response::builder().status(StatusCode::OK);
-            for name in [
-                header::CONTENT_TYPE,
-                header::CONTENT_LENGTH,
-                header::HeaderName::from_static("docker-content-digest"),
-                header::ETAG,
-            ] {
-                if let Some(v) = resp.headers().get(&name) {
-                    out = out.header(name, v.clone());
-                }
-            }
-            return out.body(empty_body()).map_err(internal);
-        }
         let content_type = resp.header_str("content-type").map(str::to_string);
         let announced = resp.header_str("docker-content-digest").map(str::to_string);
         let bytes = resp
@@ -284,8 +308,11 @@ impl Proxy {
         method: &Method,
         _headers: &HeaderMap,
     ) -> Result<Response<Body>, ApiError> {
-        let (media_type, bytes) = self.fetch_manifest_by_digest(up, route, digest).await?;
-        manifest_response(method, &media_type, &digest.to_string(), bytes)
+        let gun = self.gun(up, route);
+        let m = self
+            .verified_manifest(up, route, digest, None, &gun, None)
+            .await?;
+        manifest_response(method, &m.media_type, &digest.to_string(), m.bytes)
     }
 
     /// Fetches and verifies the manifest `digest`. The upstream is asked with every manifest
