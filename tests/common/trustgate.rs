@@ -123,6 +123,8 @@ impl Trustgate {
 
         let mut cmd = Command::new(bin);
         cmd.arg("serve").arg("--config").arg(&config_path);
+        // Plain-text logs in the captured files (tracing-subscriber honours NO_COLOR).
+        cmd.env("NO_COLOR", "1");
         if !opts.env.iter().any(|(k, _)| k == "RUST_LOG") {
             cmd.env("RUST_LOG", "info,trustgate=debug");
         }
