@@ -6,8 +6,8 @@ set -euo pipefail
 SECONDS_TO_RUN="${1:-60}"
 cd "$(dirname "$0")/.."
 if ! cargo fuzz --help >/dev/null 2>&1; then
-  echo "cargo-fuzz is not installed: cargo install cargo-fuzz" >&2
-  exit 2
+  echo "cargo-fuzz is missing; installing it from crates.io" >&2
+  cargo install --locked cargo-fuzz
 fi
 mkdir -p fuzz/corpus/metadata_parse
 # Seed the corpus with the real Notary fixtures.

@@ -44,6 +44,83 @@ pub struct Config {
     pub storage: StorageConfig,
     #[serde(default, rename = "upstream")]
     pub upstreams: Vec<UpstreamConfig>,
+    #[serde(default)]
+    pub trust: TrustConfig,
+    #[serde(default, rename = "policy")]
+    pub policies: Vec<PolicyConfig>,
+}
+
+/// `[trust]`: how verified trust data is kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    /// Seconds a verified trust verdict is reused before `timestamp.json` is fetched again
+    /// (never past the metadata's own expiry).
+    #[serde(default = "default_refresh")]
+    pub refresh: u64,
+    /// Bytes of verified manifests kept in memory.
+    #[serde(default = "default_manifest_cache_bytes")]
+    pub manifest_cache_bytes: u64,
+}
+
+impl Default for TrustConfig {
+    fn default() -> Self {
+        Self {
+            refresh: default_refresh(),
+            manifest_cache_bytes: default_manifest_cache_bytes(),
+        }
+    }
+}
+
+fn default_refresh() -> u64 {
+    60
+}
+fn default_manifest_cache_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+
+/// What to do with content-trust data for matching repositories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrustMode {
+    /// Serve only what is signed.
+    Enforce,
+    /// Serve everything, but log and count what `enforce` would refuse.
+    Audit,
+    /// No trust checks (plain pull-through).
+    Off,
+}
+
+/// `[[policy]]`: rules for the repositories its globs match (`<upstream name>/<repository>`,
+/// i.e. the GUN). The most specific matching policy wins.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub repositories: Vec<String>,
+    pub trust: TrustMode,
+    /// Roles that must all have signed a tag (e.g. `["targets/releases"]`).
+    #[serde(default)]
+    pub signers: Vec<String>,
+    /// PEM files of root certificates this repository's root must use.
+    #[serde(default)]
+    pub root_certs: Vec<PathBuf>,
+    /// PEM file of a CA the repository's root certificate must chain to.
+    pub root_ca: Option<PathBuf>,
+    /// Trust the first root seen when nothing is pinned (Docker's behaviour).
+    #[serde(default = "default_true")]
+    pub tofu: bool,
+    /// Serve digests only when reachable from a signed tag (index → manifests → config, layers).
+    #[serde(default = "default_true")]
+    pub require_signed_closure: bool,
+    /// Filled in by validation: the PEM texts of `root_certs`, and of `root_ca`.
+    #[serde(skip)]
+    pub root_cert_pems: Vec<String>,
+    #[serde(skip)]
+    pub root_ca_pem: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -111,9 +188,21 @@ pub struct UpstreamConfig {
     /// Seconds a response body may stall between two chunks.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout_secs: u64,
+    /// URL of the Notary server holding this registry's trust data
+    /// (Docker Hub's is `https://notary.docker.io`). Without it, repositories of this upstream
+    /// are not enforced unless a policy says so (and then nothing can be served).
+    pub notary: Option<url::Url>,
+    /// PEM bundle of extra CA certificates for the Notary server.
+    pub notary_ca_file: Option<PathBuf>,
+    pub notary_username: Option<String>,
+    pub notary_password_file: Option<PathBuf>,
     /// Filled in by validation from `password_file`.
     #[serde(skip)]
     pub password: Option<Secret>,
+    #[serde(skip)]
+    pub notary_password: Option<Secret>,
+    #[serde(skip)]
+    pub notary_ca_pem: Option<Vec<u8>>,
     /// Filled in by validation from `ca_file`.
     #[serde(skip)]
     pub ca_pem: Option<Vec<u8>>,
@@ -272,6 +361,32 @@ impl Config {
                 }
                 up.ca_pem = Some(pem);
             }
+            if let Some(n) = &up.notary {
+                if n.scheme() != "https" && n.scheme() != "http" {
+                    return Err(invalid(
+                        key("notary"),
+                        format!("scheme {:?} is not supported; use https://", n.scheme()),
+                    ));
+                }
+                if n.host_str().is_none() {
+                    return Err(invalid(key("notary"), "the URL has no host".into()));
+                }
+            }
+            if up.notary_username.is_some() != up.notary_password_file.is_some() {
+                return Err(invalid(
+                    key("notary_username"),
+                    "notary_username and notary_password_file go together; set both or neither"
+                        .into(),
+                ));
+            }
+            if let Some(path) = &up.notary_password_file {
+                let text = read_text(path).map_err(|p| invalid(key("notary_password_file"), p))?;
+                up.notary_password = Some(Secret::new(text.trim_end_matches(['\r', '\n'])));
+            }
+            if let Some(path) = &up.notary_ca_file {
+                let pem = read_pem(path).map_err(|p| invalid(key("notary_ca_file"), p))?;
+                up.notary_ca_pem = Some(pem.into_bytes());
+            }
             for (k, v) in [
                 ("connect_timeout_secs", up.connect_timeout_secs),
                 ("first_byte_timeout_secs", up.first_byte_timeout_secs),
@@ -287,6 +402,43 @@ impl Config {
                 return Err(invalid(
                     format!("upstream[{i}].name"),
                     format!("{:?} is configured twice", up.name),
+                ));
+            }
+        }
+        if self.trust.refresh == 0 {
+            return Err(invalid(
+                "trust.refresh".into(),
+                "must be at least 1 second".into(),
+            ));
+        }
+        for (i, p) in self.policies.iter_mut().enumerate() {
+            let key = |k: &str| format!("policy[{i}].{k}");
+            if p.repositories.is_empty() {
+                return Err(invalid(
+                    key("repositories"),
+                    "must list at least one glob".into(),
+                ));
+            }
+            for (j, g) in p.repositories.iter().enumerate() {
+                if g.is_empty() || g.contains(char::is_whitespace) {
+                    return Err(invalid(
+                        format!("policy[{i}].repositories[{j}]"),
+                        format!("{g:?} is not a repository glob such as docker.io/library/*"),
+                    ));
+                }
+            }
+            for (j, path) in p.root_certs.iter().enumerate() {
+                let pem = read_pem(path)
+                    .map_err(|e| invalid(format!("policy[{i}].root_certs[{j}]"), e))?;
+                p.root_cert_pems.push(pem);
+            }
+            if let Some(path) = &p.root_ca {
+                p.root_ca_pem = Some(read_pem(path).map_err(|e| invalid(key("root_ca"), e))?);
+            }
+            if !p.root_certs.is_empty() && p.root_ca.is_some() {
+                return Err(invalid(
+                    key("root_ca"),
+                    "root_certs and root_ca are alternatives; set one of them".into(),
                 ));
             }
         }
@@ -307,6 +459,18 @@ impl Config {
     pub fn default_upstream(&self) -> Option<&UpstreamConfig> {
         self.upstreams.iter().find(|u| u.default)
     }
+}
+
+fn read_text(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+fn read_pem(path: &Path) -> Result<String, String> {
+    let text = read_text(path)?;
+    if !text.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(text)
 }
 
 /// toml's own message without its multi-line source excerpt (the key is reported separately).

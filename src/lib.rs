@@ -11,6 +11,8 @@
 
 pub mod api;
 pub mod config;
+pub mod enforce;
+pub mod policy;
 pub mod proxy;
 pub mod reference;
 pub mod trust;

@@ -39,6 +39,31 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Show the signed tags of an image, like `docker trust inspect --pretty`; with a tag, exit
+    /// non-zero (with the reason) unless that tag is trusted.
+    Verify {
+        /// Image as clients name it: `alpine`, `registry.example:5000/team/app:v1`.
+        image: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Manage pinned trust data.
+    Trust {
+        #[command(subcommand)]
+        command: TrustCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TrustCommand {
+    /// Forget the pinned root and versions of a repository (after its trust data was deleted
+    /// and re-created under a new root). The next pull pins whatever root it finds then.
+    Reset {
+        /// The repository's GUN: `<upstream name>/<repository>`, e.g. `docker.io/library/alpine`.
+        gun: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,6 +71,10 @@ fn main() -> ExitCode {
     init_tracing();
     match cli.command {
         Command::Serve { config } => serve(&config.config),
+        Command::Verify { image, config } => verify(&config.config, &image),
+        Command::Trust {
+            command: TrustCommand::Reset { gun, config },
+        } => trust_reset(&config.config, &gun),
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(c) => {
                 println!(
@@ -74,23 +103,102 @@ fn init_tracing() {
         .init();
 }
 
-fn serve(path: &std::path::Path) -> ExitCode {
-    let config = match Config::load(path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("invalid configuration: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("invalid configuration: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
+        .map_err(|e| {
             eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
+        })
+}
+
+fn trust_reset(path: &std::path::Path, gun: &str) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let store = trustgate::enforce::TrustStore::new(&config.storage.path);
+    match store.reset(gun) {
+        Ok(true) => {
+            println!("forgot the pinned trust data of {gun}; the next pull trusts the root it finds then (or the pins of its policy)");
+            ExitCode::SUCCESS
         }
+        Ok(false) => {
+            println!(
+                "nothing was pinned for {gun} (looked for {})",
+                store.path_for(gun).display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn verify(path: &std::path::Path, image: &str) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let rt = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    rt.block_on(async {
+        let proxy = match trustgate::proxy::Proxy::new(&config) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match proxy.inspect(image).await {
+            Err(e) => {
+                eprintln!("{image} is not trusted: {}", e.message);
+                ExitCode::FAILURE
+            }
+            Ok(report) => {
+                print!("{}", trustgate::proxy::enforced::render_inspection(&report));
+                match &report.tag {
+                    Some((tag, Err(e))) => {
+                        eprintln!("{}:{tag} is not trusted: {}", report.gun, e.message);
+                        ExitCode::FAILURE
+                    }
+                    Some((tag, Ok(t))) => {
+                        println!(
+                            "\n{}:{tag} is trusted: {} ({} bytes, signed by {})",
+                            report.gun,
+                            t.digest(),
+                            t.length,
+                            t.role
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    None => ExitCode::SUCCESS,
+                }
+            }
+        }
+    })
+}
+
+fn serve(path: &std::path::Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
     };
     match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,10 +5,14 @@
 //! upstream; with trust enforcement by signed Notary data), then content is fetched by digest
 //! and checked against that digest before any byte is committed to the client.
 
+pub mod enforced;
 mod upstream_error;
 pub mod verify_stream;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
@@ -16,9 +20,13 @@ use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use crate::api::media::{self, RangeRequest};
 use crate::api::server::{empty_body, full_body, stream_body, Body};
 use crate::api::{ApiError, Endpoint, ErrorCode, Route, Router};
-use crate::config::{Config, UpstreamConfig};
+use crate::config::{Config, TrustMode, UpstreamConfig};
+use crate::enforce::{system_clock, Clock, TrustService, TrustStore};
+use crate::policy::Policies;
 use crate::reference::{Digest, ManifestRef, Tag};
+use crate::trust::notary::NotaryClient;
 use crate::upstream::{RegistryClient, Timeouts, UpstreamError, UpstreamSettings};
+use enforced::{Closure, VerifiedManifest};
 pub use upstream_error::to_api_error;
 use verify_stream::{Origin, VerifyingStream};
 
@@ -28,10 +36,23 @@ pub struct Upstream {
     pub client: RegistryClient,
 }
 
+/// Counters that tests and (later) metrics read.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Tags that audit mode served although enforce would have refused them.
+    pub audit_would_refuse: AtomicU64,
+}
+
 /// Everything needed to answer requests; shared by all connections.
 pub struct Proxy {
     router: Router,
     upstreams: Vec<Upstream>,
+    policies: Policies,
+    trust: TrustService,
+    /// Verified manifests by digest, bounded in bytes.
+    manifests: moka::sync::Cache<Digest, Arc<VerifiedManifest>>,
+    closures: Mutex<HashMap<String, Closure>>,
+    pub stats: Stats,
 }
 
 /// Failure to build the proxy from a configuration.
@@ -47,8 +68,31 @@ pub enum SetupError {
 
 impl Proxy {
     pub fn new(config: &Config) -> Result<Arc<Self>, SetupError> {
+        Self::with_clock(config, system_clock())
+    }
+
+    /// As [`Proxy::new`], checking trust data against `clock` instead of the system time.
+    pub fn with_clock(config: &Config, clock: Clock) -> Result<Arc<Self>, SetupError> {
         let mut upstreams = Vec::new();
+        let mut notaries = Vec::new();
         for up in &config.upstreams {
+            let notary = match &up.notary {
+                Some(url) => {
+                    let mut s = upstream_settings(up);
+                    s.url = url.clone();
+                    s.username = up.notary_username.clone();
+                    s.password = up.notary_password.as_ref().map(|p| p.expose().to_string());
+                    s.ca_pem = up.notary_ca_pem.clone();
+                    Some(
+                        NotaryClient::new(&s).map_err(|source| SetupError::Upstream {
+                            name: up.name.clone(),
+                            source,
+                        })?,
+                    )
+                }
+                None => None,
+            };
+            notaries.push(notary);
             let settings = upstream_settings(up);
             let client = RegistryClient::new(&settings).map_err(|source| SetupError::Upstream {
                 name: up.name.clone(),
@@ -59,10 +103,36 @@ impl Proxy {
                 client,
             });
         }
+        let trust = TrustService::new(
+            notaries,
+            config.upstreams.iter().map(|u| u.name.clone()).collect(),
+            TrustStore::new(&config.storage.path),
+            Duration::from_secs(config.trust.refresh),
+            clock,
+        );
+        let manifests = moka::sync::Cache::builder()
+            .max_capacity(config.trust.manifest_cache_bytes)
+            .weigher(|_k: &Digest, v: &Arc<VerifiedManifest>| {
+                u32::try_from(v.bytes.len()).unwrap_or(u32::MAX)
+            })
+            .build();
         Ok(Arc::new(Self {
             router: Router::from_config(config),
             upstreams,
+            policies: Policies::new(config.policies.clone()),
+            trust,
+            manifests,
+            closures: Mutex::new(HashMap::new()),
+            stats: Stats::default(),
         }))
+    }
+
+    pub fn trust(&self) -> &TrustService {
+        &self.trust
+    }
+
+    pub fn audit_would_refuse(&self) -> u64 {
+        self.stats.audit_would_refuse.load(Ordering::Relaxed)
     }
 
     pub fn router(&self) -> &Router {
@@ -81,6 +151,49 @@ impl Proxy {
         headers: &HeaderMap,
     ) -> Result<Response<Body>, ApiError> {
         let up = &self.upstreams[route.upstream];
+        let gun = self.gun(up, route);
+        let policy = self.policies.for_gun(&gun, up.config.notary.is_some());
+        match (policy.mode, &route.endpoint) {
+            (TrustMode::Enforce, Endpoint::Manifest(ManifestRef::Tag(tag))) => {
+                return self
+                    .enforced_tag(up, route, &gun, &policy, tag, method, headers)
+                    .await;
+            }
+            (TrustMode::Enforce, Endpoint::Manifest(ManifestRef::Digest(d))) => {
+                return self
+                    .enforced_manifest_digest(up, route, &gun, &policy, d, method)
+                    .await;
+            }
+            (TrustMode::Enforce, Endpoint::Blob(d)) => {
+                self.require_in_closure(up, route, &gun, &policy, d).await?;
+            }
+            (TrustMode::Enforce, Endpoint::Tags { n, last }) => {
+                return self
+                    .enforced_tags(route, &gun, &policy, *n, last.as_deref())
+                    .await;
+            }
+            (TrustMode::Audit, Endpoint::Manifest(ManifestRef::Tag(tag))) => {
+                let signed = self.audit_tag(route, &gun, &policy, tag).await;
+                let resp = self
+                    .manifest_by_tag(up, route, tag, method, headers)
+                    .await?;
+                let served = resp
+                    .headers()
+                    .get("docker-content-digest")
+                    .and_then(|v| v.to_str().ok());
+                if let (Some(signed), Some(served)) = (signed, served) {
+                    if served != signed.to_string() {
+                        self.stats
+                            .audit_would_refuse
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(gun = %gun, tag = %tag, signed = %signed, served,
+                            "audit: the upstream's tag differs from the signed digest; enforce would serve the signed one");
+                    }
+                }
+                return Ok(resp);
+            }
+            _ => {}
+        }
         match &route.endpoint {
             Endpoint::Manifest(ManifestRef::Tag(tag)) => {
                 self.manifest_by_tag(up, route, tag, method, headers).await
@@ -398,7 +511,7 @@ fn next_page_query(link: &str) -> Option<(String, Option<String>)> {
     Some((last?, n))
 }
 
-fn tag_list_response(
+pub(crate) fn tag_list_response(
     route: &Route,
     tags: Vec<String>,
     next: Option<(String, Option<String>)>,

@@ -45,6 +45,7 @@ pub mod error;
 pub mod keys;
 pub mod lookup;
 pub mod metadata;
+pub mod notary;
 pub mod pinning;
 pub mod signature;
 pub mod source;

@@ -1,0 +1,247 @@
+//! Verified trust data per repository: fetched from the Notary server, verified, kept in memory
+//! for `[trust] refresh` (never past its own expiry), persisted so pins and rollback protection
+//! survive restarts, and re-verified from disk when the Notary server cannot be reached.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::time::Instant;
+
+use super::persist::{PersistError, TrustStore};
+use crate::policy::Policy;
+use crate::trust::notary::NotaryClient;
+use crate::trust::{self, TrustError, TrustErrorKind, VerifiedRepository, VerifyOptions};
+
+/// The time trust data is checked against; a parameter so tests can move it.
+pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(OffsetDateTime::now_utc)
+}
+
+/// Why trust could not be established.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustFailure {
+    #[error("{0}")]
+    Verify(#[from] TrustError),
+    #[error("no Notary server is configured for upstream {upstream}, so the trust data of {gun} cannot be checked; set `notary` on the upstream or a policy with trust = \"off\"")]
+    NoNotary { upstream: String, gun: String },
+    #[error("{0}")]
+    Persist(#[from] PersistError),
+}
+
+impl TrustFailure {
+    pub fn kind(&self) -> TrustErrorKind {
+        match self {
+            Self::Verify(e) => e.kind(),
+            Self::NoNotary { .. } => TrustErrorKind::NoTrustData,
+            Self::Persist(_) => TrustErrorKind::Malformed,
+        }
+    }
+}
+
+struct Cached {
+    repo: Arc<VerifiedRepository>,
+    checked_at: Instant,
+}
+
+pub struct TrustService {
+    notaries: Vec<Option<NotaryClient>>,
+    upstream_names: Vec<String>,
+    store: TrustStore,
+    refresh: Duration,
+    clock: Clock,
+    cache: Mutex<HashMap<String, Cached>>,
+    /// One update at a time per GUN: concurrent tag requests wait for the same verification.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// GUNs whose Notary server is unreachable right now (logged once per outage).
+    degraded: Mutex<std::collections::HashSet<String>>,
+}
+
+impl TrustService {
+    pub fn new(
+        notaries: Vec<Option<NotaryClient>>,
+        upstream_names: Vec<String>,
+        store: TrustStore,
+        refresh: Duration,
+        clock: Clock,
+    ) -> Self {
+        Self {
+            notaries,
+            upstream_names,
+            store,
+            refresh,
+            clock,
+            cache: Mutex::new(HashMap::new()),
+            locks: Mutex::new(HashMap::new()),
+            degraded: Mutex::new(Default::default()),
+        }
+    }
+
+    pub fn now(&self) -> OffsetDateTime {
+        (self.clock)()
+    }
+
+    pub fn store(&self) -> &TrustStore {
+        &self.store
+    }
+
+    /// The Notary server's `host[:port]` for an upstream, for messages.
+    pub fn notary_host(&self, upstream: usize) -> Option<&str> {
+        self.notaries.get(upstream)?.as_ref().map(|n| n.host())
+    }
+
+    fn fresh(&self, gun: &str) -> Option<Arc<VerifiedRepository>> {
+        let cache = self.cache.lock().ok()?;
+        let c = cache.get(gun)?;
+        (c.checked_at.elapsed() < self.refresh && self.now() < c.repo.expires)
+            .then(|| c.repo.clone())
+    }
+
+    fn cached_unexpired(&self, gun: &str) -> Option<Arc<VerifiedRepository>> {
+        let cache = self.cache.lock().ok()?;
+        let c = cache.get(gun)?;
+        (self.now() < c.repo.expires).then(|| c.repo.clone())
+    }
+
+    fn remember(&self, gun: &str, repo: Arc<VerifiedRepository>) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(
+                gun.to_string(),
+                Cached {
+                    repo,
+                    checked_at: Instant::now(),
+                },
+            );
+        }
+    }
+
+    fn forget(&self, gun: &str) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(gun);
+        }
+    }
+
+    fn lock_for(&self, gun: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(gun.to_string()).or_default().clone()
+    }
+
+    /// Verified trust data for `gun`, no older than the refresh interval.
+    pub async fn verified(
+        &self,
+        upstream: usize,
+        gun: &str,
+        policy: &Policy,
+    ) -> Result<Arc<VerifiedRepository>, TrustFailure> {
+        if let Some(repo) = self.fresh(gun) {
+            return Ok(repo);
+        }
+        let lock = self.lock_for(gun);
+        let _guard = lock.lock().await;
+        if let Some(repo) = self.fresh(gun) {
+            return Ok(repo);
+        }
+        let notary = self
+            .notaries
+            .get(upstream)
+            .and_then(|n| n.as_ref())
+            .ok_or_else(|| TrustFailure::NoNotary {
+                upstream: self
+                    .upstream_names
+                    .get(upstream)
+                    .cloned()
+                    .unwrap_or_default(),
+                gun: gun.to_string(),
+            })?;
+        // The disk is the source of pins, read at every refresh, so that `trustgate trust
+        // reset` takes effect on a running server.
+        let pinned = self.store.load(gun)?;
+        let opts = VerifyOptions {
+            pinning: policy.pinning.clone(),
+            expired_grace_for_timestamp_snapshot: None,
+        };
+        let now = self.now();
+        let started = std::time::Instant::now();
+        let result = trust::update(
+            &notary.source(gun),
+            gun,
+            notary.host(),
+            pinned.as_ref(),
+            now,
+            &opts,
+        )
+        .await;
+        tracing::debug!(
+            gun,
+            ms = started.elapsed().as_millis() as u64,
+            ok = result.is_ok(),
+            "trust data updated"
+        );
+        match result {
+            Ok(repo) => {
+                if self
+                    .degraded
+                    .lock()
+                    .map(|mut d| d.remove(gun))
+                    .unwrap_or(false)
+                {
+                    tracing::info!(gun, notary = notary.host(), "Notary server reachable again");
+                }
+                if pinned.as_ref() != Some(&repo.new_state) {
+                    if let Err(e) = self.store.save(&repo.new_state) {
+                        // Serving on is safe (the verdict is sound); what is lost is rollback
+                        // protection across a restart, which the operator must hear about.
+                        tracing::error!(gun, error = %e, "could not persist verified trust state");
+                    }
+                }
+                let repo = Arc::new(repo);
+                self.remember(gun, repo.clone());
+                Ok(repo)
+            }
+            Err(e) if e.kind() == TrustErrorKind::Fetch => {
+                self.serve_while_notary_is_down(gun, notary.host(), pinned, now, &opts, e)
+                    .await
+            }
+            Err(e) => {
+                self.forget(gun);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The Notary server did not answer: keep using what was verified while it is unexpired,
+    /// as Notary's own client does with its cached timestamp (notary-v1.md §7, update step 1).
+    async fn serve_while_notary_is_down(
+        &self,
+        gun: &str,
+        host: &str,
+        pinned: Option<trust::TrustState>,
+        now: OffsetDateTime,
+        opts: &VerifyOptions,
+        error: TrustError,
+    ) -> Result<Arc<VerifiedRepository>, TrustFailure> {
+        let first = self
+            .degraded
+            .lock()
+            .map(|mut d| d.insert(gun.to_string()))
+            .unwrap_or(true);
+        if first {
+            tracing::warn!(gun, notary = host, error = %error,
+                "Notary server unreachable; serving from verified trust data while it is unexpired");
+        }
+        if let Some(repo) = self.cached_unexpired(gun) {
+            return Ok(repo);
+        }
+        let Some(state) = pinned else {
+            return Err(error.into());
+        };
+        let repo =
+            trust::update(&state.offline_source(), gun, host, Some(&state), now, opts).await?;
+        let repo = Arc::new(repo);
+        self.remember(gun, repo.clone());
+        Ok(repo)
+    }
+}

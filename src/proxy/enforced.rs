@@ -1,0 +1,519 @@
+//! Requests in repositories whose trust policy is `enforce` (or `audit`).
+//!
+//! A tag is never asked of the upstream registry here: it is resolved through verified Notary
+//! data to a signed (sha256, length), and the manifest is fetched by that digest and checked
+//! against both before a byte is served (design.md, "Decisions already taken"). Digests are served
+//! only when reachable from a signed tag: the signed manifest or index, its child manifests, and
+//! their configs and layers.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Response};
+
+use super::{manifest_response, tag_list_response, Proxy, Upstream};
+use crate::api::media;
+use crate::api::server::Body;
+use crate::api::{ApiError, ErrorCode, Route};
+use crate::enforce::refusal::{outside_closure, refusal, tampered};
+use crate::policy::Policy;
+use crate::reference::{Digest, Tag};
+use crate::trust::{SignedTarget, VerifiedRepository};
+
+/// A manifest whose bytes matched the digest they were fetched by.
+#[derive(Debug, Clone)]
+pub struct VerifiedManifest {
+    pub media_type: String,
+    pub bytes: Bytes,
+}
+
+/// Digests reachable from the signed tags of one repository.
+#[derive(Default)]
+pub(crate) struct Closure {
+    allowed: HashSet<Digest>,
+    /// The trust data whose every signed target has been walked (so a miss is final).
+    walked_for: Option<Arc<VerifiedRepository>>,
+}
+
+/// At most this many manifests are walked to build a repository's closure.
+const MAX_CLOSURE_MANIFESTS: usize = 10_000;
+
+/// What a manifest refers to: child manifests (of an index) and blobs (config, layers).
+pub fn references(bytes: &[u8]) -> (Vec<Digest>, Vec<Digest>) {
+    #[derive(serde::Deserialize)]
+    struct Descriptor {
+        digest: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Shape {
+        #[serde(default)]
+        manifests: Vec<Descriptor>,
+        config: Option<Descriptor>,
+        #[serde(default)]
+        layers: Vec<Descriptor>,
+    }
+    let Ok(shape) = serde_json::from_slice::<Shape>(bytes) else {
+        return (Vec::new(), Vec::new());
+    };
+    let parse = |d: &Descriptor| d.digest.as_deref().and_then(|s| Digest::parse(s).ok());
+    let manifests = shape.manifests.iter().filter_map(parse).collect();
+    let blobs = shape
+        .config
+        .iter()
+        .chain(shape.layers.iter())
+        .filter_map(parse)
+        .collect();
+    (manifests, blobs)
+}
+
+/// Is `media_type` among what the client accepts? No `Accept` at all means anything goes.
+fn acceptable(media_type: &str, accept: &[String]) -> bool {
+    accept.is_empty()
+        || accept
+            .iter()
+            .any(|a| a == "*/*" || a == "application/*" || a == media_type)
+}
+
+impl Proxy {
+    pub(crate) fn gun(&self, up: &Upstream, route: &Route) -> String {
+        format!("{}/{}", up.config.name, route.repository)
+    }
+
+    async fn verified(
+        &self,
+        route: &Route,
+        gun: &str,
+        policy: &Policy,
+        tag: Option<&str>,
+    ) -> Result<Arc<VerifiedRepository>, ApiError> {
+        self.trust
+            .verified(route.upstream, gun, policy)
+            .await
+            .map_err(|f| refusal(&f, gun, tag, self.trust.notary_host(route.upstream)))
+    }
+
+    /// Tag → signed target, through verified trust data.
+    pub(crate) async fn signed_target(
+        &self,
+        route: &Route,
+        gun: &str,
+        policy: &Policy,
+        tag: &Tag,
+    ) -> Result<SignedTarget, ApiError> {
+        let repo = self
+            .verified(route, gun, policy, Some(tag.as_str()))
+            .await?;
+        let signers = (!policy.signers.is_empty()).then_some(policy.signers.as_slice());
+        repo.lookup(tag.as_str(), signers).map_err(|e| {
+            refusal(
+                &e.into(),
+                gun,
+                Some(tag.as_str()),
+                self.trust.notary_host(route.upstream),
+            )
+        })
+    }
+
+    /// A manifest by digest from the memory cache, else from the upstream by digest, checked
+    /// against the digest (and the signed length when there is one). Only checked bytes are cached.
+    pub(crate) async fn verified_manifest(
+        &self,
+        up: &Upstream,
+        route: &Route,
+        digest: &Digest,
+        signed_length: Option<u64>,
+        gun: &str,
+        tag: Option<&str>,
+    ) -> Result<VerifiedManifest, ApiError> {
+        if let Some(m) = self.manifests.get(digest) {
+            if signed_length.is_none_or(|l| l == m.bytes.len() as u64) {
+                return Ok((*m).clone());
+            }
+        }
+        let fetched = self.fetch_manifest_by_digest(up, route, digest).await;
+        let (media_type, bytes) = match fetched {
+            Ok(x) => x,
+            Err(e) if e.code == ErrorCode::ManifestInvalid.as_str() && tag.is_some() => {
+                return Err(tampered(gun, tag, &digest.to_string(), &e.message));
+            }
+            Err(e) if e.status == http::StatusCode::NOT_FOUND => {
+                let mut e = e;
+                e.message = format!(
+                    "signed manifest {digest} is not available upstream ({}): {}",
+                    up.config.name, e.message
+                );
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(len) = signed_length {
+            if bytes.len() as u64 != len {
+                tracing::error!(gun, tag, digest = %digest, signed_length = len, actual = bytes.len(),
+                    "manifest length differs from the signed length: possible tampering; refused");
+                return Err(tampered(
+                    gun,
+                    tag,
+                    &digest.to_string(),
+                    &format!("{} bytes where {len} were signed", bytes.len()),
+                ));
+            }
+        }
+        let m = VerifiedManifest { media_type, bytes };
+        self.manifests.insert(*digest, Arc::new(m.clone()));
+        Ok(m)
+    }
+
+    fn allow(&self, gun: &str, manifest_digest: Digest, bytes: &[u8]) {
+        let (manifests, blobs) = references(bytes);
+        let mut closures = self.closures.lock().unwrap_or_else(|p| p.into_inner());
+        let c = closures.entry(gun.to_string()).or_default();
+        c.allowed.insert(manifest_digest);
+        c.allowed.extend(manifests);
+        c.allowed.extend(blobs);
+    }
+
+    fn is_allowed(&self, gun: &str, digest: &Digest) -> bool {
+        let closures = self.closures.lock().unwrap_or_else(|p| p.into_inner());
+        closures
+            .get(gun)
+            .is_some_and(|c| c.allowed.contains(digest))
+    }
+
+    /// Enforced `GET|HEAD manifests/<tag>`.
+    #[allow(clippy::too_many_arguments)] // the request's facts, each needed once
+    pub(crate) async fn enforced_tag(
+        &self,
+        up: &Upstream,
+        route: &Route,
+        gun: &str,
+        policy: &Policy,
+        tag: &Tag,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Result<Response<Body>, ApiError> {
+        let target = self.signed_target(route, gun, policy, tag).await?;
+        let digest = Digest::from_bytes(target.sha256);
+        let m = self
+            .verified_manifest(
+                up,
+                route,
+                &digest,
+                Some(target.length),
+                gun,
+                Some(tag.as_str()),
+            )
+            .await?;
+        if m.media_type
+            .starts_with("application/vnd.docker.distribution.manifest.v1")
+        {
+            return Err(ApiError::new(ErrorCode::ManifestUnknown, format!(
+                "the signed manifest for {tag} is a Docker schema 1 manifest ({}), which current clients no longer pull; refused", m.media_type)));
+        }
+        let accept = media::accepted_types(headers);
+        if !acceptable(&m.media_type, &accept) {
+            return Err(ApiError::new(ErrorCode::ManifestUnknown, format!(
+                "the signed manifest for {tag} is {}, which this client's Accept header does not include; trustgate never converts signed manifests",
+                m.media_type)));
+        }
+        self.allow(gun, digest, &m.bytes);
+        tracing::info!(gun, tag = %tag, digest = %digest, role = %target.role, "trusted tag served");
+        manifest_response(method, &m.media_type, &digest.to_string(), m.bytes)
+    }
+
+    /// Enforced digest requests: allowed only inside the signed closure (unless the policy
+    /// switches that rule off). Builds the closure by walking every signed target on a miss.
+    pub(crate) async fn require_in_closure(
+        &self,
+        up: &Upstream,
+        route: &Route,
+        gun: &str,
+        policy: &Policy,
+        digest: &Digest,
+    ) -> Result<(), ApiError> {
+        if !policy.require_signed_closure || self.is_allowed(gun, digest) {
+            return Ok(());
+        }
+        let repo = self.verified(route, gun, policy, None).await?;
+        let already_walked = {
+            let closures = self.closures.lock().unwrap_or_else(|p| p.into_inner());
+            closures
+                .get(gun)
+                .and_then(|c| c.walked_for.as_ref())
+                .is_some_and(|w| Arc::ptr_eq(w, &repo))
+        };
+        if !already_walked {
+            self.walk_closure(up, route, gun, &repo).await;
+        }
+        if self.is_allowed(gun, digest) {
+            Ok(())
+        } else {
+            tracing::warn!(gun, digest = %digest, "digest outside the signed closure refused");
+            Err(outside_closure(gun, &digest.to_string()))
+        }
+    }
+
+    async fn walk_closure(
+        &self,
+        up: &Upstream,
+        route: &Route,
+        gun: &str,
+        repo: &Arc<VerifiedRepository>,
+    ) {
+        let mut queue: Vec<(Digest, Option<u64>)> = repo
+            .signed_targets()
+            .iter()
+            .map(|t| (Digest::from_bytes(t.sha256), Some(t.length)))
+            .collect();
+        let mut seen = HashSet::new();
+        while let Some((digest, length)) = queue.pop() {
+            if !seen.insert(digest) || seen.len() > MAX_CLOSURE_MANIFESTS {
+                continue;
+            }
+            match self
+                .verified_manifest(up, route, &digest, length, gun, None)
+                .await
+            {
+                Ok(m) => {
+                    self.allow(gun, digest, &m.bytes);
+                    let (children, _) = references(&m.bytes);
+                    queue.extend(children.into_iter().map(|c| (c, None)));
+                }
+                // A signed target that is a blob rather than a manifest, or gone upstream: it
+                // adds nothing to walk; the digest itself stays allowed.
+                Err(e) => {
+                    tracing::debug!(gun, digest = %digest, error = %e, "closure walk: manifest not fetched");
+                    let mut closures = self.closures.lock().unwrap_or_else(|p| p.into_inner());
+                    closures
+                        .entry(gun.to_string())
+                        .or_default()
+                        .allowed
+                        .insert(digest);
+                }
+            }
+        }
+        let mut closures = self.closures.lock().unwrap_or_else(|p| p.into_inner());
+        closures.entry(gun.to_string()).or_default().walked_for = Some(repo.clone());
+    }
+
+    /// Enforced `GET|HEAD manifests/<digest>`.
+    pub(crate) async fn enforced_manifest_digest(
+        &self,
+        up: &Upstream,
+        route: &Route,
+        gun: &str,
+        policy: &Policy,
+        digest: &Digest,
+        method: &Method,
+    ) -> Result<Response<Body>, ApiError> {
+        self.require_in_closure(up, route, gun, policy, digest)
+            .await?;
+        let m = self
+            .verified_manifest(up, route, digest, None, gun, None)
+            .await?;
+        self.allow(gun, *digest, &m.bytes);
+        manifest_response(method, &m.media_type, &digest.to_string(), m.bytes)
+    }
+
+    /// Enforced `tags/list`: only the signed tags, sorted, paginated here.
+    pub(crate) async fn enforced_tags(
+        &self,
+        route: &Route,
+        gun: &str,
+        policy: &Policy,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<Response<Body>, ApiError> {
+        let repo = self.verified(route, gun, policy, None).await?;
+        let mut names: Vec<String> = repo.signed_targets().into_iter().map(|t| t.name).collect();
+        names.sort();
+        names.dedup();
+        let after: Vec<String> = names
+            .into_iter()
+            .filter(|t| last.is_none_or(|l| t.as_str() > l))
+            .collect();
+        let (page, next) = match n {
+            Some(n) if after.len() > n => {
+                let page: Vec<String> = after[..n].to_vec();
+                let next = page.last().cloned().map(|l| (l, Some(n.to_string())));
+                (page, next)
+            }
+            _ => (after, None),
+        };
+        tag_list_response(route, page, next)
+    }
+
+    /// Audit mode: what enforce would have said, logged and counted; nothing is refused.
+    pub(crate) async fn audit_tag(
+        &self,
+        route: &Route,
+        gun: &str,
+        policy: &Policy,
+        tag: &Tag,
+    ) -> Option<Digest> {
+        match self.signed_target(route, gun, policy, tag).await {
+            Ok(t) => Some(Digest::from_bytes(t.sha256)),
+            Err(e) => {
+                self.stats
+                    .audit_would_refuse
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(gun, tag = %tag, reason = %e.message, "audit: enforce would refuse this tag; serving it unverified");
+                None
+            }
+        }
+    }
+}
+
+/// What `trustgate verify` reports for one image.
+pub struct Inspection {
+    pub gun: String,
+    pub repo: Arc<VerifiedRepository>,
+    /// The requested tag's verdict, when a tag was named.
+    pub tag: Option<(String, Result<SignedTarget, ApiError>)>,
+}
+
+impl Proxy {
+    /// Verifies an image reference as a client would name it (`alpine`, `127.0.0.1:5101/team/app:v1`,
+    /// `ghcr.io/o/r:tag`), through the same routing, policy and trust path as a pull.
+    pub async fn inspect(&self, image: &str) -> Result<Inspection, ApiError> {
+        if image.contains('@') {
+            return Err(ApiError::new(ErrorCode::ManifestInvalid, format!(
+                "{image}: a digest reference needs no trust lookup; name a tag (or no tag for all tags)")));
+        }
+        let (name, tag) = match image.rsplit_once(':') {
+            Some((n, t)) if !t.contains('/') => (n, Some(t)),
+            _ => (image, None),
+        };
+        let probe = format!("/v2/{name}/manifests/{}", tag.unwrap_or("latest"));
+        let route = match self.router().route(&Method::GET, &probe, None)? {
+            crate::api::Routed::Content(r) => r,
+            crate::api::Routed::Ping => {
+                return Err(ApiError::new(
+                    ErrorCode::NameInvalid,
+                    format!("{image}: not an image reference"),
+                ))
+            }
+        };
+        let up = &self.upstreams[route.upstream];
+        let gun = self.gun(up, &route);
+        let policy = self.policies.for_gun(&gun, up.config.notary.is_some());
+        let repo = self.verified(&route, &gun, &policy, tag).await?;
+        let tag = match (tag, &route.endpoint) {
+            (
+                Some(t),
+                crate::api::Endpoint::Manifest(crate::reference::ManifestRef::Tag(parsed)),
+            ) => Some((
+                t.to_string(),
+                self.signed_target(&route, &gun, &policy, parsed).await,
+            )),
+            _ => None,
+        };
+        Ok(Inspection { gun, repo, tag })
+    }
+}
+
+/// Docker's name for a signer role: `targets/releases` → `releases`, `targets` → `Repo Admin`.
+fn signer_name(role: &str) -> String {
+    match role.strip_prefix("targets/") {
+        Some(r) => r.to_string(),
+        None => "(Repo Admin)".to_string(),
+    }
+}
+
+/// The `docker trust inspect --pretty`-like text of an inspection.
+pub fn render_inspection(report: &Inspection) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "Signatures for {}\n", report.gun);
+    let _ = writeln!(out, "{:<24}{:<67}SIGNERS", "SIGNED TAG", "DIGEST");
+    let mut targets = report.repo.signed_targets();
+    targets.sort_by(|a, b| a.name.cmp(&b.name));
+    for t in &targets {
+        let _ = writeln!(
+            out,
+            "{:<24}{:<67}{}",
+            t.name,
+            hex::encode(t.sha256),
+            signer_name(&t.role)
+        );
+    }
+    let delegations: Vec<_> = report
+        .repo
+        .roles
+        .iter()
+        .filter(|r| r.name != "targets")
+        .collect();
+    if !delegations.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nList of signers and their keys for {}:\n",
+            report.gun
+        );
+        let _ = writeln!(out, "{:<24}KEYS", "SIGNER");
+        for r in delegations {
+            let keys: Vec<&str> = r.signers.iter().map(|k| k.canonical_id.as_str()).collect();
+            let _ = writeln!(out, "{:<24}{}", signer_name(&r.name), keys.join(", "));
+        }
+    }
+    let _ = writeln!(out, "\nAdministrative keys for {}:\n", report.gun);
+    if let Some(t) = report.repo.role("targets") {
+        let keys: Vec<&str> = t.signers.iter().map(|k| k.canonical_id.as_str()).collect();
+        let _ = writeln!(out, "  Repository Key:\t{}", keys.join(", "));
+    }
+    let roots: Vec<&str> = report
+        .repo
+        .root_signers
+        .iter()
+        .map(|k| k.canonical_id.as_str())
+        .collect();
+    let _ = writeln!(out, "  Root Key:\t{}", roots.join(", "));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_of_indexes_and_manifests() {
+        let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let index = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"digest":"{}"}},{{"digest":"{}"}}]}}"#,
+            d('a'),
+            d('b')
+        );
+        let (m, b) = references(index.as_bytes());
+        assert_eq!(m.len(), 2);
+        assert!(b.is_empty());
+        let manifest = format!(
+            r#"{{"config":{{"digest":"{}"}},"layers":[{{"digest":"{}"}},{{"digest":"bogus"}}]}}"#,
+            d('c'),
+            d('e')
+        );
+        let (m, b) = references(manifest.as_bytes());
+        assert!(m.is_empty());
+        assert_eq!(
+            b,
+            vec![
+                Digest::parse(&d('c')).unwrap(),
+                Digest::parse(&d('e')).unwrap()
+            ]
+        );
+        assert_eq!(references(b"not json"), (vec![], vec![]));
+    }
+
+    #[test]
+    fn accept_negotiation_never_converts() {
+        let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(acceptable(media::OCI_INDEX, &[]));
+        assert!(acceptable(media::OCI_INDEX, &a(&["*/*"])));
+        assert!(acceptable(
+            media::OCI_INDEX,
+            &a(&[media::DOCKER_MANIFEST_V2, media::OCI_INDEX])
+        ));
+        assert!(!acceptable(
+            media::OCI_INDEX,
+            &a(&[media::DOCKER_MANIFEST_V2])
+        ));
+    }
+}
