@@ -24,7 +24,7 @@ struct TrustFixture {
     tg: Trustgate,
     notary: NotaryServer,
     /// Kept running until the fixture drops.
-    _reg: Registry,
+    reg: Registry,
     skopeo: Skopeo,
     /// demo/app:signed (signed via targets/releases) and demo/app:unsigned (same repo, no
     /// signature); demo/nodata:v1 lives in a repository without trust data.
@@ -74,7 +74,7 @@ impl TrustFixture {
         TrustFixture {
             tg,
             notary,
-            _reg: reg,
+            reg,
             skopeo,
             signed,
             unsigned,
@@ -185,4 +185,42 @@ fn trust_enforced_for_docker_and_ctr() {
     let refused = ctrd.pull(&format!("{tg}/demo/app:unsigned"), None);
     refused.assert_failure();
     assert!(refused.stderr.contains("not found"), "{refused}");
+}
+
+/// The upstream registry moves the signed tag to other content after signing (a registry that
+/// lies about a tag): trustgate resolves tags through trust data and fetches by digest, so the
+/// clients still get the signed manifest.
+#[test]
+fn retagged_upstream_cannot_swap_signed_content() {
+    let fx = TrustFixture::new("trust-retag");
+    let tg = fx.tg.host();
+    let upstream_host = fx.reg.host();
+    // Overwrite demo/app:signed upstream with the unsigned image.
+    fx.unsigned
+        .push(&fx.skopeo, &upstream_host, "demo/app", "signed", None);
+    let upstream_now = fx
+        .skopeo
+        .inspect_raw(&format!("{upstream_host}/demo/app:signed"), None);
+    upstream_now.assert_success();
+    assert_eq!(
+        upstream_now.stdout.as_bytes(),
+        fx.unsigned.manifest.as_slice()
+    );
+
+    let raw = fx
+        .skopeo
+        .inspect_raw(&format!("{tg}/demo/app:signed"), None);
+    assert!(raw.success(), "{raw}\n{}", fx.logs());
+    assert_eq!(
+        raw.stdout.as_bytes(),
+        fx.signed.manifest.as_slice(),
+        "trustgate served the retagged (unsigned) manifest"
+    );
+    let podman = Podman::new(&fx.t.sub("podman"));
+    let pull = podman.pull(&format!("{tg}/demo/app:signed"), None);
+    assert!(pull.success(), "{pull}\n{}", fx.logs());
+    assert_eq!(
+        podman.image_digest(&format!("{tg}/demo/app:signed")),
+        fx.signed.digest
+    );
 }
