@@ -23,7 +23,7 @@ use common::{timed, TestDir};
 struct TrustFixture {
     tg: Trustgate,
     notary: NotaryServer,
-    /// Kept running until the fixture drops.
+    /// The upstream registry (its storage is on disk under the test folder).
     reg: Registry,
     skopeo: Skopeo,
     /// demo/app:signed (signed via targets/releases) and demo/app:unsigned (same repo, no
@@ -223,4 +223,56 @@ fn retagged_upstream_cannot_swap_signed_content() {
         podman.image_digest(&format!("{tg}/demo/app:signed")),
         fx.signed.digest
     );
+}
+
+/// A layer's bytes are corrupted in the upstream registry's storage (same length): the pull of
+/// the signed image through trustgate fails, the bad bytes are not cached (a retry fails too),
+/// and once upstream is repaired the pull succeeds byte for byte.
+#[test]
+fn corrupted_upstream_blob_is_not_served_or_cached() {
+    let fx = TrustFixture::new("trust-blob");
+    let tg = fx.tg.host();
+    let layer = &fx.signed.images[0].layers[1];
+    let hex = layer.digest.trim_start_matches("sha256:");
+    let data = fx
+        .reg
+        .dir()
+        .join("storage/docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data");
+    let original = std::fs::read(&data).expect("read upstream blob");
+    let mut bad = original.clone();
+    for b in bad.iter_mut().skip(1000).take(64) {
+        *b ^= 0xff;
+    }
+    std::fs::write(&data, &bad).expect("corrupt upstream blob");
+
+    for attempt in 0..2 {
+        let out = fx.t.sub(&format!("copy-bad-{attempt}"));
+        let copy = fx
+            .skopeo
+            .copy_to_dir(&format!("{tg}/demo/app:signed"), &out, false, None);
+        assert!(
+            !copy.success(),
+            "attempt {attempt}: corrupted blob was served\n{}",
+            fx.logs()
+        );
+    }
+
+    // trustgate streams while hashing and aborts the transfer at the end (skopeo: "unexpected
+    // EOF"); its log names the mismatch.
+    assert!(
+        fx.tg.log().contains("does not match its digest"),
+        "{}",
+        fx.logs()
+    );
+
+    std::fs::write(&data, &original).expect("repair upstream blob");
+    let out = fx.t.sub("copy-good");
+    let copy = fx
+        .skopeo
+        .copy_to_dir(&format!("{tg}/demo/app:signed"), &out, false, None);
+    assert!(copy.success(), "{copy}\n{}", fx.logs());
+    assert_same_tree(&fx.signed.dir, &out);
 }
