@@ -21,7 +21,7 @@ use crate::api::media::{self, RangeRequest};
 use crate::api::server::{empty_body, full_body, stream_body, Body};
 use crate::api::{ApiError, Endpoint, ErrorCode, Route, Router};
 use crate::config::{Config, TrustMode, UpstreamConfig};
-use crate::enforce::{system_clock, Clock, TrustService, TrustStore};
+use crate::enforce::{system_clock, Clock, TrustService, TrustStore, UpstreamTrust};
 use crate::policy::Policies;
 use crate::reference::{Digest, ManifestRef, Tag};
 use crate::trust::notary::NotaryClient;
@@ -109,6 +109,14 @@ impl Proxy {
             TrustStore::new(&config.storage.path),
             Duration::from_secs(config.trust.refresh),
             clock,
+        )
+        .with_offline(
+            config
+                .upstreams
+                .iter()
+                .map(|u| UpstreamTrust { offline: u.offline })
+                .collect(),
+            config.trust.offline_grace,
         );
         let manifests = moka::sync::Cache::builder()
             .max_capacity(config.trust.manifest_cache_bytes)
