@@ -6,6 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::http::{self, Req};
+use super::notary::NotaryServer;
 use super::proc::{self, ChildGuard};
 use super::registry::{Creds, Registry};
 
@@ -19,6 +20,10 @@ pub struct UpstreamConfig {
     pub default: bool,
     pub creds: Option<Creds>,
     pub ca_file: Option<PathBuf>,
+    /// The Notary server holding this registry's trust data (`notary = URL`), and a CA for it.
+    /// With a notary and no `[[policy]]`, trustgate enforces trust for this upstream.
+    pub notary: Option<String>,
+    pub notary_ca_file: Option<PathBuf>,
 }
 
 impl UpstreamConfig {
@@ -30,7 +35,16 @@ impl UpstreamConfig {
             default: true,
             creds: reg.creds().cloned(),
             ca_file: None,
+            notary: None,
+            notary_ca_file: None,
         }
+    }
+
+    /// Attach a Notary server (URL and its CA) to this upstream.
+    pub fn with_notary(mut self, notary: &NotaryServer) -> UpstreamConfig {
+        self.notary = Some(notary.url());
+        self.notary_ca_file = Some(notary.ca_cert().to_path_buf());
+        self
     }
 
     /// The registry as a non-default upstream called `name` (use a name without a port, e.g.
@@ -42,6 +56,8 @@ impl UpstreamConfig {
             default: false,
             creds: reg.creds().cloned(),
             ca_file: None,
+            notary: None,
+            notary_ca_file: None,
         }
     }
 }
@@ -112,6 +128,15 @@ impl Trustgate {
             if let Some(ca) = &u.ca_file {
                 toml.push_str(&format!("ca_file = {}\n", toml_str(&ca.to_string_lossy())));
             }
+            if let Some(n) = &u.notary {
+                toml.push_str(&format!("notary = {}\n", toml_str(n)));
+            }
+            if let Some(ca) = &u.notary_ca_file {
+                toml.push_str(&format!(
+                    "notary_ca_file = {}\n",
+                    toml_str(&ca.to_string_lossy())
+                ));
+            }
         }
         if !opts.extra_toml.is_empty() {
             toml.push('\n');
@@ -123,6 +148,8 @@ impl Trustgate {
 
         let mut cmd = Command::new(bin);
         cmd.arg("serve").arg("--config").arg(&config_path);
+        // Plain-text logs in the captured files (tracing-subscriber honours NO_COLOR).
+        cmd.env("NO_COLOR", "1");
         if !opts.env.iter().any(|(k, _)| k == "RUST_LOG") {
             cmd.env("RUST_LOG", "info,trustgate=debug");
         }
