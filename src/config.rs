@@ -209,9 +209,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "mib" => 1 << 20,
         "gib" => 1 << 30,
         "tib" => 1 << 40,
-        other => return Err(format!(
+        other => {
+            return Err(format!(
             "unknown size unit {other:?} in {text:?} (use KiB, MiB, GiB, TiB, KB, MB, GB or TB)"
-        )),
+        ))
+        }
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("{text:?} is too large"))

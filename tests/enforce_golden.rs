@@ -672,3 +672,56 @@ async fn an_offline_mirror_verifies_stored_trust_data_and_honours_the_grace_peri
     let e = offline.inspect("golden/none:v1").await.err().unwrap();
     assert!(e.message.contains("the mirror is offline"), "{}", e.message);
 }
+
+/// The root certificate (PEM) of a golden scenario's root.json.
+fn root_cert_pem(scenario: &str) -> String {
+    let root: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(golden(scenario).join("state1/root.json")).unwrap())
+            .unwrap();
+    let signed = &root["signed"];
+    let id = signed["roles"]["root"]["keyids"][0].as_str().unwrap();
+    let b64 = signed["keys"][id]["keyval"]["public"].as_str().unwrap();
+    use base64::Engine as _;
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn pinned_root_certificates_replace_trust_on_first_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let right = dir.path().join("right.pem");
+    let wrong = dir.path().join("wrong.pem");
+    std::fs::write(&right, root_cert_pem("basic")).unwrap();
+    std::fs::write(&wrong, root_cert_pem("releases")).unwrap();
+    let policy = |pem: &Path| {
+        format!(
+            "[[policy]]\nrepositories = [\"127.0.0.1:5000/golden/basic\"]\ntrust = \"enforce\"\ntofu = false\nroot_certs = [\"{}\"]\n",
+            pem.display()
+        )
+    };
+    let rig = Rig::start("basic", &policy(&right)).await;
+    assert_eq!(rig.get("manifests/v1").await.status(), 200);
+    let rig = Rig::start("basic", &policy(&wrong)).await;
+    let (status, code, message) = error_of(rig.get("manifests/v1").await).await;
+    assert_eq!((status, code.as_str()), (403, "DENIED"));
+    assert!(
+        message.contains("does not match trust pinning"),
+        "{message}"
+    );
+    // Trust on first use switched off and nothing pinned for the repository: refused.
+    let rig = Rig::start(
+        "basic",
+        "[[policy]]\nrepositories = [\"127.0.0.1:5000/golden/*\"]\ntrust = \"enforce\"\ntofu = false\n",
+    )
+    .await;
+    let (status, _, message) = error_of(rig.get("manifests/v1").await).await;
+    assert_eq!(status, 403);
+    assert!(
+        message.contains("trust on first use is disabled"),
+        "{message}"
+    );
+}
