@@ -67,6 +67,14 @@ pub fn references(bytes: &[u8]) -> (Vec<Digest>, Vec<Digest>) {
     (manifests, blobs)
 }
 
+/// What an offline mirror says about content it does not hold.
+pub(crate) fn offline_miss(upstream: &str, digest: &Digest) -> ApiError {
+    ApiError::new(
+        ErrorCode::ManifestUnknown,
+        format!("the mirror is offline (upstream {upstream} has offline = true) and does not hold {digest}"),
+    )
+}
+
 /// Is `media_type` among what the client accepts? No `Accept` at all means anything goes.
 fn acceptable(media_type: &str, accept: &[String]) -> bool {
     accept.is_empty()
@@ -131,6 +139,9 @@ impl Proxy {
                 return Ok((*m).clone());
             }
         }
+        if up.config.offline {
+            return Err(offline_miss(&up.config.name, digest));
+        }
         let fetched = self.fetch_manifest_by_digest(up, route, digest).await;
         let (media_type, bytes) = match fetched {
             Ok(x) => x,
@@ -162,6 +173,23 @@ impl Proxy {
         let m = VerifiedManifest { media_type, bytes };
         self.manifests.insert(*digest, Arc::new(m.clone()));
         Ok(m)
+    }
+
+    /// Keeps manifest bytes that were checked against `digest` (the store joins here later).
+    pub(crate) fn remember_manifest(
+        &self,
+        _gun: &str,
+        digest: Digest,
+        media_type: &str,
+        bytes: &Bytes,
+    ) {
+        self.manifests.insert(
+            digest,
+            Arc::new(VerifiedManifest {
+                media_type: media_type.to_string(),
+                bytes: bytes.clone(),
+            }),
+        );
     }
 
     fn allow(&self, gun: &str, manifest_digest: Digest, bytes: &[u8]) {

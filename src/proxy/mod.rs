@@ -6,6 +6,7 @@
 //! and checked against that digest before any byte is committed to the client.
 
 pub mod enforced;
+pub mod tag_map;
 mod upstream_error;
 pub mod verify_stream;
 
@@ -52,6 +53,10 @@ pub struct Proxy {
     /// Verified manifests by digest, bounded in bytes.
     manifests: moka::sync::Cache<Digest, Arc<VerifiedManifest>>,
     closures: Mutex<HashMap<String, Closure>>,
+    tag_map: tag_map::TagMap,
+    /// Repositories currently served from cache because their upstream is unreachable
+    /// (logged once per repository and outage).
+    stale: Mutex<std::collections::HashSet<String>>,
     pub stats: Stats,
 }
 
@@ -131,6 +136,8 @@ impl Proxy {
             trust,
             manifests,
             closures: Mutex::new(HashMap::new()),
+            tag_map: tag_map::TagMap::new(&config.storage.path),
+            stale: Mutex::new(Default::default()),
             stats: Stats::default(),
         }))
     }
@@ -230,6 +237,11 @@ impl Proxy {
     ) -> Result<Response<Body>, ApiError> {
         let accept = media::accepted_types(headers);
         let repo = route.repository.as_str();
+        if up.config.offline {
+            return self
+                .manifest_from_tag_map(up, route, tag, method, None)
+                .await;
+        }
         // An upstream that answers HEAD with an error has its say through the GET below, whose
         // body carries its error code and message.
         let head = match up
@@ -237,7 +249,15 @@ impl Proxy {
             .manifest(repo, tag.as_str(), &accept, Method::HEAD)
             .await
         {
-            Ok(h) => Some(h),
+            Ok(h) => {
+                self.upstream_back(up, route);
+                Some(h)
+            }
+            Err(e) if e.is_unreachable() => {
+                return self
+                    .manifest_from_tag_map(up, route, tag, method, Some(e))
+                    .await;
+            }
             Err(e) if e.upstream_status().is_some() => None,
             Err(e) => return Err(to_api_error(&e)),
         };
@@ -256,7 +276,9 @@ impl Proxy {
                 .await
             {
                 Ok(m) => {
-                    return manifest_response(method, &m.media_type, &digest.to_string(), m.bytes)
+                    self.tag_map
+                        .record(&up.config.name, repo, tag.as_str(), digest);
+                    return manifest_response(method, &m.media_type, &digest.to_string(), m.bytes);
                 }
                 // The upstream named a digest it cannot serve: ask for the tag's bytes instead.
                 Err(e) if e.status == StatusCode::NOT_FOUND => {
@@ -295,7 +317,76 @@ impl Proxy {
             }
             _ => computed,
         };
+        if let Ok(d) = Digest::parse(&digest) {
+            if d == Digest::of(&bytes) {
+                self.tag_map.record(&up.config.name, repo, tag.as_str(), d);
+                let gun = self.gun(up, route);
+                self.remember_manifest(&gun, d, &media_type, &bytes);
+            }
+        }
         manifest_response(method, &media_type, &digest, bytes)
+    }
+
+    /// The upstream is unreachable or the mirror offline: answer an unenforced tag with the
+    /// digest it last resolved to, when that manifest is still held.
+    async fn manifest_from_tag_map(
+        &self,
+        up: &Upstream,
+        route: &Route,
+        tag: &Tag,
+        method: &Method,
+        cause: Option<UpstreamError>,
+    ) -> Result<Response<Body>, ApiError> {
+        let repo = route.repository.as_str();
+        let why = match &cause {
+            Some(e) => e.to_string(),
+            None => format!(
+                "the mirror is offline (upstream {} has offline = true)",
+                up.config.name
+            ),
+        };
+        let Some(digest) = self.tag_map.lookup(&up.config.name, repo, tag.as_str()) else {
+            return Err(match cause {
+                Some(e) => to_api_error(&e),
+                None => ApiError::new(
+                    ErrorCode::ManifestUnknown,
+                    format!("{why}, and {repo}:{tag} was never pulled through it"),
+                ),
+            });
+        };
+        if cause.is_some() {
+            self.upstream_gone(up, route, &why);
+        }
+        let gun = self.gun(up, route);
+        let m = self
+            .verified_manifest(up, route, &digest, None, &gun, None)
+            .await?;
+        manifest_response(method, &m.media_type, &digest.to_string(), m.bytes)
+    }
+
+    /// Logs once per repository that its upstream is gone and the cache is answering.
+    fn upstream_gone(&self, up: &Upstream, route: &Route, why: &str) {
+        let key = format!("{}/{}", up.config.name, route.repository);
+        let first = self
+            .stale
+            .lock()
+            .map(|mut s| s.insert(key.clone()))
+            .unwrap_or(false);
+        if first {
+            tracing::warn!(repository = %key, reason = %why, "upstream unreachable; serving this repository from the cache");
+        }
+    }
+
+    fn upstream_back(&self, up: &Upstream, route: &Route) {
+        let key = format!("{}/{}", up.config.name, route.repository);
+        let was = self
+            .stale
+            .lock()
+            .map(|mut s| s.remove(&key))
+            .unwrap_or(false);
+        if was {
+            tracing::info!(repository = %key, "upstream reachable again");
+        }
     }
 
     /// A manifest by digest is fetched from upstream and checked against that digest before
@@ -372,6 +463,11 @@ impl Proxy {
     ) -> Result<Response<Body>, ApiError> {
         let repo = route.repository.as_str();
         let digest_text = digest.to_string();
+        if up.config.offline {
+            let mut e = enforced::offline_miss(&up.config.name, digest);
+            e.code = ErrorCode::BlobUnknown.as_str().into();
+            return Err(e);
+        }
         if method == Method::HEAD {
             let resp = up
                 .client
