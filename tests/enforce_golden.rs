@@ -725,3 +725,59 @@ async fn pinned_root_certificates_replace_trust_on_first_use() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn seeding_pulls_the_whole_image_through_the_verifying_path() {
+    use trustgate::seed::{seed_image, PlatformFilter};
+    let rig = Rig::start("multiarch", "").await;
+    let exp = expected("multiarch");
+    let all = seed_image(
+        &rig.proxy,
+        "golden/multiarch:multi",
+        &PlatformFilter::default(),
+        &(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        all.digest.as_deref(),
+        Some(
+            format!(
+                "sha256:{}",
+                exp["tags"]["multi"]["sha256"].as_str().unwrap()
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(all.manifests, 3); // the index and both platforms
+    assert!(all.blobs >= 2);
+    let arm = seed_image(
+        &rig.proxy,
+        "golden/multiarch:multi",
+        &PlatformFilter(vec!["linux/arm64".into()]),
+        &(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(arm.manifests, 2);
+    assert!(arm.blobs < all.blobs);
+    // Refused images say why.
+    let e = seed_image(
+        &rig.proxy,
+        "golden/multiarch:unsigned",
+        &PlatformFilter::default(),
+        &(),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.contains("No valid trust data for unsigned"), "{e}");
+    let e = seed_image(
+        &rig.proxy,
+        "golden/multiarch:multi",
+        &PlatformFilter(vec!["windows/amd64".into()]),
+        &(),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.contains("no platform"), "{e}");
+}

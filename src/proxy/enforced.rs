@@ -401,6 +401,26 @@ pub struct Inspection {
 }
 
 impl Proxy {
+    /// The route a pull of `image` takes (`alpine`, `127.0.0.1:5101/team/app:v1`,
+    /// `ghcr.io/o/r@sha256:…`); no tag means `latest`.
+    pub fn route_image(&self, image: &str) -> Result<Route, ApiError> {
+        let (name, reference) = match image.split_once('@') {
+            Some((n, d)) => (n, d.to_string()),
+            None => match image.rsplit_once(':') {
+                Some((n, t)) if !t.contains('/') => (n, t.to_string()),
+                _ => (image, "latest".to_string()),
+            },
+        };
+        let probe = format!("/v2/{name}/manifests/{reference}");
+        match self.router().route(&Method::GET, &probe, None)? {
+            crate::api::Routed::Content(r) => Ok(r),
+            crate::api::Routed::Ping => Err(ApiError::new(
+                ErrorCode::NameInvalid,
+                format!("{image}: not an image reference"),
+            )),
+        }
+    }
+
     /// Verifies an image reference as a client would name it (`alpine`, `127.0.0.1:5101/team/app:v1`,
     /// `ghcr.io/o/r:tag`), through the same routing, policy and trust path as a pull.
     pub async fn inspect(&self, image: &str) -> Result<Inspection, ApiError> {
@@ -408,19 +428,16 @@ impl Proxy {
             return Err(ApiError::new(ErrorCode::ManifestInvalid, format!(
                 "{image}: a digest reference needs no trust lookup; name a tag (or no tag for all tags)")));
         }
-        let (name, tag) = match image.rsplit_once(':') {
-            Some((n, t)) if !t.contains('/') => (n, Some(t)),
-            _ => (image, None),
-        };
-        let probe = format!("/v2/{name}/manifests/{}", tag.unwrap_or("latest"));
-        let route = match self.router().route(&Method::GET, &probe, None)? {
-            crate::api::Routed::Content(r) => r,
-            crate::api::Routed::Ping => {
-                return Err(ApiError::new(
-                    ErrorCode::NameInvalid,
-                    format!("{image}: not an image reference"),
-                ))
+        let route = self.route_image(image)?;
+        let tag = match &route.endpoint {
+            crate::api::Endpoint::Manifest(crate::reference::ManifestRef::Tag(_))
+                if image
+                    .rsplit_once(':')
+                    .is_some_and(|(_, t)| !t.contains('/')) =>
+            {
+                image.rsplit_once(':').map(|(_, t)| t)
             }
+            _ => None,
         };
         let up = &self.upstreams[route.upstream];
         let gun = self.gun(up, &route);
