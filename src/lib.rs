@@ -15,5 +15,6 @@ pub mod enforce;
 pub mod policy;
 pub mod proxy;
 pub mod reference;
+pub mod store;
 pub mod trust;
 pub mod upstream;
