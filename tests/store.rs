@@ -86,9 +86,7 @@ fn files_in(dir: &Path) -> Vec<String> {
 }
 
 fn object_path(root: &Path, d: &Digest) -> std::path::PathBuf {
-    root.join("blobs/sha256")
-        .join(&d.hex()[..2])
-        .join(d.hex())
+    root.join("blobs/sha256").join(&d.hex()[..2]).join(d.hex())
 }
 
 /// A `start` closure over a ready body, counting its calls.
@@ -140,7 +138,10 @@ async fn put_refuses_wrong_digest_or_length_and_leaves_nothing() {
     let err = store.put(&other, bytes, None, None).await.unwrap_err();
     assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
     let err = store.put(&d, bytes, Some(3), None).await.unwrap_err();
-    assert!(matches!(err, StoreError::LengthMismatch { expected: 3, .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::LengthMismatch { expected: 3, .. }),
+        "{err}"
+    );
     assert!(!store.contains(&d) && !store.contains(&other));
     assert!(!object_path(dir.path(), &d).exists());
     assert!(!object_path(dir.path(), &other).exists());
@@ -157,22 +158,36 @@ async fn restart_keeps_objects_and_clears_tmp_leftovers() {
     let md = Digest::of(&man);
     {
         let store = Store::open(dir.path(), None).await.unwrap();
-        store.put(&md, &man, None, Some("application/json")).await.unwrap();
+        store
+            .put(&md, &man, None, Some("application/json"))
+            .await
+            .unwrap();
         let calls = Arc::new(AtomicUsize::new(0));
-        let f = store.fill(bd, Some(blob.len() as u64), None, starter(&calls, None, body_of(&blob)));
+        let f = store.fill(
+            bd,
+            Some(blob.len() as u64),
+            None,
+            starter(&calls, None, body_of(&blob)),
+        );
         f.wait().await.unwrap();
     }
     // A crash mid-fill leaves a temp file behind.
     std::fs::write(dir.path().join("tmp/123-0-deadbeef"), b"half a blob").unwrap();
     let store = Store::open(dir.path(), None).await.unwrap();
-    assert!(files_in(&dir.path().join("tmp")).is_empty(), "tmp leftovers removed");
+    assert!(
+        files_in(&dir.path().join("tmp")).is_empty(),
+        "tmp leftovers removed"
+    );
     assert!(store.contains(&bd) && store.contains(&md));
     assert_eq!(store.total_size(), blob.len() as u64 + man.len() as u64);
     let obj = store.get(&md).await.unwrap();
     assert_eq!(obj.media_type.as_deref(), Some("application/json"));
     let obj = store.get(&bd).await.unwrap();
     assert_eq!(obj.size, blob.len() as u64);
-    assert_eq!(read_against(obj.stream(None), &blob).await.unwrap(), blob.len());
+    assert_eq!(
+        read_against(obj.stream(None), &blob).await.unwrap(),
+        blob.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,7 +205,10 @@ async fn check_removes_a_corrupted_object() {
     assert!(store.get(&d).await.is_none());
     assert!(!object_path(dir.path(), &d).exists());
     assert_eq!(store.total_size(), 0);
-    assert!(matches!(store.check(&d).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.check(&d).await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,7 +232,11 @@ async fn single_flight_32_concurrent_pulls_of_one_64mib_blob() {
                 None,
                 starter(&calls, Some(blob.len() as u64), body),
             );
-            assert_eq!(f.total().await.unwrap(), Some(blob.len() as u64), "reader {i}");
+            assert_eq!(
+                f.total().await.unwrap(),
+                Some(blob.len() as u64),
+                "reader {i}"
+            );
             let n = read_against(f.reader(None), &blob).await.unwrap();
             assert_eq!(n, blob.len(), "reader {i} got every byte");
             f.wait().await.unwrap();
@@ -230,7 +252,10 @@ async fn single_flight_32_concurrent_pulls_of_one_64mib_blob() {
     let f = store.fill(d, None, None, starter(&calls, None, body_of(&blob)));
     assert!(f.is_finished());
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    assert_eq!(read_against(f.reader(None), &blob).await.unwrap(), blob.len());
+    assert_eq!(
+        read_against(f.reader(None), &blob).await.unwrap(),
+        blob.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,7 +266,12 @@ async fn first_byte_reaches_every_reader_before_the_fetch_completes() {
     let d = Digest::of(&blob);
     let calls = Arc::new(AtomicUsize::new(0));
     let (tx, body) = channel_body();
-    let f = store.fill(d, Some(blob.len() as u64), None, starter(&calls, None, body));
+    let f = store.fill(
+        d,
+        Some(blob.len() as u64),
+        None,
+        starter(&calls, None, body),
+    );
     // Half the blob arrives, then the upstream stalls.
     for c in chunks(&blob.slice(..1 << 20), 100_000) {
         tx.send(c).await.unwrap();
@@ -303,10 +333,16 @@ async fn failing_fill_fans_out(body_for: impl Fn(&Bytes) -> Body, what: &str) {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert!(!store.contains(&d), "{what}: nothing stored");
     assert!(!object_path(dir.path(), &d).exists());
-    assert!(files_in(&dir.path().join("tmp")).is_empty(), "{what}: temp file removed");
+    assert!(
+        files_in(&dir.path().join("tmp")).is_empty(),
+        "{what}: temp file removed"
+    );
     // A later request tries again, and this time the upstream behaves.
     let f2 = store.fill(d, None, None, starter(&calls, None, body_of(&blob)));
-    assert_eq!(read_against(f2.reader(None), &blob).await.unwrap(), blob.len());
+    assert_eq!(
+        read_against(f2.reader(None), &blob).await.unwrap(),
+        blob.len()
+    );
     f2.wait().await.unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert!(store.contains(&d));
@@ -339,10 +375,21 @@ async fn wrong_length_is_refused() {
     let calls = Arc::new(AtomicUsize::new(0));
     // The signed length says 99 999: the right bytes are still refused.
     let f = store.fill(d, Some(99_999), None, starter(&calls, None, body_of(&blob)));
-    assert!(matches!(f.wait().await, Err(FillError::LengthMismatch { .. })));
+    assert!(matches!(
+        f.wait().await,
+        Err(FillError::LengthMismatch { .. })
+    ));
     // The upstream announces a length that differs from the signed one: refused before reading.
-    let f = store.fill(d, Some(100_000), None, starter(&calls, Some(5), body_of(&blob)));
-    assert!(matches!(f.wait().await, Err(FillError::LengthMismatch { .. })));
+    let f = store.fill(
+        d,
+        Some(100_000),
+        None,
+        starter(&calls, Some(5), body_of(&blob)),
+    );
+    assert!(matches!(
+        f.wait().await,
+        Err(FillError::LengthMismatch { .. })
+    ));
     assert!(!store.contains(&d));
     assert!(files_in(&dir.path().join("tmp")).is_empty());
 }
@@ -375,38 +422,59 @@ async fn range_on_a_hit_and_on_an_inflight_fill() {
         tx.send(c).await.unwrap();
     }
     // In flight: a range inside the bytes already there, one reaching into what is to come.
-    let early = ByteRange { start: 1000, end: 300_000 };
+    let early = ByteRange {
+        start: 1000,
+        end: 300_000,
+    };
     let got = tokio::time::timeout(Duration::from_secs(10), collect(f.reader(Some(early))))
         .await
         .expect("a range within the written part completes while the fetch stalls")
         .unwrap();
     assert_eq!(got[..], blob[1000..=300_000]);
-    let late = ByteRange { start: (1 << 20) - 10, end: (3 << 19) + 7 };
+    let late = ByteRange {
+        start: (1 << 20) - 10,
+        end: (3 << 19) + 7,
+    };
     let pending = tokio::spawn(collect(f.reader(Some(late))));
     for c in chunks(&blob.slice(1 << 20..), 50_000) {
         tx.send(c).await.unwrap();
     }
     drop(tx);
-    assert_eq!(pending.await.unwrap().unwrap()[..], blob[(1 << 20) - 10..=(3 << 19) + 7]);
+    assert_eq!(
+        pending.await.unwrap().unwrap()[..],
+        blob[(1 << 20) - 10..=(3 << 19) + 7]
+    );
     f.wait().await.unwrap();
     // A range past the end of the finished object is an error, not a short clean answer.
-    let past = ByteRange { start: 10, end: 5 << 20 };
+    let past = ByteRange {
+        start: 10,
+        end: 5 << 20,
+    };
     assert!(collect(f.reader(Some(past))).await.is_err());
 
     // On a hit.
     for r in [
         ByteRange { start: 0, end: 0 },
-        ByteRange { start: 12_345, end: 1_234_567 },
-        ByteRange { start: (2 << 20) - 1, end: (2 << 20) - 1 },
+        ByteRange {
+            start: 12_345,
+            end: 1_234_567,
+        },
+        ByteRange {
+            start: (2 << 20) - 1,
+            end: (2 << 20) - 1,
+        },
     ] {
         let obj = store.get(&d).await.unwrap();
         let got = collect(obj.stream(Some(r))).await.unwrap();
         assert_eq!(got[..], blob[r.start as usize..=r.end as usize]);
     }
     let obj = store.get(&d).await.unwrap();
-    assert!(collect(obj.stream(Some(ByteRange { start: 2 << 20, end: (2 << 20) + 5 })))
-        .await
-        .is_err());
+    assert!(collect(obj.stream(Some(ByteRange {
+        start: 2 << 20,
+        end: (2 << 20) + 5
+    })))
+    .await
+    .is_err());
 }
 
 async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
@@ -435,17 +503,29 @@ async fn eviction_removes_least_recently_used_but_never_a_guarded_object() {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    wait_for("eviction down to max_size", || store.total_size() <= 3 * MIB as u64).await;
+    wait_for("eviction down to max_size", || {
+        store.total_size() <= 3 * MIB as u64
+    })
+    .await;
     assert_eq!(store.evictions(), 2);
     assert!(store.contains(&ds[0]), "guarded object kept");
-    assert!(!store.contains(&ds[1]) && !store.contains(&ds[2]), "least recently used evicted");
+    assert!(
+        !store.contains(&ds[1]) && !store.contains(&ds[2]),
+        "least recently used evicted"
+    );
     assert!(!object_path(dir.path(), &ds[1]).exists());
     assert!(store.contains(&ds[3]) && store.contains(&ds[4]));
     let held = held.unwrap();
-    assert_eq!(read_against(held.stream(None), &blobs[0]).await.unwrap(), MIB);
+    assert_eq!(
+        read_against(held.stream(None), &blobs[0]).await.unwrap(),
+        MIB
+    );
     for i in [0, 3, 4] {
         let obj = store.get(&ds[i]).await.unwrap();
-        assert_eq!(read_against(obj.stream(None), &blobs[i]).await.unwrap(), MIB);
+        assert_eq!(
+            read_against(obj.stream(None), &blobs[i]).await.unwrap(),
+            MIB
+        );
     }
 }
 
@@ -473,7 +553,10 @@ async fn working_set_larger_than_max_size_still_serves_right_bytes() {
     for t in tasks {
         t.await.unwrap();
     }
-    wait_for("eviction down to max_size", || store.total_size() <= 2 * MIB as u64).await;
+    wait_for("eviction down to max_size", || {
+        store.total_size() <= 2 * MIB as u64
+    })
+    .await;
     assert!(store.evictions() > 0);
     assert!(calls.load(Ordering::SeqCst) >= blobs.len());
 }
@@ -492,7 +575,12 @@ async fn kill9_child_mode() {
     let d = Digest::of(&blob);
     let (tx, body) = channel_body();
     let calls = Arc::new(AtomicUsize::new(0));
-    let f = store.fill(d, Some(blob.len() as u64), None, starter(&calls, None, body));
+    let f = store.fill(
+        d,
+        Some(blob.len() as u64),
+        None,
+        starter(&calls, None, body),
+    );
     for c in chunks(&blob.slice(..1 << 20), 64 * 1024) {
         tx.send(c).await.unwrap();
     }
@@ -511,7 +599,12 @@ fn kill9_during_a_cold_download_leaves_nothing_corrupt() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["kill9_child_mode", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "kill9_child_mode",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -536,7 +629,10 @@ fn kill9_during_a_cold_download_leaves_nothing_corrupt() {
         !files_in(&dir.path().join("tmp")).is_empty(),
         "the crash left a partial temp file (the case under test)"
     );
-    assert!(!object_path(dir.path(), &d).exists(), "nothing half-written is visible");
+    assert!(
+        !object_path(dir.path(), &d).exists(),
+        "nothing half-written is visible"
+    );
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -545,12 +641,23 @@ fn kill9_during_a_cold_download_leaves_nothing_corrupt() {
         .unwrap();
     rt.block_on(async {
         let store = Store::open(dir.path(), None).await.unwrap();
-        assert!(files_in(&dir.path().join("tmp")).is_empty(), "tmp cleaned at open");
+        assert!(
+            files_in(&dir.path().join("tmp")).is_empty(),
+            "tmp cleaned at open"
+        );
         assert!(!store.contains(&d));
         assert_eq!(store.total_size(), 0);
         let calls = Arc::new(AtomicUsize::new(0));
-        let f = store.fill(d, Some(blob.len() as u64), None, starter(&calls, None, body_of(&blob)));
-        assert_eq!(read_against(f.reader(None), &blob).await.unwrap(), blob.len());
+        let f = store.fill(
+            d,
+            Some(blob.len() as u64),
+            None,
+            starter(&calls, None, body_of(&blob)),
+        );
+        assert_eq!(
+            read_against(f.reader(None), &blob).await.unwrap(),
+            blob.len()
+        );
         f.wait().await.unwrap();
         assert!(store.check(&d).await.unwrap());
     });

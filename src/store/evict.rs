@@ -63,7 +63,11 @@ pub(crate) fn pass(inner: &Inner, max: u64) -> usize {
         }
     }
     if st.total > max {
-        tracing::debug!(total = st.total, max, "store: still over max_size; the rest is in use or being filled");
+        tracing::debug!(
+            total = st.total,
+            max,
+            "store: still over max_size; the rest is in use or being filled"
+        );
     }
     removed
 }

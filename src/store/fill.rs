@@ -80,7 +80,7 @@ impl Fill {
                 }
             }
             if rx.changed().await.is_err() {
-                return self.closed_outcome(&rx).map(|s| Some(s));
+                return self.closed_outcome(&rx).map(Some);
             }
         }
     }

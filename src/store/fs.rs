@@ -50,7 +50,8 @@ impl Layout {
     }
 
     pub(crate) fn sidecar(&self, digest: &Digest) -> PathBuf {
-        self.dir(digest).join(format!("{}{TYPE_SUFFIX}", digest.hex()))
+        self.dir(digest)
+            .join(format!("{}{TYPE_SUFFIX}", digest.hex()))
     }
 
     /// A fresh, unique temp path: pid + process-wide counter + clock, so two stores (or two
@@ -242,7 +243,10 @@ impl StoredObject {
     /// No re-hash: the file was verified before it was renamed into place. A range that starts
     /// past the end yields one error; an `end` past the end is clipped (callers validate ranges
     /// with `api::media::parse_range` against `size` first).
-    pub fn stream(self, range: Option<ByteRange>) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+    pub fn stream(
+        self,
+        range: Option<ByteRange>,
+    ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
         let (start, remaining) = match range {
             None => (0, self.size),
             Some(r) if r.start >= self.size || r.end < r.start => (r.start, u64::MAX),

@@ -271,7 +271,10 @@ impl Store {
     /// size differs from the index) and was removed, with a warning. `Err(NotFound)` on a miss.
     pub async fn check(&self, digest: &Digest) -> Result<bool, StoreError> {
         let digest = *digest;
-        let obj = self.get(&digest).await.ok_or(StoreError::NotFound(digest))?;
+        let obj = self
+            .get(&digest)
+            .await
+            .ok_or(StoreError::NotFound(digest))?;
         let file = obj.file.into_std().await;
         let path = self.inner.layout.object(&digest);
         let p = path.clone();
