@@ -281,7 +281,9 @@ impl Store {
         let (actual, len) = blocking(move || hash_file(file))
             .await?
             .map_err(|e| StoreError::io(&p, e))?;
-        drop(obj.guard);
+        // The guard stays alive until the removal below: the evictor cannot race it, and while
+        // the digest is indexed no fill can replace the file.
+        let guard = obj.guard;
         if actual == digest {
             return Ok(true);
         }
@@ -300,6 +302,7 @@ impl Store {
         })
         .await?
         .map_err(|e| StoreError::io(&path, e))?;
+        drop(guard);
         Ok(false)
     }
 
@@ -342,3 +345,6 @@ fn hash_file(mut file: std::fs::File) -> std::io::Result<(Digest, u64)> {
     }
     Ok((Digest::from_bytes(hasher.finalize().into()), len))
 }
+
+#[cfg(test)]
+mod tests;
