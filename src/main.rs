@@ -171,7 +171,7 @@ fn verify(path: &std::path::Path, image: &str) -> ExitCode {
         Err(code) => return code,
     };
     rt.block_on(async {
-        let proxy = match trustgate::proxy::Proxy::new(&config) {
+        let proxy = match trustgate::proxy::Proxy::new(&config).await {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("{e}");
@@ -244,7 +244,7 @@ fn seed(path: &std::path::Path, file: &std::path::Path, platforms: Vec<String>) 
     };
     let filter = trustgate::seed::PlatformFilter(platforms);
     rt.block_on(async {
-        let proxy = match trustgate::proxy::Proxy::new(&config) {
+        let proxy = match trustgate::proxy::Proxy::new(&config).await {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("{e}");
@@ -323,7 +323,7 @@ async fn run(config: Config) -> Result<(), String> {
             config.storage.path.display()
         )
     })?;
-    let proxy = trustgate::proxy::Proxy::new(&config).map_err(|e| e.to_string())?;
+    let proxy = trustgate::proxy::Proxy::new(&config).await.map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .map_err(|e| format!("server.listen {}: cannot listen: {e}", config.server.listen))?;

@@ -229,7 +229,7 @@ impl Rig {
         .unwrap();
         let clock = Arc::new(Mutex::new(verify_at));
         let c = clock.clone();
-        let proxy = Proxy::with_clock(&config, Arc::new(move || *c.lock().unwrap())).unwrap();
+        let proxy = Proxy::with_clock(&config, Arc::new(move || *c.lock().unwrap())).await.unwrap();
         let (base, shutdown) = serve(proxy.clone()).await;
         Rig {
             _storage: storage,
@@ -262,7 +262,7 @@ impl Rig {
             let _ = s.send(());
         }
         let c = self.clock.clone();
-        self.proxy = Proxy::with_clock(&self.config, Arc::new(move || *c.lock().unwrap())).unwrap();
+        self.proxy = Proxy::with_clock(&self.config, Arc::new(move || *c.lock().unwrap())).await.unwrap();
         let (base, shutdown) = serve(self.proxy.clone()).await;
         self.base = base;
         self.shutdown = Some(shutdown);
@@ -633,7 +633,7 @@ async fn a_client_that_does_not_accept_the_signed_type_gets_a_clear_404() {
 
 impl Rig {
     /// A second proxy over the same storage and clock with this upstream marked offline.
-    fn offline_proxy(&self, grace: &str) -> Arc<Proxy> {
+    async fn offline_proxy(&self, grace: &str) -> Arc<Proxy> {
         let up = &self.config.upstreams[0];
         let text = format!(
             "[storage]\npath = \"{}\"\n[trust]\noffline_grace = \"{grace}\"\n[[upstream]]\nname = \"{}\"\nurl = \"http://127.0.0.1:9\"\ndefault = true\noffline = true\n",
@@ -642,7 +642,7 @@ impl Rig {
         );
         let config = Config::from_toml(&text, Path::new("offline.toml")).unwrap();
         let c = self.clock.clone();
-        Proxy::with_clock(&config, Arc::new(move || *c.lock().unwrap())).unwrap()
+        Proxy::with_clock(&config, Arc::new(move || *c.lock().unwrap())).await.unwrap()
     }
 }
 
@@ -652,12 +652,12 @@ async fn an_offline_mirror_verifies_stored_trust_data_and_honours_the_grace_peri
     assert_eq!(rig.get("manifests/v1").await.status(), 200);
     let image = "golden/basic:v1";
     // Offline, within the timestamp's validity: verified from the stored data alone.
-    let offline = rig.offline_proxy("0");
+    let offline = rig.offline_proxy("0").await;
     let report = offline.inspect(image).await.unwrap();
     assert!(report.tag.unwrap().1.is_ok());
     // Past the timestamp's expiry, no grace: refused with the expiry reason.
     rig.advance(time::Duration::days(15));
-    let offline = rig.offline_proxy("0");
+    let offline = rig.offline_proxy("0").await;
     let e = offline.inspect(image).await.err().unwrap();
     assert!(
         e.message.contains("out-of-date: timestamp expired at"),
@@ -665,7 +665,7 @@ async fn an_offline_mirror_verifies_stored_trust_data_and_honours_the_grace_peri
         e.message
     );
     // With a grace period longer than the lapse: accepted (and logged).
-    let offline = rig.offline_proxy("30d");
+    let offline = rig.offline_proxy("30d").await;
     let report = offline.inspect(image).await.unwrap();
     assert!(report.tag.unwrap().1.is_ok());
     // A repository never seeded: the offline message.

@@ -16,7 +16,7 @@ const MANIFEST: &[u8] = br#"{"schemaVersion":2,"mediaType":"application/vnd.dock
 
 async fn start(text: &str) -> (String, Arc<Proxy>) {
     let config = Config::from_toml(text, Path::new("test.toml")).unwrap();
-    let proxy = Proxy::new(&config).unwrap();
+    let proxy = Proxy::new(&config).await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let p = proxy.clone();

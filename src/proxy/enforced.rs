@@ -67,6 +67,29 @@ pub fn references(bytes: &[u8]) -> (Vec<Digest>, Vec<Digest>) {
     (manifests, blobs)
 }
 
+/// The signed length, when there is one, must be the length of the bytes.
+fn check_signed_length(
+    m: VerifiedManifest,
+    signed_length: Option<u64>,
+    gun: &str,
+    tag: Option<&str>,
+    digest: &Digest,
+) -> Result<VerifiedManifest, ApiError> {
+    match signed_length {
+        Some(len) if m.bytes.len() as u64 != len => {
+            tracing::error!(gun, tag, digest = %digest, signed_length = len, actual = m.bytes.len(),
+                "manifest length differs from the signed length: possible tampering; refused");
+            Err(tampered(
+                gun,
+                tag,
+                &digest.to_string(),
+                &format!("{} bytes where {len} were signed", m.bytes.len()),
+            ))
+        }
+        _ => Ok(m),
+    }
+}
+
 /// What an offline mirror says about content it does not hold.
 pub(crate) fn offline_miss(upstream: &str, digest: &Digest) -> ApiError {
     ApiError::new(
@@ -134,10 +157,37 @@ impl Proxy {
         gun: &str,
         tag: Option<&str>,
     ) -> Result<VerifiedManifest, ApiError> {
-        if let Some(m) = self.manifests.get(digest) {
-            if signed_length.is_none_or(|l| l == m.bytes.len() as u64) {
-                return Ok((*m).clone());
-            }
+        if let Some(m) = self.held_manifest(digest).await {
+            return check_signed_length(m, signed_length, gun, tag, digest);
+        }
+        // Single flight: one upstream fetch per missing manifest; the others wait and then
+        // find it held.
+        let lock = {
+            let mut locks = self.manifest_locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(*digest).or_default().clone()
+        };
+        let _turn = lock.lock().await;
+        let result = self
+            .fetch_and_keep_manifest(up, route, digest, signed_length, gun, tag)
+            .await;
+        self.manifest_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(digest);
+        result
+    }
+
+    async fn fetch_and_keep_manifest(
+        &self,
+        up: &Upstream,
+        route: &Route,
+        digest: &Digest,
+        signed_length: Option<u64>,
+        gun: &str,
+        tag: Option<&str>,
+    ) -> Result<VerifiedManifest, ApiError> {
+        if let Some(m) = self.held_manifest(digest).await {
+            return check_signed_length(m, signed_length, gun, tag, digest);
         }
         if up.config.offline {
             return Err(offline_miss(&up.config.name, digest));
@@ -148,8 +198,7 @@ impl Proxy {
             Err(e) if e.code == ErrorCode::ManifestInvalid.as_str() && tag.is_some() => {
                 return Err(tampered(gun, tag, &digest.to_string(), &e.message));
             }
-            Err(e) if e.status == http::StatusCode::NOT_FOUND => {
-                let mut e = e;
+            Err(mut e) if e.status == http::StatusCode::NOT_FOUND && tag.is_some() => {
                 e.message = format!(
                     "signed manifest {digest} is not available upstream ({}): {}",
                     up.config.name, e.message
@@ -158,25 +207,36 @@ impl Proxy {
             }
             Err(e) => return Err(e),
         };
-        if let Some(len) = signed_length {
-            if bytes.len() as u64 != len {
-                tracing::error!(gun, tag, digest = %digest, signed_length = len, actual = bytes.len(),
-                    "manifest length differs from the signed length: possible tampering; refused");
-                return Err(tampered(
-                    gun,
-                    tag,
-                    &digest.to_string(),
-                    &format!("{} bytes where {len} were signed", bytes.len()),
-                ));
-            }
-        }
-        let m = VerifiedManifest { media_type, bytes };
-        self.manifests.insert(*digest, Arc::new(m.clone()));
+        let m = check_signed_length(VerifiedManifest { media_type, bytes }, signed_length, gun, tag, digest)?;
+        self.remember_manifest(gun, *digest, &m.media_type, &m.bytes).await;
         Ok(m)
     }
 
-    /// Keeps manifest bytes that were checked against `digest` (the store joins here later).
-    pub(crate) fn remember_manifest(
+    /// A manifest already verified: from memory, else from the store (its file was checked
+    /// against the digest before it was renamed into place).
+    async fn held_manifest(&self, digest: &Digest) -> Option<VerifiedManifest> {
+        if let Some(m) = self.manifests.get(digest) {
+            return Some((*m).clone());
+        }
+        let obj = self.store.get(digest).await?;
+        if obj.size > media::MAX_MANIFEST_BYTES {
+            return None;
+        }
+        let stored_type = obj.media_type.clone();
+        let mut bytes = Vec::with_capacity(obj.size as usize);
+        let mut stream = Box::pin(obj.stream(None));
+        while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+            bytes.extend_from_slice(&chunk.ok()?);
+        }
+        let bytes = Bytes::from(bytes);
+        let media_type = stored_type.unwrap_or_else(|| media::manifest_media_type(None, &bytes));
+        let m = VerifiedManifest { media_type, bytes };
+        self.manifests.insert(*digest, Arc::new(m.clone()));
+        Some(m)
+    }
+
+    /// Keeps manifest bytes that were checked against `digest`: in memory and in the store.
+    pub(crate) async fn remember_manifest(
         &self,
         _gun: &str,
         digest: Digest,
@@ -190,6 +250,13 @@ impl Proxy {
                 bytes: bytes.clone(),
             }),
         );
+        if let Err(e) = self
+            .store
+            .put(&digest, bytes, Some(bytes.len() as u64), Some(media_type))
+            .await
+        {
+            tracing::warn!(digest = %digest, error = %e, "could not write a verified manifest to the store");
+        }
     }
 
     fn allow(&self, gun: &str, manifest_digest: Digest, bytes: &[u8]) {

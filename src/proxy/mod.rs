@@ -8,7 +8,6 @@
 pub mod enforced;
 pub mod tag_map;
 mod upstream_error;
-pub mod verify_stream;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,11 +24,11 @@ use crate::config::{Config, TrustMode, UpstreamConfig};
 use crate::enforce::{system_clock, Clock, TrustService, TrustStore, UpstreamTrust};
 use crate::policy::Policies;
 use crate::reference::{Digest, ManifestRef, Tag};
+use crate::store::{FillError, Store};
 use crate::trust::notary::NotaryClient;
 use crate::upstream::{RegistryClient, Timeouts, UpstreamError, UpstreamSettings};
 use enforced::{Closure, VerifiedManifest};
 pub use upstream_error::to_api_error;
-use verify_stream::{Origin, VerifyingStream};
 
 /// One configured upstream and its client.
 pub struct Upstream {
@@ -46,6 +45,12 @@ pub struct Stats {
 
 /// Everything needed to answer requests; shared by all connections.
 pub struct Proxy {
+    store: Arc<Store>,
+    /// One upstream fetch per missing manifest: concurrent requests wait for it.
+    manifest_locks: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+    /// How the last failed blob fill's upstream answered (the fill itself only keeps text), so
+    /// that every waiter gets the upstream's own status and code.
+    fill_errors: moka::sync::Cache<Digest, ApiError>,
     router: Router,
     upstreams: Vec<Upstream>,
     policies: Policies,
@@ -69,15 +74,19 @@ pub enum SetupError {
         #[source]
         source: UpstreamError,
     },
+    #[error("storage.path: {0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
 impl Proxy {
-    pub fn new(config: &Config) -> Result<Arc<Self>, SetupError> {
-        Self::with_clock(config, system_clock())
+    /// Builds the proxy and opens its store (cleaning up after a crash, indexing the cache).
+    pub async fn new(config: &Config) -> Result<Arc<Self>, SetupError> {
+        Self::with_clock(config, system_clock()).await
     }
 
     /// As [`Proxy::new`], checking trust data against `clock` instead of the system time.
-    pub fn with_clock(config: &Config, clock: Clock) -> Result<Arc<Self>, SetupError> {
+    pub async fn with_clock(config: &Config, clock: Clock) -> Result<Arc<Self>, SetupError> {
+        let store = Store::open(&config.storage.path, config.storage.max_size).await?;
         let mut upstreams = Vec::new();
         let mut notaries = Vec::new();
         for up in &config.upstreams {
@@ -130,6 +139,12 @@ impl Proxy {
             })
             .build();
         Ok(Arc::new(Self {
+            store,
+            manifest_locks: Mutex::new(HashMap::new()),
+            fill_errors: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(30))
+                .build(),
             router: Router::from_config(config),
             upstreams,
             policies: Policies::new(config.policies.clone()),
@@ -140,6 +155,10 @@ impl Proxy {
             stale: Mutex::new(Default::default()),
             stats: Stats::default(),
         }))
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
     }
 
     pub fn trust(&self) -> &TrustService {
@@ -321,7 +340,7 @@ impl Proxy {
             if d == Digest::of(&bytes) {
                 self.tag_map.record(&up.config.name, repo, tag.as_str(), d);
                 let gun = self.gun(up, route);
-                self.remember_manifest(&gun, d, &media_type, &bytes);
+                self.remember_manifest(&gun, d, &media_type, &bytes).await;
             }
         }
         manifest_response(method, &media_type, &digest, bytes)
@@ -453,6 +472,10 @@ impl Proxy {
         ))
     }
 
+    /// Blobs: a stored blob is served from disk (Range and HEAD included) without re-hashing;
+    /// a missing one is fetched once, however many clients ask at the same time, and streamed
+    /// to all of them while it is hashed and written to the store. The whole blob is always
+    /// fetched, also for a Range request: a slice cannot be verified on its own.
     async fn blob(
         &self,
         up: &Upstream,
@@ -461,17 +484,32 @@ impl Proxy {
         method: &Method,
         headers: &HeaderMap,
     ) -> Result<Response<Body>, ApiError> {
-        let repo = route.repository.as_str();
-        let digest_text = digest.to_string();
+        let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+        if let Some(obj) = self.store.get(digest).await {
+            let (status, window, length) = range_plan(range_header, Some(obj.size))?;
+            let mut out = blob_headers(Response::builder().status(status), digest)
+                .header(header::CONTENT_LENGTH, length.unwrap_or(obj.size));
+            if let Some(r) = window {
+                out = out.header(header::CONTENT_RANGE, r.content_range(obj.size));
+            }
+            let body = if method == Method::HEAD {
+                empty_body()
+            } else {
+                stream_body(obj.stream(window))
+            };
+            return out.body(body).map_err(internal);
+        }
         if up.config.offline {
             let mut e = enforced::offline_miss(&up.config.name, digest);
             e.code = ErrorCode::BlobUnknown.as_str().into();
             return Err(e);
         }
+        let repo = route.repository.to_string();
+        let digest_text = digest.to_string();
         if method == Method::HEAD {
             let resp = up
                 .client
-                .blob(repo, &digest_text, None, Method::HEAD)
+                .blob(&repo, &digest_text, None, Method::HEAD)
                 .await
                 .map_err(|e| blob_error(&e, digest))?;
             let mut out = blob_headers(Response::builder().status(StatusCode::OK), digest);
@@ -480,36 +518,23 @@ impl Proxy {
             }
             return out.body(empty_body()).map_err(internal);
         }
-        // The whole blob is always fetched and hashed, also for a Range request: a slice of
-        // a blob cannot be verified on its own. The client gets only the bytes it asked for.
-        let resp = up
-            .client
-            .blob(repo, &digest_text, None, Method::GET)
-            .await
-            .map_err(|e| blob_error(&e, digest))?;
-        let total = resp.content_length();
-        let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-        let range = match total {
-            Some(total) => media::parse_range(range_header, total),
-            None => RangeRequest::Full,
-        };
-        let origin = Origin {
-            upstream: up.config.name.clone(),
-            repository: route.repository.to_string(),
-        };
-        let (status, window, length) = match range {
-            RangeRequest::Full => (StatusCode::OK, None, total),
-            RangeRequest::Partial(r) => (StatusCode::PARTIAL_CONTENT, Some(r), Some(r.len())),
-            RangeRequest::Unsatisfiable => {
-                let total = total.unwrap_or(0);
-                return Err(ApiError::new(
-                    ErrorCode::RangeInvalid,
-                    format!("requested range is outside the blob of {total} bytes"),
-                )
-                .with_header(header::CONTENT_RANGE, format!("bytes */{total}")));
+        let client = up.client.clone();
+        let errors = self.fill_errors.clone();
+        let key = *digest;
+        let fill = self.store.fill(*digest, None, None, move || async move {
+            match client.blob(&repo, &digest_text, None, Method::GET).await {
+                Ok(resp) => Ok((resp.content_length(), resp.into_stream())),
+                Err(e) => {
+                    errors.insert(key, blob_error(&e, &key));
+                    Err(e)
+                }
             }
+        });
+        let total = match fill.total().await {
+            Ok(t) => t,
+            Err(e) => return Err(self.fill_error(digest, &e)),
         };
-        let stream = VerifyingStream::new(Box::pin(resp.into_stream()), *digest, window, origin);
+        let (status, window, length) = range_plan(range_header, total)?;
         let mut out = blob_headers(Response::builder().status(status), digest);
         if let Some(len) = length {
             out = out.header(header::CONTENT_LENGTH, len);
@@ -517,7 +542,20 @@ impl Proxy {
         if let (Some(r), Some(total)) = (window, total) {
             out = out.header(header::CONTENT_RANGE, r.content_range(total));
         }
-        out.body(stream_body(stream)).map_err(internal)
+        out.body(stream_body(fill.reader(window))).map_err(internal)
+    }
+
+    /// The client-facing face of a failed fill: the upstream's own answer when it gave one.
+    fn fill_error(&self, digest: &Digest, e: &FillError) -> ApiError {
+        if let Some(api) = self.fill_errors.get(digest) {
+            return api;
+        }
+        let status = if e.is_upstream() {
+            StatusCode::BAD_GATEWAY
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        ApiError::new(ErrorCode::Unavailable, e.to_string()).with_status(status)
     }
 
     async fn tags(
@@ -586,6 +624,25 @@ fn blob_error(e: &UpstreamError, digest: &Digest) -> ApiError {
         api.message = format!("blob {digest} unknown to upstream {}", e.upstream());
     }
     api
+}
+
+/// Status, served window and Content-Length for a blob of `total` bytes and a `Range` header.
+fn range_plan(
+    range_header: Option<&str>,
+    total: Option<u64>,
+) -> Result<(StatusCode, Option<media::ByteRange>, Option<u64>), ApiError> {
+    let Some(total) = total else {
+        return Ok((StatusCode::OK, None, None));
+    };
+    match media::parse_range(range_header, total) {
+        RangeRequest::Full => Ok((StatusCode::OK, None, Some(total))),
+        RangeRequest::Partial(r) => Ok((StatusCode::PARTIAL_CONTENT, Some(r), Some(r.len()))),
+        RangeRequest::Unsatisfiable => Err(ApiError::new(
+            ErrorCode::RangeInvalid,
+            format!("requested range is outside the blob of {total} bytes"),
+        )
+        .with_header(header::CONTENT_RANGE, format!("bytes */{total}"))),
+    }
 }
 
 fn blob_headers(b: http::response::Builder, digest: &Digest) -> http::response::Builder {

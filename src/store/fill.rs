@@ -180,7 +180,14 @@ impl ReaderState {
                     ),
                 ));
             }
-            if self.pos < available {
+            // Until the fill's verdict, the last byte this reader would serve is held back:
+            // a reader must never reach a clean end of bytes that may still fail their hash.
+            let cap = if done {
+                available.min(limit)
+            } else {
+                available.min(limit).saturating_sub(1)
+            };
+            if self.pos < cap {
                 if self.file.is_none() {
                     let path = if done {
                         &self.fill.final_path
@@ -203,7 +210,7 @@ impl ReaderState {
                         Err(e) => return Err(e),
                     }
                 }
-                let want = (available.min(limit) - self.pos).min(CHUNK as u64) as usize;
+                let want = (cap - self.pos).min(CHUNK as u64) as usize;
                 let file = self.file.as_mut().expect("opened above");
                 let buf = fs::read_some(file, want).await?;
                 self.pos += buf.len() as u64;

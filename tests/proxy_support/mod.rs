@@ -123,7 +123,7 @@ pub async fn start(upstreams: &[UpstreamSpec]) -> RunningProxy {
     let text = config_toml(upstreams, dir.path());
     let config =
         Config::from_toml(&text, &dir.path().join("trustgate.toml")).expect("valid test config");
-    let proxy: Arc<Proxy> = Proxy::new(&config).expect("proxy from config");
+    let proxy: Arc<Proxy> = Proxy::new(&config).await.expect("proxy from config");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
     let addr = listener.local_addr().expect("proxy addr");
     let (tx, rx) = oneshot::channel::<()>();
