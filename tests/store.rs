@@ -217,34 +217,67 @@ async fn single_flight_32_concurrent_pulls_of_one_64mib_blob() {
     let store = Store::open(dir.path(), None).await.unwrap();
     let blob = data(64 << 20, 4);
     let d = Digest::of(&blob);
+    let len = blob.len() as u64;
     let calls = Arc::new(AtomicUsize::new(0));
+    // One upstream body, whichever caller's `start` runs: the first 32 MiB, a stall until the
+    // test releases it, then the rest.
+    let (tx, body) = channel_body();
+    let upstream = Arc::new(std::sync::Mutex::new(Some(body)));
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let feeder = {
+        let blob = blob.clone();
+        tokio::spawn(async move {
+            for c in chunks(&blob.slice(..32 << 20), 64 * 1024) {
+                tx.send(c).await.unwrap();
+            }
+            release_rx.await.unwrap();
+            for c in chunks(&blob.slice(32 << 20..), 64 * 1024) {
+                tx.send(c).await.unwrap();
+            }
+        })
+    };
     let barrier = Arc::new(tokio::sync::Barrier::new(32));
+    let (first_tx, mut first_rx) = tokio::sync::mpsc::channel::<()>(32);
     let mut tasks = Vec::new();
     for i in 0..32 {
-        let (store, blob, calls, barrier) =
-            (store.clone(), blob.clone(), calls.clone(), barrier.clone());
+        let (store, blob, calls, barrier, upstream, first_tx) = (
+            store.clone(),
+            blob.clone(),
+            calls.clone(),
+            barrier.clone(),
+            upstream.clone(),
+            first_tx.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            let body = body_of(&blob);
-            let f = store.fill(
-                d,
-                Some(blob.len() as u64),
-                None,
-                starter(&calls, Some(blob.len() as u64), body),
-            );
-            assert_eq!(
-                f.total().await.unwrap(),
-                Some(blob.len() as u64),
-                "reader {i}"
-            );
-            let n = read_against(f.reader(None), &blob).await.unwrap();
+            let f = store.fill(d, Some(len), None, move || {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let body = upstream.lock().unwrap().take().expect("one upstream GET");
+                futures_util::future::ready(Ok::<_, String>((Some(len), body)))
+            });
+            assert_eq!(f.total().await.unwrap(), Some(len), "reader {i}");
+            let mut s = std::pin::pin!(f.reader(None));
+            let first = s.next().await.unwrap().unwrap();
+            assert!(first[..] == blob[..first.len()], "reader {i} first chunk");
+            first_tx.send(()).await.unwrap();
+            let n = first.len() + read_against(s, &blob[first.len()..]).await.unwrap();
             assert_eq!(n, blob.len(), "reader {i} got every byte");
             f.wait().await.unwrap();
         }));
     }
+    for _ in 0..32 {
+        tokio::time::timeout(Duration::from_secs(20), first_rx.recv())
+            .await
+            .expect("every client got its first bytes while the upstream was stalled")
+            .unwrap();
+    }
+    let inflight = store.fill(d, None, None, starter(&calls, None, body_of(&blob)));
+    assert!(!inflight.is_finished(), "the one fetch is still running");
+    release_tx.send(()).unwrap();
     for t in tasks {
         t.await.unwrap();
     }
+    feeder.await.unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 1, "exactly one upstream GET");
     assert!(store.contains(&d));
     assert!(files_in(&dir.path().join("tmp")).is_empty());

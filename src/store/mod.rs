@@ -9,6 +9,22 @@
 //!   temp file as it grows, so the first byte reaches each client before the fetch completes;
 //! - the evictor never removes an object held by an in-use guard or being filled.
 //!
+//! Use from the proxy (blob by digest):
+//!
+//! ```ignore
+//! if let Some(obj) = store.get(&digest).await {
+//!     // 200/206 from disk: obj.size, obj.media_type, obj.stream(range)
+//! } else {
+//!     let fill = store.fill(digest, signed_len, media_type, move || upstream.get_blob(digest));
+//!     let total = fill.total().await?;          // Content-Length, or the fill's error
+//!     let body = fill.reader(range);            // bytes as they land; ends in Err on failure
+//! }
+//! ```
+//!
+//! One process per root: `open` empties `tmp/`, which would break another live process's fills.
+//! `max_size` bounds committed objects; bytes of fills in progress are not counted until they
+//! commit (the evictor then catches up).
+//!
 //! Locking: one `std::sync::Mutex` over the index, the in-flight map and the in-use counts. The
 //! renames that make an object visible and the evictor's deletions both happen under it, so an
 //! eviction can never delete a file a concurrent commit has just put in place.
