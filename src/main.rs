@@ -323,7 +323,9 @@ async fn run(config: Config) -> Result<(), String> {
             config.storage.path.display()
         )
     })?;
-    let proxy = trustgate::proxy::Proxy::new(&config).await.map_err(|e| e.to_string())?;
+    let proxy = trustgate::proxy::Proxy::new(&config)
+        .await
+        .map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .map_err(|e| format!("server.listen {}: cannot listen: {e}", config.server.listen))?;

@@ -229,7 +229,9 @@ impl Rig {
         .unwrap();
         let clock = Arc::new(Mutex::new(verify_at));
         let c = clock.clone();
-        let proxy = Proxy::with_clock(&config, Arc::new(move || *c.lock().unwrap())).await.unwrap();
+        let proxy = Proxy::with_clock(&config, Arc::new(move || *c.lock().unwrap()))
+            .await
+            .unwrap();
         let (base, shutdown) = serve(proxy.clone()).await;
         Rig {
             _storage: storage,
@@ -262,7 +264,9 @@ impl Rig {
             let _ = s.send(());
         }
         let c = self.clock.clone();
-        self.proxy = Proxy::with_clock(&self.config, Arc::new(move || *c.lock().unwrap())).await.unwrap();
+        self.proxy = Proxy::with_clock(&self.config, Arc::new(move || *c.lock().unwrap()))
+            .await
+            .unwrap();
         let (base, shutdown) = serve(self.proxy.clone()).await;
         self.base = base;
         self.shutdown = Some(shutdown);
@@ -642,7 +646,9 @@ impl Rig {
         );
         let config = Config::from_toml(&text, Path::new("offline.toml")).unwrap();
         let c = self.clock.clone();
-        Proxy::with_clock(&config, Arc::new(move || *c.lock().unwrap())).await.unwrap()
+        Proxy::with_clock(&config, Arc::new(move || *c.lock().unwrap()))
+            .await
+            .unwrap()
     }
 }
 

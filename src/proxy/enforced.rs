@@ -163,7 +163,10 @@ impl Proxy {
         // Single flight: one upstream fetch per missing manifest; the others wait and then
         // find it held.
         let lock = {
-            let mut locks = self.manifest_locks.lock().unwrap_or_else(|p| p.into_inner());
+            let mut locks = self
+                .manifest_locks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             locks.entry(*digest).or_default().clone()
         };
         let _turn = lock.lock().await;
@@ -207,8 +210,15 @@ impl Proxy {
             }
             Err(e) => return Err(e),
         };
-        let m = check_signed_length(VerifiedManifest { media_type, bytes }, signed_length, gun, tag, digest)?;
-        self.remember_manifest(gun, *digest, &m.media_type, &m.bytes).await;
+        let m = check_signed_length(
+            VerifiedManifest { media_type, bytes },
+            signed_length,
+            gun,
+            tag,
+            digest,
+        )?;
+        self.remember_manifest(gun, *digest, &m.media_type, &m.bytes)
+            .await;
         Ok(m)
     }
 
