@@ -134,7 +134,12 @@ impl Proxy {
         let fetched = self.fetch_manifest_by_digest(up, route, digest).await;
         let (media_type, bytes) = match fetched {
             Ok(x) => x,
-            Err(e) if e.code == ErrorCode::ManifestInvalid.as_str() && tag.is_some() => {
+            // Other bytes under a digest of the signed closure (by tag or by digest) are the
+            // same lie: refuse it as tampering (403, message kept), not as an upstream 502
+            // whose body clients drop.
+            Err(e) if e.code == ErrorCode::ManifestInvalid.as_str() => {
+                tracing::error!(gun, tag, digest = %digest, error = %e.message,
+                    "manifest bytes differ from their digest: possible tampering; refused");
                 return Err(tampered(gun, tag, &digest.to_string(), &e.message));
             }
             Err(e) if e.status == http::StatusCode::NOT_FOUND => {
