@@ -170,7 +170,10 @@ fn oci_error(r: &Response) -> (String, String) {
 /// Assert a 200 answer carrying exactly `layout`'s manifest.
 fn assert_serves(r: &Response, layout: &Layout, context: &str) {
     assert_eq!(r.status, 200, "{}: {}", context, r.text());
-    assert_eq!(r.header("docker-content-digest"), Some(layout.digest.as_str()));
+    assert_eq!(
+        r.header("docker-content-digest"),
+        Some(layout.digest.as_str())
+    );
     assert!(r.body == layout.manifest, "{context}: other bytes served");
 }
 
@@ -297,13 +300,15 @@ fn clients_pull_signed_tags_and_show_refusals() {
     let out = dockerd.pull(&format!("{}/demo/app:unsigned", tg.host()));
     out.assert_failure();
     assert!(
-        out.stderr.contains(&format!("manifest unknown: {unsigned_msg}")),
+        out.stderr
+            .contains(&format!("manifest unknown: {unsigned_msg}")),
         "{out}"
     );
     let out = dockerd.pull(&format!("{}/demo/nosig:v1", tg.host()));
     out.assert_failure();
     assert!(
-        out.stderr.contains(&format!("manifest unknown: {nosig_msg}")),
+        out.stderr
+            .contains(&format!("manifest unknown: {nosig_msg}")),
         "{out}"
     );
 
@@ -363,13 +368,18 @@ fn tampered_upstream_is_refused_logged_and_not_cached() {
 
     // (b) The registry serves other bytes under the signed digest of v2.
     let data = env.blob_data_path(&second.digest);
-    assert_eq!(fs::read(&data).expect("manifest data file"), second.manifest);
+    assert_eq!(
+        fs::read(&data).expect("manifest data file"),
+        second.manifest
+    );
     fs::write(&data, &other.manifest).expect("tamper");
     let r = get_manifest(&tg.url(), "demo/app", "v2");
     assert_refused(&r, 403, "DENIED", "possible tampering", "tampered v2");
     let (_, msg) = oci_error(&r);
     assert!(msg.contains(&second.digest), "{msg}");
-    let out = env.skopeo.inspect_raw(&format!("{}/demo/app:v2", tg.host()), None);
+    let out = env
+        .skopeo
+        .inspect_raw(&format!("{}/demo/app:v2", tg.host()), None);
     out.assert_failure();
     assert!(
         out.stderr.contains("denied") && out.stderr.contains("possible tampering"),
@@ -382,7 +392,13 @@ fn tampered_upstream_is_refused_logged_and_not_cached() {
     );
     // By digest too (as content-trust clients pull): the same refusal, not a 5xx.
     let r = get_manifest(&tg.url(), "demo/app", &second.digest);
-    assert_refused(&r, 403, "DENIED", "possible tampering", "tampered, by digest");
+    assert_refused(
+        &r,
+        403,
+        "DENIED",
+        "possible tampering",
+        "tampered, by digest",
+    );
 
     // A correct upstream again: served (the bad bytes were not cached).
     fs::write(&data, &second.manifest).expect("restore");
@@ -443,7 +459,9 @@ fn resigned_tag_served_after_refresh_and_replayed_metadata_refused() {
         Trustgate::start(
             &env.dir("trustgate-replay"),
             TrustgateOptions {
-                upstreams: vec![UpstreamConfig::default_for(&env.reg).with_notary(&fake.url(), None)],
+                upstreams: vec![
+                    UpstreamConfig::default_for(&env.reg).with_notary(&fake.url(), None)
+                ],
                 refresh: Some(1),
                 ..Default::default()
             },
@@ -688,7 +706,10 @@ fn digests_outside_the_signed_closure_refused_and_audit_serves() {
         &signed,
         "signed manifest by digest",
     );
-    let needle = format!("is not reachable from any signed tag of {}", env.gun("demo/app"));
+    let needle = format!(
+        "is not reachable from any signed tag of {}",
+        env.gun("demo/app")
+    );
     assert_refused(
         &get_manifest(&tg.url(), "demo/app", &stray.digest),
         403,
@@ -705,12 +726,14 @@ fn digests_outside_the_signed_closure_refused_and_audit_serves() {
         &needle,
         "stray blob",
     );
-    let out = env.skopeo.inspect_raw(
-        &format!("{}/demo/app@{}", tg.host(), stray.digest),
-        None,
-    );
+    let out = env
+        .skopeo
+        .inspect_raw(&format!("{}/demo/app@{}", tg.host(), stray.digest), None);
     out.assert_failure();
-    assert!(out.stderr.contains("not reachable from any signed tag"), "{out}");
+    assert!(
+        out.stderr.contains("not reachable from any signed tag"),
+        "{out}"
+    );
 
     // Audit mode: the unsigned tag is served as the upstream has it, and logged.
     let out_dir = env.dir("copy-audit");
@@ -760,15 +783,22 @@ fn verify_command_and_signed_tags_list() {
             .to_string()
     };
     let v1 = line("v1");
-    assert!(v1.contains(&hex(&admin)) && v1.contains("Repo Admin"), "{v1}");
+    assert!(
+        v1.contains(&hex(&admin)) && v1.contains("Repo Admin"),
+        "{v1}"
+    );
     let v2 = line("v2");
-    assert!(v2.contains(&hex(&release)) && v2.contains("releases"), "{v2}");
+    assert!(
+        v2.contains(&hex(&release)) && v2.contains("releases"),
+        "{v2}"
+    );
     assert!(!out.stdout.contains("unsigned"), "{out}");
 
     let out = tg.cli(&["verify", &format!("{gun}:v2")]);
     assert!(out.success(), "{out}");
     assert!(
-        out.stdout.contains(&format!("{gun}:v2 is trusted: {}", release.digest)),
+        out.stdout
+            .contains(&format!("{gun}:v2 is trusted: {}", release.digest)),
         "{out}"
     );
     let out = tg.cli(&["verify", &format!("{gun}:unsigned")]);
