@@ -452,6 +452,24 @@ fn resigned_tag_served_after_refresh_and_replayed_metadata_refused() {
         .inspect_raw(&format!("{}/demo/app:v1", tg.host()), None);
     assert!(out.success(), "{out}");
     assert_eq!(out.stdout.as_bytes(), second.manifest.as_slice());
+    // The image v1 no longer names is no longer reachable from a signed tag: its manifest and
+    // blobs are refused by digest, although trustgate served them before the re-signing.
+    let needle = format!("is not reachable from any signed tag of {gun}");
+    assert_refused(
+        &get_manifest(&tg.url(), "demo/app", &first.digest),
+        403,
+        "DENIED",
+        &needle,
+        "previously signed manifest",
+    );
+    let old_layer = &first.images[0].layers[0].digest;
+    assert_refused(
+        &get_blob(&tg.url(), "demo/app", old_layer),
+        403,
+        "DENIED",
+        &needle,
+        "previously signed blob",
+    );
 
     // A Notary server (plain http) serving the current files, then replaying the older ones.
     let fake = FakeNotary::start(after);
