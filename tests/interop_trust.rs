@@ -511,6 +511,16 @@ fn resigned_tag_served_after_refresh_and_replayed_metadata_refused() {
         "{}",
         replay.log()
     );
+    // The versions seen are persisted: a restarted trustgate still refuses the replay.
+    let mut replay = replay;
+    timed("trustgate (fake notary) restart", || replay.restart());
+    assert_refused(
+        &get_manifest(&replay.url(), "demo/app", "v1"),
+        403,
+        "DENIED",
+        "is lower than current version",
+        "replay after restart",
+    );
 }
 
 /// Items 4 (expiry), 5 (Notary down, clock moved) and 7 (the audit counter), with the proxy
@@ -570,6 +580,14 @@ fn in_process_expiry_outage_and_audit_counter() {
         "audit mode, unsigned tag",
     );
     assert_eq!(tg.proxy.audit_would_refuse(), 1);
+    // A signed tag the upstream now serves differently: served as the upstream has it, counted.
+    env.push(&audited, "demo/audit", "v1");
+    assert_serves(
+        &get_manifest(&tg.url(), "demo/audit", "v1"),
+        &audited,
+        "audit mode, tag moved upstream",
+    );
+    assert_eq!(tg.proxy.audit_would_refuse(), 2);
 
     // Notary down: cached trust keeps serving while it is unexpired...
     env.notary.stop();
@@ -841,4 +859,53 @@ fn verify_command_and_signed_tags_list() {
     };
     assert_eq!(tags(&env.reg.url()), vec!["unsigned", "v1", "v2"]);
     assert_eq!(tags(&tg.url()), vec!["v1", "v2"]);
+    // Paginated by trustgate over the signed tags.
+    let r = http::get(&format!("{}/v2/demo/app/tags/list?n=1", tg.url())).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["tags"], serde_json::json!(["v1"]));
+    let link = r.header("link").unwrap_or_default().to_string();
+    assert!(
+        link.contains("last=v1") && link.contains("rel=\"next\""),
+        "{link}"
+    );
+    let r = http::get(&format!("{}/v2/demo/app/tags/list?n=1&last=v1", tg.url())).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["tags"], serde_json::json!(["v2"]));
+
+    // A repository without trust data: no tags to list, and `verify` says why.
+    let nosig = env.image("verify-nosig", 1);
+    env.push(&nosig, "demo/nosig", "v1");
+    let nosig_msg = no_trust_data_message(&env.gun("demo/nosig"), &env.notary.host());
+    let r = http::get(&format!("{}/v2/demo/nosig/tags/list", tg.url())).unwrap();
+    assert_refused(
+        &r,
+        404,
+        "MANIFEST_UNKNOWN",
+        &nosig_msg,
+        "tags/list, no trust data",
+    );
+    let out = tg.cli(&["verify", &format!("{}:v1", env.gun("demo/nosig"))]);
+    out.assert_failure();
+    assert!(out.stderr.contains(&nosig_msg), "{out}");
+
+    // HEAD of an unsigned tag: the status only (no body), the reason in trustgate's log.
+    let r = http::request(
+        &format!("{}/v2/demo/app/manifests/unsigned", tg.url()),
+        &Req {
+            method: Some("HEAD"),
+            accept: Some(MANIFEST_ACCEPT),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(r.status, 404);
+    assert!(r.body.is_empty());
+    assert!(
+        tg.log()
+            .lines()
+            .any(|l| l.contains("HEAD") && l.contains("No valid trust data for unsigned")),
+        "{}",
+        tg.log()
+    );
 }
