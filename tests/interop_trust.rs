@@ -635,8 +635,20 @@ fn notary_down_serves_cached_and_persisted_trust() {
     pull_same(&env, &tg, &signed, "good");
     assert!(tg.dir().join("data/trust").read_dir().unwrap().count() > 0);
 
+    let never = env.image("outage-never", 1);
+    env.push(&never, "demo/never", "v1");
+    env.init_trust("demo/never");
+    env.sign("demo/never", "v1", &never, &[]);
     env.notary.stop();
     std::thread::sleep(PAST_REFRESH);
+    // Never verified before the outage: nothing to fall back on, refused with the reason.
+    assert_refused(
+        &get_manifest(&tg.url(), "demo/never", "v1"),
+        403,
+        "DENIED",
+        "error contacting notary server",
+        "notary down, nothing verified",
+    );
     pull_same(&env, &tg, &signed, "notary-down");
     assert!(
         tg.log().contains("Notary server unreachable"),
@@ -673,6 +685,22 @@ fn new_root_refused_until_trust_reset() {
         &first,
         "first root",
     );
+    // A proper root rotation (the new root signed by the old key too) is followed, no reset.
+    let root_version = || -> u64 {
+        let r = env.notary.get_metadata(&gun, "root.json");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).expect("root.json");
+        v["signed"]["version"].as_u64().expect("root version")
+    };
+    let before = root_version();
+    let rotate = env.cli.run_confirmed(&["key", "rotate", &gun, "root"]);
+    rotate.assert_success();
+    std::thread::sleep(PAST_REFRESH);
+    assert_serves(
+        &get_manifest(&tg.url(), "demo/app", "v1"),
+        &first,
+        "after a proper root rotation",
+    );
+    assert!(root_version() > before, "the root was not rotated");
 
     // Delete the trust data and start over from a fresh trust dir: a new root key.
     env.cli.run(&["delete", &gun, "--remote"]).assert_success();
@@ -858,6 +886,31 @@ fn verify_command_and_signed_tags_list() {
         t
     };
     assert_eq!(tags(&env.reg.url()), vec!["unsigned", "v1", "v2"]);
+
+    // A policy requiring the releases signer refuses the tag only the repository key signed.
+    let strict = env.trustgate(
+        "trustgate-strict",
+        None,
+        vec![PolicySpec {
+            signers: vec!["targets/releases".into()],
+            ..PolicySpec::new(&[&gun], "enforce")
+        }],
+    );
+    assert_serves(
+        &get_manifest(&strict.url(), "demo/app", "v2"),
+        &release,
+        "signed by releases",
+    );
+    assert_refused(
+        &get_manifest(&strict.url(), "demo/app", "v1"),
+        404,
+        "MANIFEST_UNKNOWN",
+        "required signer targets/releases did not sign it",
+        "signed by the repository key only",
+    );
+    let out = strict.cli(&["verify", &format!("{gun}:v1")]);
+    out.assert_failure();
+    assert!(out.stderr.contains("targets/releases"), "{out}");
     assert_eq!(tags(&tg.url()), vec!["v1", "v2"]);
     // Paginated by trustgate over the signed tags.
     let r = http::get(&format!("{}/v2/demo/app/tags/list?n=1", tg.url())).unwrap();
