@@ -214,17 +214,27 @@ fn clients_pull_signed_tags_and_show_refusals() {
             ImageSpec::small("signed-arm64", 2).platform("linux", "arm64", Some("v8")),
         ],
     );
+    let multi_oci = Layout::index(
+        &env.dir("img-multi-oci"),
+        Format::Oci,
+        &[
+            ImageSpec::small("signed-oci-amd64", 1),
+            ImageSpec::small("signed-oci-arm64", 1).platform("linux", "arm64", Some("v8")),
+        ],
+    );
     let unsigned = env.image("unsigned", 1);
     let nosig = env.image("nosig", 1);
     env.push(&single, "demo/app", "v1");
     env.push(&unsigned, "demo/app", "unsigned");
     env.push(&multi, "demo/multi", "v1");
+    env.push(&multi_oci, "demo/multi", "oci");
     env.push(&nosig, "demo/nosig", "v1");
     env.init_trust("demo/app");
     env.sign("demo/app", "v1", &single, &[]);
     env.init_trust("demo/multi");
     env.cli.add_releases_delegation(&env.gun("demo/multi"));
     env.sign("demo/multi", "v1", &multi, &["targets/releases"]);
+    env.sign("demo/multi", "oci", &multi_oci, &["targets/releases"]);
 
     let tg = env.trustgate("trustgate", None, vec![]);
     let unsigned_msg = "No valid trust data for unsigned";
@@ -232,9 +242,13 @@ fn clients_pull_signed_tags_and_show_refusals() {
     let nosig_msg = no_trust_data_message(&nosig_gun, &env.notary.host());
 
     // skopeo: byte-identical to a copy straight from the registry.
-    for (i, (name, all)) in [("demo/app:v1", false), ("demo/multi:v1", true)]
-        .iter()
-        .enumerate()
+    for (i, (name, all)) in [
+        ("demo/app:v1", false),
+        ("demo/multi:v1", true),
+        ("demo/multi:oci", true),
+    ]
+    .iter()
+    .enumerate()
     {
         let direct = env.dir(&format!("direct-{i}"));
         let through = env.dir(&format!("through-{i}"));
@@ -310,6 +324,35 @@ fn clients_pull_signed_tags_and_show_refusals() {
         out.stderr
             .contains(&format!("manifest unknown: {nosig_msg}")),
         "{out}"
+    );
+
+    // By digest, as content-trust clients pull: the signed image is served, an image no signed
+    // tag reaches is refused with the reason.
+    let by_digest = format!("{}/demo/app@{}", tg.host(), single.digest);
+    let out = dockerd.pull(&by_digest);
+    assert!(out.success(), "{out}\n{}", env.logs(Some(&tg)));
+    let out = dockerd.pull(&format!("{}/demo/app@{}", tg.host(), unsigned.digest));
+    out.assert_failure();
+    assert!(
+        out.stderr.contains("denied:") && out.stderr.contains("not reachable from any signed tag"),
+        "{out}"
+    );
+
+    // A client that does not accept the signed manifest's type gets no converted manifest.
+    let r = http::request(
+        &format!("{}/v2/demo/multi/manifests/v1", tg.url()),
+        &Req {
+            accept: Some("application/vnd.docker.distribution.manifest.v2+json"),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_refused(
+        &r,
+        404,
+        "MANIFEST_UNKNOWN",
+        "never converts signed manifests",
+        "list not accepted",
     );
 
     // The answers behind those messages.
