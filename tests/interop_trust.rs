@@ -541,6 +541,23 @@ fn resigned_tag_served_after_refresh_and_replayed_metadata_refused() {
         &needle,
         "previously signed blob",
     );
+    // A tag removed from the trust data is refused after the refresh interval.
+    env.cli.run(&["remove", &gun, "v1", "-p"]).assert_success();
+    std::thread::sleep(PAST_REFRESH);
+    assert_refused(
+        &get_manifest(&tg.url(), "demo/app", "v1"),
+        404,
+        "MANIFEST_UNKNOWN",
+        "No valid trust data for v1",
+        "removed tag",
+    );
+    assert_refused(
+        &get_manifest(&tg.url(), "demo/app", &second.digest),
+        403,
+        "DENIED",
+        &needle,
+        "image of the removed tag",
+    );
 
     // A Notary server (plain http) serving the current files, then replaying the older ones.
     let fake = FakeNotary::start(after);
@@ -824,10 +841,15 @@ fn digests_outside_the_signed_closure_refused_and_audit_serves() {
     env.sign("demo/app", "v1", &signed, &[]);
     env.init_trust("demo/audit");
     env.sign("demo/audit", "v1", &signed, &[]);
+    env.push(&audited, "free/app", "latest");
     let tg = env.trustgate(
         "trustgate",
         None,
-        vec![PolicySpec::new(&[&env.gun("demo/audit")], "audit")],
+        vec![
+            PolicySpec::new(&[&env.gun("demo/audit")], "audit"),
+            // A glob: everything under free/ is plain pull-through.
+            PolicySpec::new(&[&format!("{}/free/*", env.reg.host())], "off"),
+        ],
     );
 
     // Nothing was pulled by tag yet: the closure is built from the signed targets.
@@ -886,6 +908,13 @@ fn digests_outside_the_signed_closure_refused_and_audit_serves() {
             .any(|l| l.contains("audit") && l.contains("unsigned")),
         "no audit line in the log:\n{log}"
     );
+
+    // trust = "off": served without any trust data.
+    assert_serves(
+        &get_manifest(&tg.url(), "free/app", "latest"),
+        &audited,
+        "policy off",
+    );
 }
 
 /// Item 8: `trustgate verify` prints the signed tags with digest and signer role, exits 0 for a
@@ -934,6 +963,14 @@ fn verify_command_and_signed_tags_list() {
     assert!(
         out.stdout
             .contains(&format!("{gun}:v2 is trusted: {}", release.digest)),
+        "{out}"
+    );
+    // A bare name goes to the default upstream: the same GUN.
+    let out = tg.cli(&["verify", "demo/app:v1"]);
+    assert!(out.success(), "{out}");
+    assert!(
+        out.stdout
+            .contains(&format!("{gun}:v1 is trusted: {}", admin.digest)),
         "{out}"
     );
     let out = tg.cli(&["verify", &format!("{gun}:unsigned")]);
