@@ -56,8 +56,13 @@ pub struct Config {
 pub struct TrustConfig {
     /// Seconds a verified trust verdict is reused before `timestamp.json` is fetched again
     /// (never past the metadata's own expiry).
-    #[serde(default = "default_refresh")]
+    #[serde(default = "default_refresh", deserialize_with = "de_duration_secs")]
     pub refresh: u64,
+    /// For `offline = true` upstreams only: how long past their expiry the timestamp and
+    /// snapshot metadata are still accepted (signatures, hashes and the targets' own expiry are
+    /// still checked). Every use is logged. Default 0: never.
+    #[serde(default, deserialize_with = "de_duration_secs")]
+    pub offline_grace: u64,
     /// Bytes of verified manifests kept in memory.
     #[serde(default = "default_manifest_cache_bytes")]
     pub manifest_cache_bytes: u64,
@@ -67,6 +72,7 @@ impl Default for TrustConfig {
     fn default() -> Self {
         Self {
             refresh: default_refresh(),
+            offline_grace: 0,
             manifest_cache_bytes: default_manifest_cache_bytes(),
         }
     }
@@ -149,14 +155,91 @@ pub struct StorageConfig {
     /// Folder for trust state and cached content.
     #[serde(default = "default_storage_path")]
     pub path: PathBuf,
+    /// Upper bound of the content cache in bytes (`"20GiB"`, `"500MB"` or a plain number);
+    /// least recently used objects are evicted above it. Unbounded when absent.
+    #[serde(default, deserialize_with = "de_opt_size")]
+    pub max_size: Option<u64>,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             path: default_storage_path(),
+            max_size: None,
         }
     }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SizeOrText {
+    Number(u64),
+    Text(String),
+}
+
+fn de_opt_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    match SizeOrText::deserialize(d)? {
+        SizeOrText::Number(n) => Ok(Some(n)),
+        SizeOrText::Text(t) => parse_size(&t).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+fn de_duration_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match SizeOrText::deserialize(d)? {
+        SizeOrText::Number(n) => Ok(n),
+        SizeOrText::Text(t) => parse_duration_secs(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+/// `"20GiB"`, `"500 MB"`, `"1024"`: binary (KiB, MiB, GiB, TiB) and decimal (KB, MB, GB, TB) units.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as \"20GiB\" or \"500MB\""))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        other => {
+            return Err(format!(
+            "unknown size unit {other:?} in {text:?} (use KiB, MiB, GiB, TiB, KB, MB, GB or TB)"
+        ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// `"30s"`, `"15m"`, `"12h"`, `"7d"` or a plain number of seconds.
+pub fn parse_duration_secs(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as \"7d\", \"12h\" or \"90s\""))?;
+    let mult = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} in {text:?} (use s, m, h or d)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 fn default_storage_path() -> PathBuf {
@@ -174,6 +257,10 @@ pub struct UpstreamConfig {
     /// Bare names (no upstream prefix, no `ns=`) go to the default upstream.
     #[serde(default)]
     pub default: bool,
+    /// Air-gapped mirror: never contact this upstream (nor its Notary server); serve only what
+    /// the store holds, verified against the stored trust data.
+    #[serde(default)]
+    pub offline: bool,
     pub username: Option<String>,
     /// File holding the password (or token) for `username`; read at start, never logged.
     pub password_file: Option<PathBuf>,
@@ -596,6 +683,26 @@ mod tests {
         let up = &c.upstreams[0];
         assert_eq!(up.password.as_ref().unwrap().expose(), "s3cret");
         assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn sizes_and_durations_take_units() {
+        assert_eq!(parse_size("20GiB").unwrap(), 20 << 30);
+        assert_eq!(parse_size("500 MB").unwrap(), 500_000_000);
+        assert_eq!(parse_size("1024").unwrap(), 1024);
+        assert!(parse_size("5 parsecs")
+            .unwrap_err()
+            .contains("unknown size unit"));
+        assert_eq!(parse_duration_secs("7d").unwrap(), 7 * 86_400);
+        assert_eq!(parse_duration_secs("90").unwrap(), 90);
+        assert!(parse_duration_secs("soon").is_err());
+        let c =
+            load("[storage]\nmax_size = \"1GiB\"\n[trust]\noffline_grace = \"30d\"\nrefresh = 5\n")
+                .unwrap();
+        assert_eq!(c.storage.max_size, Some(1 << 30));
+        assert_eq!(c.trust.offline_grace, 30 * 86_400);
+        let e = err("[storage]\nmax_size = \"lots\"\n");
+        assert!(e.starts_with("test.toml: storage.max_size: "), "{e}");
     }
 
     #[test]

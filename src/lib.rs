@@ -2,8 +2,9 @@
 //! Trust (Notary v1).
 //!
 //! Layers, from the client inwards: [`api`] (Registry v2 front), [`proxy`] (ties the layers
-//! together), [`trust`] (Notary client and the pure TUF verifier), [`upstream`] (registry client)
-//! and [`config`].
+//! together), [`enforce`] (verified trust per repository), [`trust`] (Notary client and the pure
+//! TUF verifier), [`store`] (content-addressed disk cache), [`upstream`] (registry client),
+//! [`policy`], [`seed`] and [`config`].
 #![forbid(unsafe_code)]
 // Errors here are values with a client-facing face (code, message, detail, headers); they are
 // built on the cold path only, so their size costs nothing worth a Box on every signature.
@@ -15,5 +16,7 @@ pub mod enforce;
 pub mod policy;
 pub mod proxy;
 pub mod reference;
+pub mod seed;
+pub mod store;
 pub mod trust;
 pub mod upstream;

@@ -47,6 +47,17 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Pull every image listed in FILE (one reference per line, `#` comments) through the
+    /// verifying path into the store, for an air-gapped mirror. Exit 1 if any image failed.
+    Seed {
+        file: PathBuf,
+        /// Only these platforms of multi-arch images (`linux/amd64`, `linux/arm64/v8`);
+        /// repeatable. Default: all platforms.
+        #[arg(long = "platform")]
+        platforms: Vec<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Manage pinned trust data.
     Trust {
         #[command(subcommand)]
@@ -72,6 +83,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(&config.config),
         Command::Verify { image, config } => verify(&config.config, &image),
+        Command::Seed {
+            file,
+            platforms,
+            config,
+        } => seed(&config.config, &file, platforms),
         Command::Trust {
             command: TrustCommand::Reset { gun, config },
         } => trust_reset(&config.config, &gun),
@@ -187,6 +203,96 @@ fn verify(path: &std::path::Path, image: &str) -> ExitCode {
                     None => ExitCode::SUCCESS,
                 }
             }
+        }
+    })
+}
+
+struct Bar(indicatif::ProgressBar);
+
+impl trustgate::seed::Progress for Bar {
+    fn set_total(&self, bytes: u64) {
+        self.0.set_length(bytes);
+    }
+    fn advance(&self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+    fn message(&self, text: &str) {
+        self.0.set_message(text.to_string());
+    }
+}
+
+fn seed(path: &std::path::Path, file: &std::path::Path, platforms: Vec<String>) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}: cannot read the seed list: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let images = trustgate::seed::parse_seed_file(&text);
+    if images.is_empty() {
+        eprintln!("{}: lists no images", file.display());
+        return ExitCode::FAILURE;
+    }
+    let rt = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let filter = trustgate::seed::PlatformFilter(platforms);
+    rt.block_on(async {
+        let proxy = match trustgate::proxy::Proxy::new(&config) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let bars = indicatif::MultiProgress::new();
+        let style = indicatif::ProgressStyle::with_template(
+            "{prefix:30!} {bar:30} {bytes:>10}/{total_bytes:10} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        let mut rows = Vec::new();
+        for image in &images {
+            let bar = bars.add(indicatif::ProgressBar::new(0).with_style(style.clone()));
+            bar.set_prefix(image.clone());
+            let result =
+                trustgate::seed::seed_image(&proxy, image, &filter, &Bar(bar.clone())).await;
+            bar.finish_with_message(if result.is_ok() {
+                "verified"
+            } else {
+                "refused"
+            });
+            rows.push((image.clone(), result));
+        }
+        println!("\n{:<40} {:<9} {:>12}  DETAIL", "IMAGE", "RESULT", "BYTES");
+        let mut failed = 0;
+        for (image, result) in &rows {
+            match result {
+                Ok(r) => println!(
+                    "{:<40} {:<9} {:>12}  {} ({} manifests, {} blobs)",
+                    image,
+                    "verified",
+                    r.bytes,
+                    r.digest.as_deref().unwrap_or("-"),
+                    r.manifests,
+                    r.blobs
+                ),
+                Err(why) => {
+                    failed += 1;
+                    println!("{:<40} {:<9} {:>12}  {}", image, "refused", 0, why)
+                }
+            }
+        }
+        if failed > 0 {
+            eprintln!("{failed} of {} images could not be seeded", rows.len());
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
         }
     })
 }

@@ -100,8 +100,7 @@ impl Env {
 
     /// The registry as trustgate's default upstream, with the notary-server.
     fn upstream(&self) -> UpstreamConfig {
-        UpstreamConfig::default_for(&self.reg)
-            .with_notary(&self.notary.url(), Some(self.notary.ca_cert()))
+        UpstreamConfig::default_for(&self.reg).with_notary(&self.notary)
     }
 
     fn options(&self, refresh: Option<u64>, policies: Vec<PolicySpec>) -> TrustgateOptions {
@@ -566,7 +565,7 @@ fn resigned_tag_served_after_refresh_and_replayed_metadata_refused() {
             &env.dir("trustgate-replay"),
             TrustgateOptions {
                 upstreams: vec![
-                    UpstreamConfig::default_for(&env.reg).with_notary(&fake.url(), None)
+                    UpstreamConfig::default_for(&env.reg).with_notary_url(&fake.url(), None)
                 ],
                 refresh: Some(1),
                 ..Default::default()

@@ -127,9 +127,18 @@ async fn handle(
         .insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
     let status = response.status();
     let (parts, body) = response.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let head = method == Method::HEAD;
     let logged = LoggedBody {
         inner: body,
         bytes: 0,
+        // hyper stops polling once Content-Length bytes are out, so "complete" is judged by
+        // the count; a HEAD answer is complete by definition.
+        expected: if head { Some(0) } else { declared },
         log: Some(RequestLog {
             method,
             path,
@@ -186,6 +195,7 @@ struct RequestLog {
 struct LoggedBody {
     inner: Body,
     bytes: u64,
+    expected: Option<u64>,
     log: Option<RequestLog>,
 }
 
@@ -241,8 +251,9 @@ impl HttpBody for LoggedBody {
 
 impl Drop for LoggedBody {
     fn drop(&mut self) {
-        // Empty bodies (HEAD, errors) may never be polled.
-        let complete = self.inner.is_end_stream();
+        // Empty bodies (HEAD, errors) may never be polled, and hyper stops polling a body once
+        // its Content-Length is reached.
+        let complete = self.inner.is_end_stream() || self.expected == Some(self.bytes);
         self.finish(complete);
     }
 }

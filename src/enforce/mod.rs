@@ -6,4 +6,4 @@ pub mod refusal;
 pub mod service;
 
 pub use persist::TrustStore;
-pub use service::{system_clock, Clock, TrustFailure, TrustService};
+pub use service::{system_clock, Clock, TrustFailure, TrustService, UpstreamTrust};

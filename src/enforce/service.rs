@@ -30,6 +30,8 @@ pub enum TrustFailure {
     NoNotary { upstream: String, gun: String },
     #[error("{0}")]
     Persist(#[from] PersistError),
+    #[error("the mirror is offline (upstream {upstream} has offline = true) and holds no trust data for {gun}; seed it while connected (trustgate seed)")]
+    OfflineNoData { upstream: String, gun: String },
 }
 
 impl TrustFailure {
@@ -38,6 +40,7 @@ impl TrustFailure {
             Self::Verify(e) => e.kind(),
             Self::NoNotary { .. } => TrustErrorKind::NoTrustData,
             Self::Persist(_) => TrustErrorKind::Malformed,
+            Self::OfflineNoData { .. } => TrustErrorKind::NoTrustData,
         }
     }
 }
@@ -47,8 +50,20 @@ struct Cached {
     checked_at: Instant,
 }
 
+/// How an upstream's trust data is reached.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UpstreamTrust {
+    /// `offline = true`: only stored trust data, never the Notary server.
+    pub offline: bool,
+}
+
 pub struct TrustService {
     notaries: Vec<Option<NotaryClient>>,
+    modes: Vec<UpstreamTrust>,
+    /// How long past expiry an offline mirror accepts timestamp and snapshot metadata.
+    offline_grace: Option<time::Duration>,
+    /// GUNs currently verified only thanks to `offline_grace` (logged at every use).
+    graced: Mutex<std::collections::HashSet<String>>,
     upstream_names: Vec<String>,
     store: TrustStore,
     refresh: Duration,
@@ -68,8 +83,12 @@ impl TrustService {
         refresh: Duration,
         clock: Clock,
     ) -> Self {
+        let modes = vec![UpstreamTrust::default(); notaries.len()];
         Self {
             notaries,
+            modes,
+            offline_grace: None,
+            graced: Mutex::new(Default::default()),
             upstream_names,
             store,
             refresh,
@@ -78,6 +97,13 @@ impl TrustService {
             locks: Mutex::new(HashMap::new()),
             degraded: Mutex::new(Default::default()),
         }
+    }
+
+    /// Marks upstreams offline and sets the offline grace period (seconds; 0 = none).
+    pub fn with_offline(mut self, modes: Vec<UpstreamTrust>, grace_secs: u64) -> Self {
+        self.modes = modes;
+        self.offline_grace = (grace_secs > 0).then(|| time::Duration::seconds(grace_secs as i64));
+        self
     }
 
     pub fn now(&self) -> OffsetDateTime {
@@ -137,12 +163,17 @@ impl TrustService {
         policy: &Policy,
     ) -> Result<Arc<VerifiedRepository>, TrustFailure> {
         if let Some(repo) = self.fresh(gun) {
+            self.log_grace_use(gun);
             return Ok(repo);
         }
         let lock = self.lock_for(gun);
         let _guard = lock.lock().await;
         if let Some(repo) = self.fresh(gun) {
+            self.log_grace_use(gun);
             return Ok(repo);
+        }
+        if self.modes.get(upstream).is_some_and(|m| m.offline) {
+            return self.verify_offline(upstream, gun, policy).await;
         }
         let notary = self
             .notaries
@@ -210,6 +241,68 @@ impl TrustService {
                 Err(e.into())
             }
         }
+    }
+
+    fn log_grace_use(&self, gun: &str) {
+        if self.graced.lock().map(|g| g.contains(gun)).unwrap_or(false) {
+            tracing::warn!(gun, "serving with expired timestamp/snapshot metadata accepted by [trust] offline_grace");
+        }
+    }
+
+    /// An air-gapped mirror: re-verify the stored trust data (signatures, hashes, versions,
+    /// expiry) without any network; expired timestamp and snapshot metadata pass only within
+    /// `offline_grace`, and every such use is logged.
+    async fn verify_offline(
+        &self,
+        upstream: usize,
+        gun: &str,
+        policy: &Policy,
+    ) -> Result<Arc<VerifiedRepository>, TrustFailure> {
+        let name = self
+            .upstream_names
+            .get(upstream)
+            .cloned()
+            .unwrap_or_default();
+        let host = self
+            .notary_host(upstream)
+            .map(str::to_string)
+            .unwrap_or_else(|| name.clone());
+        let Some(state) = self.store.load(gun)? else {
+            return Err(TrustFailure::OfflineNoData {
+                upstream: name,
+                gun: gun.to_string(),
+            });
+        };
+        let now = self.now();
+        let mut opts = VerifyOptions {
+            pinning: policy.pinning.clone(),
+            expired_grace_for_timestamp_snapshot: None,
+        };
+        let source = state.offline_source();
+        let first = trust::update(&source, gun, &host, Some(&state), now, &opts).await;
+        let repo = match first {
+            Ok(repo) => {
+                if let Ok(mut g) = self.graced.lock() {
+                    g.remove(gun);
+                }
+                repo
+            }
+            Err(TrustError::Expired { ref role, .. })
+                if self.offline_grace.is_some() && (role == "timestamp" || role == "snapshot") =>
+            {
+                opts.expired_grace_for_timestamp_snapshot = self.offline_grace;
+                let repo = trust::update(&source, gun, &host, Some(&state), now, &opts).await?;
+                if let Ok(mut g) = self.graced.lock() {
+                    g.insert(gun.to_string());
+                }
+                tracing::warn!(gun, role = %role, "offline mirror: accepting expired {role} metadata within [trust] offline_grace");
+                repo
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let repo = Arc::new(repo);
+        self.remember(gun, repo.clone());
+        Ok(repo)
     }
 
     /// The Notary server did not answer: keep using what was verified while it is unexpired,

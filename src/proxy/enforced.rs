@@ -82,6 +82,14 @@ pub fn references(bytes: &[u8]) -> (Vec<Digest>, Vec<Digest>) {
     (manifests, blobs)
 }
 
+/// What an offline mirror says about content it does not hold.
+pub(crate) fn offline_miss(upstream: &str, digest: &Digest) -> ApiError {
+    ApiError::new(
+        ErrorCode::ManifestUnknown,
+        format!("the mirror is offline (upstream {upstream} has offline = true) and does not hold {digest}"),
+    )
+}
+
 /// Is `media_type` among what the client accepts? No `Accept` at all means anything goes.
 fn acceptable(media_type: &str, accept: &[String]) -> bool {
     accept.is_empty()
@@ -146,6 +154,9 @@ impl Proxy {
                 return Ok((*m).clone());
             }
         }
+        if up.config.offline {
+            return Err(offline_miss(&up.config.name, digest));
+        }
         let fetched = self.fetch_manifest_by_digest(up, route, digest).await;
         let (media_type, bytes) = match fetched {
             Ok(x) => x,
@@ -182,6 +193,23 @@ impl Proxy {
         let m = VerifiedManifest { media_type, bytes };
         self.manifests.insert(*digest, Arc::new(m.clone()));
         Ok(m)
+    }
+
+    /// Keeps manifest bytes that were checked against `digest` (the store joins here later).
+    pub(crate) fn remember_manifest(
+        &self,
+        _gun: &str,
+        digest: Digest,
+        media_type: &str,
+        bytes: &Bytes,
+    ) {
+        self.manifests.insert(
+            digest,
+            Arc::new(VerifiedManifest {
+                media_type: media_type.to_string(),
+                bytes: bytes.clone(),
+            }),
+        );
     }
 
     fn allow(&self, gun: &str, manifest_digest: Digest, bytes: &[u8]) {
@@ -423,6 +451,26 @@ pub struct Inspection {
 }
 
 impl Proxy {
+    /// The route a pull of `image` takes (`alpine`, `127.0.0.1:5101/team/app:v1`,
+    /// `ghcr.io/o/r@sha256:…`); no tag means `latest`.
+    pub fn route_image(&self, image: &str) -> Result<Route, ApiError> {
+        let (name, reference) = match image.split_once('@') {
+            Some((n, d)) => (n, d.to_string()),
+            None => match image.rsplit_once(':') {
+                Some((n, t)) if !t.contains('/') => (n, t.to_string()),
+                _ => (image, "latest".to_string()),
+            },
+        };
+        let probe = format!("/v2/{name}/manifests/{reference}");
+        match self.router().route(&Method::GET, &probe, None)? {
+            crate::api::Routed::Content(r) => Ok(r),
+            crate::api::Routed::Ping => Err(ApiError::new(
+                ErrorCode::NameInvalid,
+                format!("{image}: not an image reference"),
+            )),
+        }
+    }
+
     /// Verifies an image reference as a client would name it (`alpine`, `127.0.0.1:5101/team/app:v1`,
     /// `ghcr.io/o/r:tag`), through the same routing, policy and trust path as a pull.
     pub async fn inspect(&self, image: &str) -> Result<Inspection, ApiError> {
@@ -430,19 +478,16 @@ impl Proxy {
             return Err(ApiError::new(ErrorCode::ManifestInvalid, format!(
                 "{image}: a digest reference needs no trust lookup; name a tag (or no tag for all tags)")));
         }
-        let (name, tag) = match image.rsplit_once(':') {
-            Some((n, t)) if !t.contains('/') => (n, Some(t)),
-            _ => (image, None),
-        };
-        let probe = format!("/v2/{name}/manifests/{}", tag.unwrap_or("latest"));
-        let route = match self.router().route(&Method::GET, &probe, None)? {
-            crate::api::Routed::Content(r) => r,
-            crate::api::Routed::Ping => {
-                return Err(ApiError::new(
-                    ErrorCode::NameInvalid,
-                    format!("{image}: not an image reference"),
-                ))
+        let route = self.route_image(image)?;
+        let tag = match &route.endpoint {
+            crate::api::Endpoint::Manifest(crate::reference::ManifestRef::Tag(_))
+                if image
+                    .rsplit_once(':')
+                    .is_some_and(|(_, t)| !t.contains('/')) =>
+            {
+                image.rsplit_once(':').map(|(_, t)| t)
             }
+            _ => None,
         };
         let up = &self.upstreams[route.upstream];
         let gun = self.gun(up, &route);

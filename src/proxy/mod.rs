@@ -6,6 +6,7 @@
 //! and checked against that digest before any byte is committed to the client.
 
 pub mod enforced;
+pub mod tag_map;
 mod upstream_error;
 pub mod verify_stream;
 
@@ -21,7 +22,7 @@ use crate::api::media::{self, RangeRequest};
 use crate::api::server::{empty_body, full_body, stream_body, Body};
 use crate::api::{ApiError, Endpoint, ErrorCode, Route, Router};
 use crate::config::{Config, TrustMode, UpstreamConfig};
-use crate::enforce::{system_clock, Clock, TrustService, TrustStore};
+use crate::enforce::{system_clock, Clock, TrustService, TrustStore, UpstreamTrust};
 use crate::policy::Policies;
 use crate::reference::{Digest, ManifestRef, Tag};
 use crate::trust::notary::NotaryClient;
@@ -52,6 +53,10 @@ pub struct Proxy {
     /// Verified manifests by digest, bounded in bytes.
     manifests: moka::sync::Cache<Digest, Arc<VerifiedManifest>>,
     closures: Mutex<HashMap<String, Closure>>,
+    tag_map: tag_map::TagMap,
+    /// Repositories currently served from cache because their upstream is unreachable
+    /// (logged once per repository and outage).
+    stale: Mutex<std::collections::HashSet<String>>,
     pub stats: Stats,
 }
 
@@ -109,6 +114,14 @@ impl Proxy {
             TrustStore::new(&config.storage.path),
             Duration::from_secs(config.trust.refresh),
             clock,
+        )
+        .with_offline(
+            config
+                .upstreams
+                .iter()
+                .map(|u| UpstreamTrust { offline: u.offline })
+                .collect(),
+            config.trust.offline_grace,
         );
         let manifests = moka::sync::Cache::builder()
             .max_capacity(config.trust.manifest_cache_bytes)
@@ -123,6 +136,8 @@ impl Proxy {
             trust,
             manifests,
             closures: Mutex::new(HashMap::new()),
+            tag_map: tag_map::TagMap::new(&config.storage.path),
+            stale: Mutex::new(Default::default()),
             stats: Stats::default(),
         }))
     }
@@ -207,8 +222,11 @@ impl Proxy {
         }
     }
 
-    /// Pass-through resolution of a tag by the upstream. The bytes are kept exactly as the
-    /// upstream sent them; the digest we announce is computed from those bytes.
+    /// Unenforced resolution of a tag by the upstream. The tag is revalidated with HEAD (free
+    /// against Docker Hub's pull rate limit); the bytes then come by digest, from the verified
+    /// cache when present, so GET and HEAD announce the same checked facts. Registries that
+    /// announce no digest on HEAD, and schema 1 manifests (whose digest is not over their
+    /// bytes), fall back to a GET by tag whose bytes are kept exactly as they came.
     async fn manifest_by_tag(
         &self,
         up: &Upstream,
@@ -219,26 +237,62 @@ impl Proxy {
     ) -> Result<Response<Body>, ApiError> {
         let accept = media::accepted_types(headers);
         let repo = route.repository.as_str();
+        if up.config.offline {
+            return self
+                .manifest_from_tag_map(up, route, tag, method, None)
+                .await;
+        }
+        // An upstream that answers HEAD with an error has its say through the GET below, whose
+        // body carries its error code and message.
+        let head = match up
+            .client
+            .manifest(repo, tag.as_str(), &accept, Method::HEAD)
+            .await
+        {
+            Ok(h) => {
+                self.upstream_back(up, route);
+                Some(h)
+            }
+            Err(e) if e.is_unreachable() => {
+                return self
+                    .manifest_from_tag_map(up, route, tag, method, Some(e))
+                    .await;
+            }
+            Err(e) if e.upstream_status().is_some() => None,
+            Err(e) => return Err(to_api_error(&e)),
+        };
+        let schema1 = head.as_ref().is_some_and(|h| {
+            h.header_str("content-type")
+                .is_some_and(|t| t.starts_with("application/vnd.docker.distribution.manifest.v1"))
+        });
+        let announced = head
+            .as_ref()
+            .and_then(|h| h.header_str("docker-content-digest"))
+            .and_then(|d| Digest::parse(d).ok());
+        if let (Some(digest), false) = (announced, schema1) {
+            let gun = self.gun(up, route);
+            match self
+                .verified_manifest(up, route, &digest, None, &gun, None)
+                .await
+            {
+                Ok(m) => {
+                    self.tag_map
+                        .record(&up.config.name, repo, tag.as_str(), digest);
+                    return manifest_response(method, &m.media_type, &digest.to_string(), m.bytes);
+                }
+                // The upstream named a digest it cannot serve: ask for the tag's bytes instead.
+                Err(e) if e.status == StatusCode::NOT_FOUND => {
+                    tracing::warn!(upstream = %up.config.name, repository = %route.repository, tag = %tag,
+                        digest = %digest, "upstream announced a digest for the tag that it does not serve; fetching the tag");
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let resp = up
             .client
-            .manifest(repo, tag.as_str(), &accept, method.clone())
+            .manifest(repo, tag.as_str(), &accept, Method::GET)
             .await
             .map_err(|e| to_api_error(&e))?;
-        if method == Method::HEAD {
-            // Docker Hub counts GETs against the pull rate limit, not HEADs: pass HEAD on.
-            let mut out = Response::builder().status(StatusCode::OK);
-            for name in [
-                header::CONTENT_TYPE,
-                header::CONTENT_LENGTH,
-                header::HeaderName::from_static("docker-content-digest"),
-                header::ETAG,
-            ] {
-                if let Some(v) = resp.headers().get(&name) {
-                    out = out.header(name, v.clone());
-                }
-            }
-            return out.body(empty_body()).map_err(internal);
-        }
         let content_type = resp.header_str("content-type").map(str::to_string);
         let announced = resp.header_str("docker-content-digest").map(str::to_string);
         let bytes = resp
@@ -263,7 +317,76 @@ impl Proxy {
             }
             _ => computed,
         };
+        if let Ok(d) = Digest::parse(&digest) {
+            if d == Digest::of(&bytes) {
+                self.tag_map.record(&up.config.name, repo, tag.as_str(), d);
+                let gun = self.gun(up, route);
+                self.remember_manifest(&gun, d, &media_type, &bytes);
+            }
+        }
         manifest_response(method, &media_type, &digest, bytes)
+    }
+
+    /// The upstream is unreachable or the mirror offline: answer an unenforced tag with the
+    /// digest it last resolved to, when that manifest is still held.
+    async fn manifest_from_tag_map(
+        &self,
+        up: &Upstream,
+        route: &Route,
+        tag: &Tag,
+        method: &Method,
+        cause: Option<UpstreamError>,
+    ) -> Result<Response<Body>, ApiError> {
+        let repo = route.repository.as_str();
+        let why = match &cause {
+            Some(e) => e.to_string(),
+            None => format!(
+                "the mirror is offline (upstream {} has offline = true)",
+                up.config.name
+            ),
+        };
+        let Some(digest) = self.tag_map.lookup(&up.config.name, repo, tag.as_str()) else {
+            return Err(match cause {
+                Some(e) => to_api_error(&e),
+                None => ApiError::new(
+                    ErrorCode::ManifestUnknown,
+                    format!("{why}, and {repo}:{tag} was never pulled through it"),
+                ),
+            });
+        };
+        if cause.is_some() {
+            self.upstream_gone(up, route, &why);
+        }
+        let gun = self.gun(up, route);
+        let m = self
+            .verified_manifest(up, route, &digest, None, &gun, None)
+            .await?;
+        manifest_response(method, &m.media_type, &digest.to_string(), m.bytes)
+    }
+
+    /// Logs once per repository that its upstream is gone and the cache is answering.
+    fn upstream_gone(&self, up: &Upstream, route: &Route, why: &str) {
+        let key = format!("{}/{}", up.config.name, route.repository);
+        let first = self
+            .stale
+            .lock()
+            .map(|mut s| s.insert(key.clone()))
+            .unwrap_or(false);
+        if first {
+            tracing::warn!(repository = %key, reason = %why, "upstream unreachable; serving this repository from the cache");
+        }
+    }
+
+    fn upstream_back(&self, up: &Upstream, route: &Route) {
+        let key = format!("{}/{}", up.config.name, route.repository);
+        let was = self
+            .stale
+            .lock()
+            .map(|mut s| s.remove(&key))
+            .unwrap_or(false);
+        if was {
+            tracing::info!(repository = %key, "upstream reachable again");
+        }
     }
 
     /// A manifest by digest is fetched from upstream and checked against that digest before
@@ -276,8 +399,11 @@ impl Proxy {
         method: &Method,
         _headers: &HeaderMap,
     ) -> Result<Response<Body>, ApiError> {
-        let (media_type, bytes) = self.fetch_manifest_by_digest(up, route, digest).await?;
-        manifest_response(method, &media_type, &digest.to_string(), bytes)
+        let gun = self.gun(up, route);
+        let m = self
+            .verified_manifest(up, route, digest, None, &gun, None)
+            .await?;
+        manifest_response(method, &m.media_type, &digest.to_string(), m.bytes)
     }
 
     /// Fetches and verifies the manifest `digest`. The upstream is asked with every manifest
@@ -337,6 +463,11 @@ impl Proxy {
     ) -> Result<Response<Body>, ApiError> {
         let repo = route.repository.as_str();
         let digest_text = digest.to_string();
+        if up.config.offline {
+            let mut e = enforced::offline_miss(&up.config.name, digest);
+            e.code = ErrorCode::BlobUnknown.as_str().into();
+            return Err(e);
+        }
         if method == Method::HEAD {
             let resp = up
                 .client

@@ -6,6 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::http::{self, Req};
+use super::notary::NotaryServer;
 use super::proc::{self, ChildGuard, CmdOutput};
 use super::registry::{Creds, Registry};
 
@@ -40,8 +41,16 @@ impl UpstreamConfig {
         }
     }
 
-    /// The same upstream with a Notary server (`notary`, `notary_ca_file`).
-    pub fn with_notary(mut self, url: &str, ca_file: Option<&Path>) -> UpstreamConfig {
+    /// Attach a Notary server (URL and its CA) to this upstream.
+    pub fn with_notary(mut self, notary: &NotaryServer) -> UpstreamConfig {
+        self.notary = Some(notary.url());
+        self.notary_ca_file = Some(notary.ca_cert().to_path_buf());
+        self
+    }
+
+    /// The same upstream with any Notary URL (`notary`, optional `notary_ca_file`), e.g. a
+    /// plain-http stand-in.
+    pub fn with_notary_url(mut self, url: &str, ca_file: Option<&Path>) -> UpstreamConfig {
         self.notary = Some(url.into());
         self.notary_ca_file = ca_file.map(Path::to_path_buf);
         self
@@ -160,7 +169,7 @@ impl Trustgate {
     pub fn cli(&self, args: &[&str]) -> CmdOutput {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_trustgate"));
         cmd.args(args).arg("--config").arg(&self.config_path);
-        cmd.env("RUST_LOG", "warn");
+        cmd.env("RUST_LOG", "warn").env("NO_COLOR", "1");
         for v in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"] {
             cmd.env_remove(v);
         }
@@ -227,6 +236,8 @@ fn spawn_serve(
     let bin = env!("CARGO_BIN_EXE_trustgate");
     let mut cmd = Command::new(bin);
     cmd.arg("serve").arg("--config").arg(config_path);
+    // Plain-text logs in the captured files (tracing-subscriber honours NO_COLOR).
+    cmd.env("NO_COLOR", "1");
     if !env.iter().any(|(k, _)| k == "RUST_LOG") {
         cmd.env("RUST_LOG", "info,trustgate=debug");
     }

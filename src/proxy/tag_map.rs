@@ -1,0 +1,92 @@
+//! The last digest each unenforced tag resolved to, on disk, for serving while the upstream is
+//! unreachable or the mirror is offline. (Enforced tags need none: their digests come from the
+//! persisted, re-verifiable trust data.)
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::reference::Digest;
+
+pub struct TagMap {
+    dir: PathBuf,
+    memory: Mutex<HashMap<String, Digest>>,
+}
+
+impl TagMap {
+    pub fn new(storage_path: &Path) -> Self {
+        Self {
+            dir: storage_path.join("tags"),
+            memory: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn key(upstream: &str, repository: &str, tag: &str) -> String {
+        format!("{upstream}/{repository}:{tag}")
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        let name: String = url::form_urlencoded::byte_serialize(key.as_bytes()).collect();
+        self.dir.join(name.replace('.', "%2E"))
+    }
+
+    /// Records a resolution; writes only when it changed. Failures are logged, not fatal: the
+    /// map only helps when the upstream is gone.
+    pub fn record(&self, upstream: &str, repository: &str, tag: &str, digest: Digest) {
+        let key = Self::key(upstream, repository, tag);
+        {
+            let mut m = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+            if m.get(&key) == Some(&digest) {
+                return;
+            }
+            m.insert(key.clone(), digest);
+        }
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&self.dir)?;
+            let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+            tmp.write_all(digest.to_string().as_bytes())?;
+            tmp.as_file().sync_all()?;
+            tmp.persist(self.path(&key)).map_err(|e| e.error)?;
+            Ok(())
+        };
+        if let Err(e) = write() {
+            tracing::warn!(tag = %key, error = %e, "could not record the tag's digest for offline serving");
+        }
+    }
+
+    pub fn lookup(&self, upstream: &str, repository: &str, tag: &str) -> Option<Digest> {
+        let key = Self::key(upstream, repository, tag);
+        if let Some(d) = self
+            .memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Some(*d);
+        }
+        let text = std::fs::read_to_string(self.path(&key)).ok()?;
+        let d = Digest::parse(text.trim()).ok()?;
+        self.memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, d);
+        Some(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Digest::of(b"x");
+        TagMap::new(dir.path()).record("a.io", "team/app", "v1", d);
+        let fresh = TagMap::new(dir.path());
+        assert_eq!(fresh.lookup("a.io", "team/app", "v1"), Some(d));
+        assert_eq!(fresh.lookup("a.io", "team/app", "v2"), None);
+        assert_eq!(fresh.lookup("b.io", "team/app", "v1"), None);
+    }
+}

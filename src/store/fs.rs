@@ -1,0 +1,320 @@
+//! On-disk layout and the blocking file-system steps: naming, scanning at open, committing a
+//! verified temp file into place, and streaming a stored object back.
+//!
+//! ```text
+//! <root>/blobs/sha256/<2 hex>/<64 hex>        the object, only ever created by rename
+//! <root>/blobs/sha256/<2 hex>/<64 hex>.type   optional media type (written before the object)
+//! <root>/tmp/<unique>                         fills and puts in progress; emptied at open
+//! ```
+
+use std::fs;
+use std::io::{self, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::UseGuard;
+use crate::api::media::ByteRange;
+use crate::reference::Digest;
+
+/// Read size for serving: design.md measured 256 KiB as the lowest peak RSS at 16 clients with no
+/// throughput lost against bigger chunks. Also the write-buffer size of a fill.
+pub(crate) const CHUNK: usize = 256 * 1024;
+
+const TYPE_SUFFIX: &str = ".type";
+
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    pub(crate) blobs: PathBuf,
+    pub(crate) tmp: PathBuf,
+}
+
+impl Layout {
+    pub(crate) fn new(root: &Path) -> Self {
+        Self {
+            blobs: root.join("blobs").join("sha256"),
+            tmp: root.join("tmp"),
+        }
+    }
+
+    pub(crate) fn dir(&self, digest: &Digest) -> PathBuf {
+        self.blobs.join(&digest.hex()[..2])
+    }
+
+    pub(crate) fn object(&self, digest: &Digest) -> PathBuf {
+        self.dir(digest).join(digest.hex())
+    }
+
+    pub(crate) fn sidecar(&self, digest: &Digest) -> PathBuf {
+        self.dir(digest)
+            .join(format!("{}{TYPE_SUFFIX}", digest.hex()))
+    }
+
+    /// A fresh, unique temp path: pid + process-wide counter + clock, so two stores (or two
+    /// processes) on one root never collide. `create_new` guards the rest.
+    pub(crate) fn tmp_file(&self) -> PathBuf {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        self.tmp
+            .join(format!("{}-{n}-{nanos:08x}", std::process::id()))
+    }
+}
+
+/// Nanoseconds since the epoch: the LRU clock (comparable with file mtimes after a restart).
+pub(crate) fn now() -> u64 {
+    time_to_nanos(SystemTime::now())
+}
+
+fn time_to_nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+/// Creates the layout and removes whatever a crash left in tmp/: those files never matched (or
+/// were never checked against) their digest, so they are not worth keeping.
+pub(crate) fn prepare_blocking(layout: &Layout) -> io::Result<usize> {
+    fs::create_dir_all(&layout.blobs)?;
+    fs::create_dir_all(&layout.tmp)?;
+    let mut removed = 0;
+    for entry in fs::read_dir(&layout.tmp)? {
+        let entry = entry?;
+        let path = entry.path();
+        let res = if entry.file_type()?.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        match res {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(removed)
+}
+
+/// One object found at open.
+pub(crate) struct Scanned {
+    pub(crate) digest: Digest,
+    pub(crate) size: u64,
+    pub(crate) last_use: u64,
+}
+
+/// Lists the stored objects (size, last use from mtime). Objects are not re-hashed here: only a
+/// verified file is ever renamed into place. Orphaned sidecars (a crash between the sidecar and
+/// the object rename) and foreign names are removed or skipped.
+pub(crate) fn scan_blocking(layout: &Layout) -> io::Result<Vec<Scanned>> {
+    let mut out = Vec::new();
+    for shard in fs::read_dir(&layout.blobs)? {
+        let shard = shard?;
+        if !shard.file_type()?.is_dir() {
+            continue;
+        }
+        for entry in fs::read_dir(shard.path())? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(hex) = name.strip_suffix(TYPE_SUFFIX) {
+                if !shard.path().join(hex).exists() {
+                    let _ = fs::remove_file(entry.path());
+                }
+                continue;
+            }
+            let Ok(digest) = Digest::parse(&format!("sha256:{name}")) else {
+                tracing::warn!(path = %entry.path().display(), "store: ignoring a foreign file");
+                continue;
+            };
+            let meta = entry.metadata()?;
+            if !meta.is_file() {
+                continue;
+            }
+            out.push(Scanned {
+                digest,
+                size: meta.len(),
+                last_use: meta.modified().map(time_to_nanos).unwrap_or(0),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Writes the media-type sidecar (itself via temp + rename) and creates the shard directory.
+/// Done before the object's rename, so a visible object always has its sidecar.
+pub(crate) fn prepare_commit_blocking(
+    layout: &Layout,
+    digest: &Digest,
+    media_type: Option<&str>,
+) -> io::Result<()> {
+    fs::create_dir_all(layout.dir(digest))?;
+    if let Some(mt) = media_type {
+        let tmp = layout.tmp_file();
+        let res = (|| {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
+            io::Write::write_all(&mut f, mt.as_bytes())?;
+            f.sync_all()?;
+            fs::rename(&tmp, layout.sidecar(digest))
+        })();
+        if res.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        res?;
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to a new temp file and fsyncs it.
+pub(crate) fn write_tmp_blocking(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let res = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        io::Write::write_all(&mut f, bytes)?;
+        f.sync_all()
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(path);
+    }
+    res
+}
+
+pub(crate) fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Opens a stored object for serving and touches its mtime, so the LRU order survives a restart.
+pub(crate) fn open_object_blocking(
+    layout: &Layout,
+    digest: &Digest,
+) -> io::Result<(fs::File, u64, Option<String>)> {
+    let file = fs::File::open(layout.object(digest))?;
+    let size = file.metadata()?.len();
+    // Best effort: a read-only store still serves.
+    let _ = file.set_modified(SystemTime::now());
+    let media_type = match fs::read_to_string(layout.sidecar(digest)) {
+        Ok(s) => Some(s),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    Ok((file, size, media_type))
+}
+
+/// A stored object ready to serve: an open handle (so a concurrent eviction or a later
+/// replacement cannot change what this response sends), its size, its media type, and an in-use
+/// guard that keeps the evictor off it while this value or its stream lives.
+pub struct StoredObject {
+    pub size: u64,
+    pub media_type: Option<String>,
+    pub(crate) file: tokio::fs::File,
+    pub(crate) guard: UseGuard,
+}
+
+impl std::fmt::Debug for StoredObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredObject")
+            .field("digest", &self.guard.digest)
+            .field("size", &self.size)
+            .field("media_type", &self.media_type)
+            .finish()
+    }
+}
+
+impl StoredObject {
+    /// The object's bytes (or the inclusive `range` of them) read from disk in 256 KiB chunks.
+    /// No re-hash: the file was verified before it was renamed into place. A range that starts
+    /// past the end yields one error; an `end` past the end is clipped (callers validate ranges
+    /// with `api::media::parse_range` against `size` first).
+    pub fn stream(
+        self,
+        range: Option<ByteRange>,
+    ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+        let (start, remaining) = match range {
+            None => (0, self.size),
+            Some(r) if r.start >= self.size || r.end < r.start => (r.start, u64::MAX),
+            Some(r) => (r.start, r.end.min(self.size - 1) - r.start + 1),
+        };
+        let state = ReadState {
+            file: self.file,
+            start,
+            remaining,
+            seeked: false,
+            _guard: self.guard,
+        };
+        futures_util::stream::unfold(Some(state), |state| async move {
+            let mut st = state?;
+            if st.remaining == u64::MAX {
+                let e = io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "range starts past the end of the stored object",
+                );
+                return Some((Err(e), None));
+            }
+            if !st.seeked {
+                if st.start > 0 {
+                    if let Err(e) = st.file.seek(SeekFrom::Start(st.start)).await {
+                        return Some((Err(e), None));
+                    }
+                }
+                st.seeked = true;
+            }
+            if st.remaining == 0 {
+                return None;
+            }
+            let want = st.remaining.min(CHUNK as u64) as usize;
+            match read_some(&mut st.file, want).await {
+                Ok(buf) => {
+                    st.remaining -= buf.len() as u64;
+                    Some((Ok(buf), Some(st)))
+                }
+                Err(e) => Some((Err(e), None)),
+            }
+        })
+    }
+}
+
+struct ReadState {
+    file: tokio::fs::File,
+    start: u64,
+    remaining: u64,
+    seeked: bool,
+    _guard: UseGuard,
+}
+
+/// Reads up to `want` bytes (at least one, or an `UnexpectedEof` error: the callers only ask
+/// for bytes they know the file holds).
+pub(crate) async fn read_some(file: &mut tokio::fs::File, want: usize) -> io::Result<Bytes> {
+    let mut buf = BytesMut::with_capacity(want);
+    let mut limited = file.take(want as u64);
+    while buf.len() < want {
+        let n = limited.read_buf(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+    }
+    if buf.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "stored object is shorter than recorded",
+        ));
+    }
+    Ok(buf.freeze())
+}
