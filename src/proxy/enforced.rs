@@ -160,12 +160,7 @@ impl Proxy {
         let fetched = self.fetch_manifest_by_digest(up, route, digest).await;
         let (media_type, bytes) = match fetched {
             Ok(x) => x,
-            // Other bytes under a digest of the signed closure (by tag or by digest) are the
-            // same lie: refuse it as tampering (403, message kept), not as an upstream 502
-            // whose body clients drop.
-            Err(e) if e.code == ErrorCode::ManifestInvalid.as_str() => {
-                tracing::error!(gun, tag, digest = %digest, error = %e.message,
-                    "manifest bytes differ from their digest: possible tampering; refused");
+            Err(e) if e.code == ErrorCode::ManifestInvalid.as_str() && tag.is_some() => {
                 return Err(tampered(gun, tag, &digest.to_string(), &e.message));
             }
             Err(e) if e.status == http::StatusCode::NOT_FOUND => {
@@ -388,7 +383,18 @@ impl Proxy {
             .await?;
         let m = self
             .verified_manifest(up, route, digest, None, gun, None)
-            .await?;
+            .await
+            .map_err(|e| {
+                // Other bytes under a digest of the signed closure are the same lie as under a
+                // signed tag: a 403 whose reason clients print, not the pass-through 502.
+                if e.code == ErrorCode::ManifestInvalid.as_str() {
+                    tracing::error!(gun, digest = %digest, error = %e.message,
+                        "manifest bytes differ from their digest: possible tampering; refused");
+                    tampered(gun, None, &digest.to_string(), &e.message)
+                } else {
+                    e
+                }
+            })?;
         self.allow(gun, *digest, &m.bytes);
         manifest_response(method, &m.media_type, &digest.to_string(), m.bytes)
     }
