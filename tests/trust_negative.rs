@@ -562,6 +562,30 @@ fn root_recreated_under_new_key_is_a_mismatch() {
     assert_eq!(err.kind(), TrustErrorKind::RootMismatch);
 }
 
+/// Trust data re-created under a new key after the pinned root had been rotated: the new root's
+/// version is lower than the pinned one, but it is a key change (with the reset hint), not a
+/// rollback of the pinned root.
+#[test]
+fn root_recreated_under_new_key_with_lower_version_is_a_mismatch() {
+    let mut pinned = repo();
+    pinned.root.version = 3;
+    let state = state_of(&pinned);
+    let mut r = repo();
+    r.root = RoleSpec::new(TestKey::root_cert(
+        31,
+        GUN,
+        datetime!(2020-01-01 0:00 UTC),
+        datetime!(2120-01-01 0:00 UTC),
+    ));
+    let err = verify(&r.build(), GUN, Some(&state)).unwrap_err();
+    assert!(matches!(err, TrustError::RootMismatch { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("trustgate trust reset {GUN}")) && text.contains("lower than"),
+        "{err}"
+    );
+}
+
 #[test]
 fn root_hash_checked_against_snapshot() {
     // Serve a root that is valid but not the one the snapshot describes.

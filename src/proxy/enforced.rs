@@ -34,6 +34,21 @@ pub(crate) struct Closure {
     allowed: HashSet<Digest>,
     /// The trust data whose every signed target has been walked (so a miss is final).
     walked_for: Option<Arc<VerifiedRepository>>,
+    /// The trust data `allowed` was built from. When the signed targets change (a tag re-signed
+    /// to another image, or removed), the closure starts over: the old image is no longer
+    /// reachable from a signed tag and must not stay servable by digest.
+    basis: Option<Arc<VerifiedRepository>>,
+}
+
+/// What decides a closure: the signed (sha256, length) pairs.
+fn target_digests(repo: &VerifiedRepository) -> Vec<([u8; 32], u64)> {
+    let mut v: Vec<_> = repo
+        .signed_targets()
+        .iter()
+        .map(|t| (t.sha256, t.length))
+        .collect();
+    v.sort_unstable();
+    v
 }
 
 /// At most this many manifests are walked to build a repository's closure.
@@ -278,6 +293,26 @@ impl Proxy {
         c.allowed.extend(blobs);
     }
 
+    /// Keep the closure of `gun` only while it was built from the same signed targets as `repo`.
+    fn rebase_closure(&self, gun: &str, repo: &Arc<VerifiedRepository>) {
+        let mut closures = self.closures.lock().unwrap_or_else(|p| p.into_inner());
+        let c = closures.entry(gun.to_string()).or_default();
+        let same = match &c.basis {
+            Some(b) if Arc::ptr_eq(b, repo) => return,
+            Some(b) => target_digests(b) == target_digests(repo),
+            None => false,
+        };
+        if same {
+            c.basis = Some(repo.clone());
+        } else {
+            tracing::debug!(gun, "signed targets changed: the signed closure is rebuilt");
+            *c = Closure {
+                basis: Some(repo.clone()),
+                ..Closure::default()
+            };
+        }
+    }
+
     fn is_allowed(&self, gun: &str, digest: &Digest) -> bool {
         let closures = self.closures.lock().unwrap_or_else(|p| p.into_inner());
         closures
@@ -321,6 +356,11 @@ impl Proxy {
                 "the signed manifest for {tag} is {}, which this client's Accept header does not include; trustgate never converts signed manifests",
                 m.media_type)));
         }
+        // The same verdict as `signed_target`'s (a cache hit while fresh).
+        let repo = self
+            .verified(route, gun, policy, Some(tag.as_str()))
+            .await?;
+        self.rebase_closure(gun, &repo);
         self.allow(gun, digest, &m.bytes);
         tracing::info!(gun, tag = %tag, digest = %digest, role = %target.role, "trusted tag served");
         manifest_response(method, &m.media_type, &digest.to_string(), m.bytes)
@@ -336,10 +376,15 @@ impl Proxy {
         policy: &Policy,
         digest: &Digest,
     ) -> Result<(), ApiError> {
-        if !policy.require_signed_closure || self.is_allowed(gun, digest) {
+        if !policy.require_signed_closure {
             return Ok(());
         }
+        // Reachability is decided by the current trust data (a cache hit while fresh).
         let repo = self.verified(route, gun, policy, None).await?;
+        self.rebase_closure(gun, &repo);
+        if self.is_allowed(gun, digest) {
+            return Ok(());
+        }
         let already_walked = {
             let closures = self.closures.lock().unwrap_or_else(|p| p.into_inner());
             closures
@@ -415,7 +460,18 @@ impl Proxy {
             .await?;
         let m = self
             .verified_manifest(up, route, digest, None, gun, None)
-            .await?;
+            .await
+            .map_err(|e| {
+                // Other bytes under a digest of the signed closure are the same lie as under a
+                // signed tag: a 403 whose reason clients print, not the pass-through 502.
+                if e.code == ErrorCode::ManifestInvalid.as_str() {
+                    tracing::error!(gun, digest = %digest, error = %e.message,
+                        "manifest bytes differ from their digest: possible tampering; refused");
+                    tampered(gun, None, &digest.to_string(), &e.message)
+                } else {
+                    e
+                }
+            })?;
         self.allow(gun, *digest, &m.bytes);
         manifest_response(method, &m.media_type, &digest.to_string(), m.bytes)
     }

@@ -752,12 +752,13 @@ impl<S: MetadataSource> Ctx<'_, S> {
         };
         let (from, to) = (prev.common.version, new.common.version);
         if to < from {
-            return Err(TrustError::Rollback {
-                gun: self.gun.into(),
-                role: ROOT.into(),
-                found: to,
-                current: from,
-            });
+            // Not signed by the pinned root's keys, so not an older version of the pinned root
+            // (that verifies and then fails the version check as a rollback): a different root,
+            // typically trust data deleted and re-created, which restarts at version 1 or 2.
+            // Notary validates the root's keys before its version, too.
+            return Err(mismatch(format!(
+                "{reason}; its version {to} is also lower than the pinned version {from}"
+            )));
         }
         if to <= from + 1 {
             return Err(mismatch(reason));

@@ -17,6 +17,8 @@
 //! | [`containerd`] | `Containerd` + `ctr` (plain http, or a `hosts.toml` mirror that adds `?ns=`) |
 //! | [`notary`] | `NotaryServer` (throwaway CA, local trust service, memory) and `NotaryCli` signing |
 //! | [`trustgate`] | `Trustgate`: writes the TOML config, runs the binary under test |
+//! | [`fake_notary`] | `FakeNotary`: plain-HTTP replay of metadata captured from the real notary-server |
+//! | [`inproc`] | `InProcess`: the proxy in the test process with a movable clock |
 //!
 //! Tests are plain `#[test]` functions (the harness blocks; HTTP runs on a shared tokio runtime).
 //! Set `TRUSTGATE_KEEP_TEST_DIRS=1` to keep each test's folder (logs of every server) for a
@@ -25,8 +27,10 @@
 
 pub mod containerd;
 pub mod docker;
+pub mod fake_notary;
 pub mod http;
 pub mod image;
+pub mod inproc;
 pub mod notary;
 pub mod podman;
 pub mod proc;

@@ -248,6 +248,31 @@ impl NotaryCli {
         proc::run(c, Duration::from_secs(60), &self.dir.join("out"))
     }
 
+    /// As [`NotaryCli::run`], answering `yes` to the CLI's confirmation prompt (e.g. `key rotate
+    /// GUN root`, which aborts without it).
+    pub fn run_confirmed(&self, args: &[&str]) -> CmdOutput {
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg("echo yes | exec \"$0\" \"$@\"")
+            .arg(&self.bin);
+        for v in [
+            "NOTARY_ROOT_PASSPHRASE",
+            "NOTARY_TARGETS_PASSPHRASE",
+            "NOTARY_SNAPSHOT_PASSPHRASE",
+            "NOTARY_DELEGATION_PASSPHRASE",
+        ] {
+            c.env(v, PASSPHRASE);
+        }
+        c.arg("-s")
+            .arg(&self.server_url)
+            .arg("-d")
+            .arg(&self.trust_dir)
+            .arg("--tlscacert")
+            .arg(&self.ca_cert)
+            .args(args);
+        proc::run(c, Duration::from_secs(60), &self.dir.join("out"))
+    }
+
     fn must(&self, args: &[&str]) -> CmdOutput {
         let out = self.run(args);
         out.assert_success();

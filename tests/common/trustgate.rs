@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::http::{self, Req};
 use super::notary::NotaryServer;
-use super::proc::{self, ChildGuard};
+use super::proc::{self, ChildGuard, CmdOutput};
 use super::registry::{Creds, Registry};
 
 /// One `[[upstream]]` table.
@@ -20,9 +20,10 @@ pub struct UpstreamConfig {
     pub default: bool,
     pub creds: Option<Creds>,
     pub ca_file: Option<PathBuf>,
-    /// The Notary server holding this registry's trust data (`notary = URL`), and a CA for it.
-    /// With a notary and no `[[policy]]`, trustgate enforces trust for this upstream.
+    /// `notary`: URL of the Notary server holding this registry's trust data (enforces every
+    /// repository of the upstream unless a policy says otherwise).
     pub notary: Option<String>,
+    /// `notary_ca_file`: PEM of the Notary server's CA.
     pub notary_ca_file: Option<PathBuf>,
 }
 
@@ -47,6 +48,14 @@ impl UpstreamConfig {
         self
     }
 
+    /// The same upstream with any Notary URL (`notary`, optional `notary_ca_file`), e.g. a
+    /// plain-http stand-in.
+    pub fn with_notary_url(mut self, url: &str, ca_file: Option<&Path>) -> UpstreamConfig {
+        self.notary = Some(url.into());
+        self.notary_ca_file = ca_file.map(Path::to_path_buf);
+        self
+    }
+
     /// The registry as a non-default upstream called `name` (use a name without a port, e.g.
     /// `registry.local`: `docker://TG/127.0.0.1:5101/demo/app` does not parse as a reference).
     pub fn named(name: &str, reg: &Registry) -> UpstreamConfig {
@@ -62,11 +71,38 @@ impl UpstreamConfig {
     }
 }
 
+/// One `[[policy]]` table.
+#[derive(Clone, Debug)]
+pub struct PolicySpec {
+    /// GUN globs (`<upstream name>/<repository>`).
+    pub repositories: Vec<String>,
+    /// `enforce`, `audit` or `off`.
+    pub trust: String,
+    /// Roles that must all have signed a tag.
+    pub signers: Vec<String>,
+    pub require_signed_closure: Option<bool>,
+}
+
+impl PolicySpec {
+    pub fn new(repositories: &[&str], trust: &str) -> PolicySpec {
+        PolicySpec {
+            repositories: repositories.iter().map(|s| s.to_string()).collect(),
+            trust: trust.into(),
+            signers: Vec::new(),
+            require_signed_closure: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct TrustgateOptions {
     pub upstreams: Vec<UpstreamConfig>,
     /// Extra TOML appended verbatim (for sections later issues add, e.g. `[trust]`).
     pub extra_toml: String,
+    /// `[trust] refresh` (seconds); absent = trustgate's default.
+    pub refresh: Option<u64>,
+    /// `[[policy]]` tables, in order.
+    pub policies: Vec<PolicySpec>,
     /// Extra environment (e.g. `RUST_LOG`).
     pub env: Vec<(String, String)>,
 }
@@ -76,6 +112,9 @@ pub struct Trustgate {
     port: u16,
     dir: PathBuf,
     config_path: PathBuf,
+    env: Vec<(String, String)>,
+    /// How many times the process was (re)started; names the log files.
+    generation: u32,
 }
 
 /// TOML basic string with escapes.
@@ -96,83 +135,45 @@ fn toml_str(s: &str) -> String {
 impl Trustgate {
     /// Write the config under `dir` and start trustgate; returns once `GET /v2/` answers 200.
     pub fn start(dir: &Path, opts: TrustgateOptions) -> Trustgate {
-        let bin = env!("CARGO_BIN_EXE_trustgate");
         fs::create_dir_all(dir).expect("trustgate dir");
         let port = proc::free_port();
         let data = dir.join("data");
         fs::create_dir_all(&data).expect("trustgate data dir");
-        let mut toml = format!(
-            "[server]\nlisten = {}\n\n[storage]\npath = {}\n",
-            toml_str(&format!("127.0.0.1:{port}")),
-            toml_str(&data.to_string_lossy())
-        );
-        for (i, u) in opts.upstreams.iter().enumerate() {
-            toml.push_str(&format!(
-                "\n[[upstream]]\nname = {}\nurl = {}\n",
-                toml_str(&u.name),
-                toml_str(&u.url)
-            ));
-            if u.default {
-                toml.push_str("default = true\n");
-            }
-            if let Some(c) = &u.creds {
-                // Secrets come from files, never from the config itself.
-                let pw = dir.join(format!("upstream-{i}.password"));
-                fs::write(&pw, &c.password).expect("password file");
-                toml.push_str(&format!(
-                    "username = {}\npassword_file = {}\n",
-                    toml_str(&c.username),
-                    toml_str(&pw.to_string_lossy())
-                ));
-            }
-            if let Some(ca) = &u.ca_file {
-                toml.push_str(&format!("ca_file = {}\n", toml_str(&ca.to_string_lossy())));
-            }
-            if let Some(n) = &u.notary {
-                toml.push_str(&format!("notary = {}\n", toml_str(n)));
-            }
-            if let Some(ca) = &u.notary_ca_file {
-                toml.push_str(&format!(
-                    "notary_ca_file = {}\n",
-                    toml_str(&ca.to_string_lossy())
-                ));
-            }
-        }
-        if !opts.extra_toml.is_empty() {
-            toml.push('\n');
-            toml.push_str(&opts.extra_toml);
-            toml.push('\n');
-        }
+        let toml = config_toml(dir, &format!("127.0.0.1:{port}"), &data, &opts);
         let config_path = dir.join("trustgate.toml");
         fs::write(&config_path, &toml).expect("write trustgate.toml");
 
-        let mut cmd = Command::new(bin);
-        cmd.arg("serve").arg("--config").arg(&config_path);
-        // Plain-text logs in the captured files (tracing-subscriber honours NO_COLOR).
-        cmd.env("NO_COLOR", "1");
-        if !opts.env.iter().any(|(k, _)| k == "RUST_LOG") {
-            cmd.env("RUST_LOG", "info,trustgate=debug");
-        }
-        for (k, v) in &opts.env {
-            cmd.env(k, v);
-        }
-        for v in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"] {
-            cmd.env_remove(v);
-        }
-        let mut child = ChildGuard::spawn("trustgate", cmd, dir);
-        http::wait_ready(
-            &format!("http://127.0.0.1:{port}/v2/"),
-            200,
-            &Req::default(),
-            &mut child,
-            Duration::from_secs(20),
-        );
+        let child = spawn_serve(dir, &config_path, port, &opts.env, "trustgate");
         Trustgate {
             child,
             port,
             dir: dir.to_path_buf(),
             config_path,
+            env: opts.env,
+            generation: 1,
         }
+    }
+
+    /// Stop the process and start it again on the same port with the same configuration and
+    /// storage (persisted trust state survives; memory caches do not). The new process logs to
+    /// `trustgate-N.*`; [`Trustgate::log`] reads the current process's log.
+    pub fn restart(&mut self) {
+        self.child.stop();
+        self.generation += 1;
+        let name = format!("trustgate-{}", self.generation);
+        self.child = spawn_serve(&self.dir, &self.config_path, self.port, &self.env, &name);
+    }
+
+    /// Run another subcommand of the binary with this instance's configuration:
+    /// `trustgate ARGS --config FILE` (e.g. `verify IMAGE`, `trust reset GUN`).
+    pub fn cli(&self, args: &[&str]) -> CmdOutput {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_trustgate"));
+        cmd.args(args).arg("--config").arg(&self.config_path);
+        cmd.env("RUST_LOG", "warn").env("NO_COLOR", "1");
+        for v in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"] {
+            cmd.env_remove(v);
+        }
+        proc::run(cmd, Duration::from_secs(60), &self.dir.join("cli"))
     }
 
     /// trustgate in front of one registry as its default upstream.
@@ -222,4 +223,104 @@ impl Trustgate {
     pub fn stop(&mut self) {
         self.child.stop();
     }
+}
+
+/// `trustgate serve --config FILE`, waiting until `GET /v2/` answers 200.
+fn spawn_serve(
+    dir: &Path,
+    config_path: &Path,
+    port: u16,
+    env: &[(String, String)],
+    name: &str,
+) -> ChildGuard {
+    let bin = env!("CARGO_BIN_EXE_trustgate");
+    let mut cmd = Command::new(bin);
+    cmd.arg("serve").arg("--config").arg(config_path);
+    // Plain-text logs in the captured files (tracing-subscriber honours NO_COLOR).
+    cmd.env("NO_COLOR", "1");
+    if !env.iter().any(|(k, _)| k == "RUST_LOG") {
+        cmd.env("RUST_LOG", "info,trustgate=debug");
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    for v in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"] {
+        cmd.env_remove(v);
+    }
+    let mut child = ChildGuard::spawn(name, cmd, dir);
+    http::wait_ready(
+        &format!("http://127.0.0.1:{port}/v2/"),
+        200,
+        &Req::default(),
+        &mut child,
+        Duration::from_secs(20),
+    );
+    child
+}
+
+/// The TOML configuration for `opts`, listening on `listen`, with storage in `data`; password
+/// files are written under `dir`. Also used by tests that run the proxy in-process
+/// (`trustgate::config::Config::from_toml`).
+pub fn config_toml(dir: &Path, listen: &str, data: &Path, opts: &TrustgateOptions) -> String {
+    let mut toml = format!(
+        "[server]\nlisten = {}\n\n[storage]\npath = {}\n",
+        toml_str(listen),
+        toml_str(&data.to_string_lossy())
+    );
+    for (i, u) in opts.upstreams.iter().enumerate() {
+        toml.push_str(&format!(
+            "\n[[upstream]]\nname = {}\nurl = {}\n",
+            toml_str(&u.name),
+            toml_str(&u.url)
+        ));
+        if u.default {
+            toml.push_str("default = true\n");
+        }
+        if let Some(c) = &u.creds {
+            // Secrets come from files, never from the config itself.
+            let pw = dir.join(format!("upstream-{i}.password"));
+            fs::write(&pw, &c.password).expect("password file");
+            toml.push_str(&format!(
+                "username = {}\npassword_file = {}\n",
+                toml_str(&c.username),
+                toml_str(&pw.to_string_lossy())
+            ));
+        }
+        if let Some(ca) = &u.ca_file {
+            toml.push_str(&format!("ca_file = {}\n", toml_str(&ca.to_string_lossy())));
+        }
+        if let Some(n) = &u.notary {
+            toml.push_str(&format!("notary = {}\n", toml_str(n)));
+        }
+        if let Some(ca) = &u.notary_ca_file {
+            toml.push_str(&format!(
+                "notary_ca_file = {}\n",
+                toml_str(&ca.to_string_lossy())
+            ));
+        }
+    }
+    if !opts.extra_toml.is_empty() {
+        toml.push('\n');
+        toml.push_str(&opts.extra_toml);
+        toml.push('\n');
+    }
+    if let Some(r) = opts.refresh {
+        toml.push_str(&format!("\n[trust]\nrefresh = {r}\n"));
+    }
+    for p in &opts.policies {
+        let globs: Vec<String> = p.repositories.iter().map(|g| toml_str(g)).collect();
+        toml.push_str(&format!(
+            "\n[[policy]]\nrepositories = [{}]\ntrust = {}\n",
+            globs.join(", "),
+            toml_str(&p.trust)
+        ));
+        if !p.signers.is_empty() {
+            let s: Vec<String> = p.signers.iter().map(|g| toml_str(g)).collect();
+            toml.push_str(&format!("signers = [{}]\n", s.join(", ")));
+        }
+        if let Some(c) = p.require_signed_closure {
+            toml.push_str(&format!("require_signed_closure = {c}\n"));
+        }
+    }
+    toml
 }
