@@ -37,7 +37,7 @@ impl InProcess {
             .build()
             .expect("runtime");
         let proxy = rt
-            .block_on(async { Proxy::with_clock(&config, clock) })
+            .block_on(async { Proxy::with_clock(&config, clock).await })
             .unwrap_or_else(|e| panic!("proxy: {e}"));
         let listener = rt
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
