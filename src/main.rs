@@ -58,6 +58,12 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Re-hash every object in the store and remove those that no longer match their digest
+    /// (disk corruption, tampering on disk). Exit 1 when any was removed.
+    CheckStore {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Manage pinned trust data.
     Trust {
         #[command(subcommand)]
@@ -83,6 +89,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(&config.config),
         Command::Verify { image, config } => verify(&config.config, &image),
+        Command::CheckStore { config } => check_store(&config.config),
         Command::Seed {
             file,
             platforms,
@@ -290,6 +297,60 @@ fn seed(path: &std::path::Path, file: &std::path::Path, platforms: Vec<String>) 
         }
         if failed > 0 {
             eprintln!("{failed} of {} images could not be seeded", rows.len());
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        }
+    })
+}
+
+fn check_store(path: &std::path::Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let rt = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    rt.block_on(async {
+        // No max_size here: a check must not evict.
+        let store = match trustgate::store::Store::open(&config.storage.path, None).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("storage.path: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let root = config.storage.path.join("blobs/sha256");
+        let mut digests = Vec::new();
+        if let Ok(prefixes) = std::fs::read_dir(&root) {
+            for prefix in prefixes.flatten() {
+                if let Ok(files) = std::fs::read_dir(prefix.path()) {
+                    for f in files.flatten() {
+                        let name = f.file_name().to_string_lossy().to_string();
+                        if let Ok(d) =
+                            trustgate::reference::Digest::parse(&format!("sha256:{name}"))
+                        {
+                            digests.push(d);
+                        }
+                    }
+                }
+            }
+        }
+        let (mut good, mut removed) = (0, 0);
+        for d in &digests {
+            match store.check(d).await {
+                Ok(true) => good += 1,
+                Ok(false) => {
+                    removed += 1;
+                    println!("removed {d}: its bytes no longer match the digest");
+                }
+                Err(e) => eprintln!("{d}: {e}"),
+            }
+        }
+        println!("{good} objects intact, {removed} removed");
+        if removed > 0 {
             ExitCode::FAILURE
         } else {
             ExitCode::SUCCESS

@@ -94,3 +94,38 @@ async fn an_offline_mirror_never_contacts_its_upstream() {
         "an offline upstream was contacted"
     );
 }
+
+#[tokio::test]
+async fn check_store_removes_objects_that_no_longer_match_and_they_are_fetched_again() {
+    let data = tempfile::tempdir().unwrap();
+    let fake = FakeUpstream::start().await;
+    let blob = fake.add_blob(&vec![7u8; 300_000]);
+    let text = config(data.path(), &fake.base(), false);
+    let (base, proxy) = start(&text).await;
+    let url = format!("{base}/v2/team/app/blobs/{blob}");
+    assert_eq!(get(url.clone()).await.0, 200);
+    assert_eq!(fake.count(&format!("/v2/team/app/blobs/{blob}")), 1);
+    // Served from disk now; then the disk goes bad under it.
+    assert!(proxy
+        .store()
+        .contains(&trustgate::reference::Digest::parse(&blob).unwrap()));
+    let hex = blob.trim_start_matches("sha256:");
+    let file = data.path().join("blobs/sha256").join(&hex[..2]).join(hex);
+    std::fs::write(&file, b"rotten").unwrap();
+    let conf = data.path().join("trustgate.toml");
+    std::fs::write(&conf, &text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trustgate"))
+        .args(["check-store", "--config"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains(&format!("removed {blob}")), "{stdout}");
+    assert!(!file.exists());
+    // A fresh proxy over the checked store fetches it again, correctly.
+    let (base, _proxy) = start(&text).await;
+    let (status, body, _) = get(format!("{base}/v2/team/app/blobs/{blob}")).await;
+    assert_eq!((status, body.len()), (200, 300_000));
+    assert_eq!(fake.count(&format!("/v2/team/app/blobs/{blob}")), 2);
+}
