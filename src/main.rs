@@ -133,14 +133,27 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     })
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_multi_thread()
+/// Loads the configuration and runs `f` on a multi-threaded runtime: the frame of every
+/// subcommand that works on a configuration.
+fn with_config<F, Fut>(path: &std::path::Path, f: F) -> ExitCode
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: std::future::Future<Output = ExitCode>,
+{
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| {
+    {
+        Ok(rt) => rt.block_on(f(config)),
+        Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
             ExitCode::FAILURE
-        })
+        }
+    }
 }
 
 fn trust_reset(path: &std::path::Path, gun: &str) -> ExitCode {
@@ -169,15 +182,7 @@ fn trust_reset(path: &std::path::Path, gun: &str) -> ExitCode {
 }
 
 fn verify(path: &std::path::Path, image: &str) -> ExitCode {
-    let config = match load(path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let rt = match runtime() {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    rt.block_on(async {
+    with_config(path, |config| async move {
         let proxy = match trustgate::proxy::Proxy::new(&config).await {
             Ok(p) => p,
             Err(e) => {
@@ -229,10 +234,6 @@ impl trustgate::seed::Progress for Bar {
 }
 
 fn seed(path: &std::path::Path, file: &std::path::Path, platforms: Vec<String>) -> ExitCode {
-    let config = match load(path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) => {
@@ -245,12 +246,8 @@ fn seed(path: &std::path::Path, file: &std::path::Path, platforms: Vec<String>) 
         eprintln!("{}: lists no images", file.display());
         return ExitCode::FAILURE;
     }
-    let rt = match runtime() {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
     let filter = trustgate::seed::PlatformFilter(platforms);
-    rt.block_on(async {
+    with_config(path, |config| async move {
         let proxy = match trustgate::proxy::Proxy::new(&config).await {
             Ok(p) => p,
             Err(e) => {
@@ -305,15 +302,7 @@ fn seed(path: &std::path::Path, file: &std::path::Path, platforms: Vec<String>) 
 }
 
 fn check_store(path: &std::path::Path) -> ExitCode {
-    let config = match load(path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let rt = match runtime() {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    rt.block_on(async {
+    with_config(path, |config| async move {
         // No max_size here: a check must not evict.
         let store = match trustgate::store::Store::open(&config.storage.path, None).await {
             Ok(s) => s,
@@ -359,22 +348,16 @@ fn check_store(path: &std::path::Path) -> ExitCode {
 }
 
 fn serve(path: &std::path::Path) -> ExitCode {
-    let config = match load(path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let runtime = match runtime() {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    match runtime.block_on(run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("trustgate: {e}");
-            ExitCode::FAILURE
+    with_config(path, |config| async move {
+        match run(config).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e}");
+                eprintln!("trustgate: {e}");
+                ExitCode::FAILURE
+            }
         }
-    }
+    })
 }
 
 async fn run(config: Config) -> Result<(), String> {
