@@ -321,20 +321,32 @@ impl TrustService {
             .lock()
             .map(|mut d| d.insert(gun.to_string()))
             .unwrap_or(true);
-        if first {
-            tracing::warn!(gun, notary = host, error = %error,
-                "Notary server unreachable; serving from verified trust data while it is unexpired");
-        }
-        if let Some(repo) = self.cached_unexpired(gun) {
-            return Ok(repo);
-        }
-        let Some(state) = pinned else {
-            return Err(error.into());
+        let fallback = if let Some(repo) = self.cached_unexpired(gun) {
+            Some(Ok(repo))
+        } else if let Some(state) = pinned {
+            Some(
+                trust::update(&state.offline_source(), gun, host, Some(&state), now, opts)
+                    .await
+                    .map(Arc::new),
+            )
+        } else {
+            None
         };
-        let repo =
-            trust::update(&state.offline_source(), gun, host, Some(&state), now, opts).await?;
-        let repo = Arc::new(repo);
-        self.remember(gun, repo.clone());
-        Ok(repo)
+        if first {
+            match &fallback {
+                Some(Ok(_)) => tracing::warn!(gun, notary = host, error = %error,
+                    "Notary server unreachable; serving from verified trust data while it is unexpired"),
+                _ => tracing::warn!(gun, notary = host, error = %error,
+                    "Notary server unreachable and no unexpired verified trust data to fall back on; refusing"),
+            }
+        }
+        match fallback {
+            Some(Ok(repo)) => {
+                self.remember(gun, repo.clone());
+                Ok(repo)
+            }
+            Some(Err(e)) => Err(e.into()),
+            None => Err(error.into()),
+        }
     }
 }

@@ -93,6 +93,8 @@ impl Proxy {
             let notary = match &up.notary {
                 Some(url) => {
                     let mut s = upstream_settings(up);
+                    // Errors then read "upstream Notary server of docker.io (https://…)".
+                    s.name = format!("Notary server of {}", up.name);
                     s.url = url.clone();
                     s.username = up.notary_username.clone();
                     s.password = up.notary_password.as_ref().map(|p| p.expose().to_string());
