@@ -456,7 +456,7 @@ async fn max_size_below_the_working_set_evicts_and_refetches_correctly() {
     );
     let evicted: Vec<&(String, Vec<u8>)> = blobs
         .iter()
-        .filter(|(d, _)| !store.contains(&Digest::parse(&d).unwrap()))
+        .filter(|(d, _)| !store.contains(&Digest::parse(d).unwrap()))
         .collect();
     assert!(!evicted.is_empty());
 
