@@ -80,7 +80,7 @@ case "$LOCATION" in http*) ;; *) LOCATION="http://127.0.0.1:$REG_PORT$LOCATION" 
 SEP='?'
 case "$LOCATION" in *\?*) SEP='&' ;; esac
 code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'Content-Type: application/octet-stream' \
-    --data-binary @"$WORK/blob" "$LOCATION${SEP}digest=$DIGEST")
+    -T "$WORK/blob" "$LOCATION${SEP}digest=$DIGEST")
 [ "$code" = 201 ] || { echo "blob upload failed: $code" >&2; exit 1; }
 rm -f "$WORK/blob"
 
