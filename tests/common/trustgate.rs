@@ -220,6 +220,11 @@ impl Trustgate {
         self.child.is_alive()
     }
 
+    /// The trustgate process id (for signals, e.g. `kill -9` mid-download).
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
     pub fn stop(&mut self) {
         self.child.stop();
     }
