@@ -574,7 +574,7 @@ impl Proxy {
         };
         let up = &self.upstreams[route.upstream];
         let gun = self.gun(up, &route);
-        let policy = self.policies.for_gun(&gun, up.config.notary.is_some());
+        let policy = self.policy_for(up, &gun);
         let repo = self.verified(&route, &gun, &policy, tag).await?;
         let tag = match (tag, &route.endpoint) {
             (

@@ -54,6 +54,9 @@ pub struct Proxy {
     router: Router,
     upstreams: Vec<Upstream>,
     policies: Policies,
+    /// The policy of each GUN seen, worked out once: matching globs and reading pinned
+    /// certificates is not per-request work.
+    policy_memo: moka::sync::Cache<String, Arc<crate::policy::Policy>>,
     trust: TrustService,
     /// Verified manifests by digest, bounded in bytes.
     manifests: moka::sync::Cache<Digest, Arc<VerifiedManifest>>,
@@ -150,6 +153,7 @@ impl Proxy {
             router: Router::from_config(config),
             upstreams,
             policies: Policies::new(config.policies.clone()),
+            policy_memo: moka::sync::Cache::new(100_000),
             trust,
             manifests,
             closures: Mutex::new(HashMap::new()),
@@ -157,6 +161,15 @@ impl Proxy {
             stale: Mutex::new(Default::default()),
             stats: Stats::default(),
         }))
+    }
+
+    pub(crate) fn policy_for(&self, up: &Upstream, gun: &str) -> Arc<crate::policy::Policy> {
+        if let Some(p) = self.policy_memo.get(gun) {
+            return p;
+        }
+        let p = Arc::new(self.policies.for_gun(gun, up.config.notary.is_some()));
+        self.policy_memo.insert(gun.to_string(), p.clone());
+        p
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -188,7 +201,7 @@ impl Proxy {
     ) -> Result<Response<Body>, ApiError> {
         let up = &self.upstreams[route.upstream];
         let gun = self.gun(up, route);
-        let policy = self.policies.for_gun(&gun, up.config.notary.is_some());
+        let policy = self.policy_for(up, &gun);
         match (policy.mode, &route.endpoint) {
             (TrustMode::Enforce, Endpoint::Manifest(ManifestRef::Tag(tag))) => {
                 return self
