@@ -211,7 +211,9 @@ impl ReaderState {
                     }
                 }
                 let want = (cap - self.pos).min(CHUNK as u64) as usize;
-                let file = self.file.as_mut().expect("opened above");
+                let Some(file) = self.file.as_mut() else {
+                    return Err(io::Error::other("store reader: file handle missing"));
+                };
                 let buf = fs::read_some(file, want).await?;
                 self.pos += buf.len() as u64;
                 return Ok(Some(buf));

@@ -361,6 +361,19 @@ impl<S: MetadataSource> Ctx<'_, S> {
         }
     }
 
+    /// Signatures of a base role (timestamp, snapshot, targets) against the keys and threshold
+    /// the root gives it.
+    fn verify_base_role(
+        &self,
+        root: &Root,
+        role: &str,
+        env: &Envelope<'_>,
+        reuse: Option<&Vec<String>>,
+    ) -> Result<Vec<SignerKey>, TrustError> {
+        let (ids, thr) = base_role(root, role);
+        self.verify_or_reuse(reuse, role, env, ids, &root.keys, thr)
+    }
+
     fn check_version(
         &self,
         role: &str,
@@ -567,19 +580,9 @@ impl<S: MetadataSource> Ctx<'_, S> {
             Err(e) => return Err(e),
         };
         let ts_env = self.envelope(TIMESTAMP, &ts_bytes)?;
-        let (ids, thr) = base_role(&root, TIMESTAMP);
-        let signers = self.verify_or_reuse(
-            reusable(TIMESTAMP, &ts_bytes),
-            TIMESTAMP,
-            &ts_env,
-            ids,
-            &root.keys,
-            thr,
-        )?;
-        new_signers.insert(
-            TIMESTAMP.into(),
-            signers.into_iter().map(|k| k.key_id).collect(),
-        );
+        let signers =
+            self.verify_base_role(&root, TIMESTAMP, &ts_env, reusable(TIMESTAMP, &ts_bytes))?;
+        new_signers.insert(TIMESTAMP.into(), key_ids_of(&signers));
         let ts = Timestamp::from_envelope(&ts_env).map_err(|e| self.malformed(TIMESTAMP, e))?;
         self.check_version(TIMESTAMP, ts.common.version, pinned)?;
         let grace = self.opts.expired_grace_for_timestamp_snapshot;
@@ -589,19 +592,9 @@ impl<S: MetadataSource> Ctx<'_, S> {
         // 3. snapshot
         let snap_bytes = self.fetch_checked(SNAPSHOT, &ts.snapshot).await?;
         let snap_env = self.envelope(SNAPSHOT, &snap_bytes)?;
-        let (ids, thr) = base_role(&root, SNAPSHOT);
-        let signers = self.verify_or_reuse(
-            reusable(SNAPSHOT, &snap_bytes),
-            SNAPSHOT,
-            &snap_env,
-            ids,
-            &root.keys,
-            thr,
-        )?;
-        new_signers.insert(
-            SNAPSHOT.into(),
-            signers.into_iter().map(|k| k.key_id).collect(),
-        );
+        let signers =
+            self.verify_base_role(&root, SNAPSHOT, &snap_env, reusable(SNAPSHOT, &snap_bytes))?;
+        new_signers.insert(SNAPSHOT.into(), key_ids_of(&signers));
         let snap = Snapshot::from_envelope(&snap_env).map_err(|e| self.malformed(SNAPSHOT, e))?;
         self.check_version(SNAPSHOT, snap.common.version, pinned)?;
         self.check_expiry(SNAPSHOT, snap.common.expires, grace)?;
@@ -618,13 +611,9 @@ impl<S: MetadataSource> Ctx<'_, S> {
             .ok_or_else(|| self.malformed(SNAPSHOT, "no targets meta"))?;
         let t_bytes = self.fetch_checked(TARGETS, tmeta).await?;
         let t_env = self.envelope(TARGETS, &t_bytes)?;
-        let (ids, thr) = base_role(&root, TARGETS);
         let t_reuse = reusable(TARGETS, &t_bytes);
-        let signers = self.verify_or_reuse(t_reuse, TARGETS, &t_env, ids, &root.keys, thr)?;
-        new_signers.insert(
-            TARGETS.into(),
-            signers.iter().map(|k| k.key_id.clone()).collect(),
-        );
+        let signers = self.verify_base_role(&root, TARGETS, &t_env, t_reuse)?;
+        new_signers.insert(TARGETS.into(), key_ids_of(&signers));
         let targets =
             Targets::from_envelope(&t_env, TARGETS).map_err(|e| self.malformed(TARGETS, e))?;
         self.check_version(TARGETS, targets.common.version, pinned)?;
@@ -810,6 +799,10 @@ fn base_role<'r>(root: &'r Root, name: &str) -> (&'r [String], u32) {
     root.role(name)
         .map(|r| (r.key_ids.as_slice(), r.threshold))
         .unwrap_or((&[], 1))
+}
+
+fn key_ids_of(signers: &[SignerKey]) -> Vec<String> {
+    signers.iter().map(|k| k.key_id.clone()).collect()
 }
 
 fn signer_keys(ids: &[String], keys: &BTreeMap<String, PublicKey>) -> Vec<SignerKey> {
