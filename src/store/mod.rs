@@ -58,7 +58,8 @@ pub(crate) struct Inner {
     max_size: Option<u64>,
     state: Mutex<State>,
     evictions: AtomicU64,
-    /// Wakes the evictor (after each commit, and on drop of the store so it exits).
+    /// Wakes the evictor (after each commit, when an object in use is released while the store
+    /// is over budget, and on drop of the store so it exits).
     wake: Arc<Notify>,
 }
 
@@ -134,11 +135,20 @@ impl UseGuard {
 impl Drop for UseGuard {
     fn drop(&mut self) {
         let mut st = self.inner.lock();
+        let mut released = false;
         if let Some(n) = st.in_use.get_mut(&self.digest) {
             *n -= 1;
             if *n == 0 {
                 st.in_use.remove(&self.digest);
+                released = true;
             }
+        }
+        // An eviction pass skips objects in use; when the last user of one lets go while the
+        // store is over budget, run the pass again rather than wait for the periodic one.
+        let over = self.inner.max_size.is_some_and(|max| st.total > max);
+        drop(st);
+        if released && over {
+            self.inner.wake.notify_one();
         }
     }
 }
