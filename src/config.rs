@@ -48,6 +48,88 @@ pub struct Config {
     pub trust: TrustConfig,
     #[serde(default, rename = "policy")]
     pub policies: Vec<PolicyConfig>,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[auth]`: who may pull through trustgate. Without `htpasswd`, anyone who can reach the
+/// listener may pull.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// htpasswd file with bcrypt entries (`htpasswd -B`). Re-read on SIGHUP.
+    pub htpasswd: Option<PathBuf>,
+    /// The realm of the Basic challenge.
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    /// Per-user repository globs. Without any rule every authenticated user may pull every
+    /// repository; with rules, a user may pull only what a rule naming them (or `"*"`) matches.
+    #[serde(default)]
+    pub access: Vec<AccessRule>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            htpasswd: None,
+            realm: default_realm(),
+            access: Vec::new(),
+        }
+    }
+}
+
+fn default_realm() -> String {
+    "trustgate".into()
+}
+
+/// `[[auth.access]]`: these users may pull these repositories (GUN globs, as in `[[policy]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRule {
+    pub users: Vec<String>,
+    pub repositories: Vec<String>,
+}
+
+/// `[admin]`: the operator's listener (metrics, health), apart from the registry API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_admin_listen(),
+        }
+    }
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 5001))
+}
+
+/// `[log]`: the format of the log lines on stderr (the level comes from `RUST_LOG`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 /// `[trust]`: how verified trust data is kept.
@@ -135,14 +217,84 @@ pub struct ServerConfig {
     /// Address the client-facing registry API listens on.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// PEM certificate chain served to clients; with `tls_key`, the listener speaks HTTPS only.
+    /// Both files are re-read on SIGHUP.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: when set, every client must present a certificate chaining to it (mTLS).
+    pub client_ca: Option<PathBuf>,
+    /// Connections served at once; further ones wait in the kernel's accept queue.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Largest request head (request line and headers) accepted, in bytes.
+    #[serde(default = "default_max_header_bytes", deserialize_with = "de_size")]
+    pub max_header_bytes: u64,
+    /// Seconds a client has to send a complete request head (slow-loris defence).
+    #[serde(
+        default = "default_header_read_timeout",
+        deserialize_with = "de_duration_secs"
+    )]
+    pub header_read_timeout: u64,
+    /// Seconds a connection may pass without any byte read or written before it is closed.
+    #[serde(
+        default = "default_server_idle_timeout",
+        deserialize_with = "de_duration_secs"
+    )]
+    pub idle_timeout: u64,
+    /// Seconds in-flight responses get to finish after SIGTERM before trustgate exits anyway.
+    #[serde(
+        default = "default_shutdown_grace",
+        deserialize_with = "de_duration_secs"
+    )]
+    pub shutdown_grace: u64,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: default_listen(),
+            tls_cert: None,
+            tls_key: None,
+            client_ca: None,
+            max_connections: default_max_connections(),
+            max_header_bytes: default_max_header_bytes(),
+            header_read_timeout: default_header_read_timeout(),
+            idle_timeout: default_server_idle_timeout(),
+            shutdown_grace: default_shutdown_grace(),
         }
     }
+}
+
+impl ServerConfig {
+    pub fn tls_enabled(&self) -> bool {
+        self.tls_cert.is_some()
+    }
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout)
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout)
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace)
+    }
+}
+
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_max_header_bytes() -> u64 {
+    64 * 1024
+}
+fn default_header_read_timeout() -> u64 {
+    10
+}
+fn default_server_idle_timeout() -> u64 {
+    120
+}
+fn default_shutdown_grace() -> u64 {
+    30
 }
 
 fn default_listen() -> SocketAddr {
@@ -181,6 +333,13 @@ fn de_opt_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D:
     match SizeOrText::deserialize(d)? {
         SizeOrText::Number(n) => Ok(Some(n)),
         SizeOrText::Text(t) => parse_size(&t).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match SizeOrText::deserialize(d)? {
+        SizeOrText::Number(n) => Ok(n),
+        SizeOrText::Text(t) => parse_size(&t).map_err(serde::de::Error::custom),
     }
 }
 
@@ -529,6 +688,8 @@ impl Config {
                 ));
             }
         }
+        self.validate_server().map_err(|(k, p)| invalid(k, p))?;
+        self.validate_auth().map_err(|(k, p)| invalid(k, p))?;
         if defaults.len() > 1 {
             return Err(invalid(
                 "upstream.default".into(),
@@ -538,6 +699,117 @@ impl Config {
                     defaults.join(", ")
                 ),
             ));
+        }
+        Ok(())
+    }
+
+    /// `[server]`: TLS files come as a pair and must be readable PEM; limits must be usable.
+    fn validate_server(&self) -> Result<(), (String, String)> {
+        let s = &self.server;
+        match (&s.tls_cert, &s.tls_key) {
+            (Some(_), None) => {
+                return Err((
+                    "server.tls_cert".into(),
+                    "is set but tls_key is not; set both or neither".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err((
+                    "server.tls_key".into(),
+                    "is set but tls_cert is not; set both or neither".into(),
+                ))
+            }
+            _ => {}
+        }
+        if let Some(path) = &s.tls_cert {
+            read_pem(path).map_err(|p| ("server.tls_cert".to_string(), p))?;
+        }
+        if let Some(path) = &s.tls_key {
+            let text = read_text(path).map_err(|p| ("server.tls_key".to_string(), p))?;
+            if !text.contains("PRIVATE KEY-----") {
+                return Err((
+                    "server.tls_key".into(),
+                    format!("{} holds no PEM private key", path.display()),
+                ));
+            }
+        }
+        if let Some(path) = &s.client_ca {
+            if s.tls_cert.is_none() {
+                return Err((
+                    "server.client_ca".into(),
+                    "client certificates need TLS: set tls_cert and tls_key too".into(),
+                ));
+            }
+            read_pem(path).map_err(|p| ("server.client_ca".to_string(), p))?;
+        }
+        if s.max_connections == 0 {
+            return Err(("server.max_connections".into(), "must be at least 1".into()));
+        }
+        // hyper cannot parse a request head in a buffer smaller than 8 KiB.
+        if s.max_header_bytes < 8192 {
+            return Err((
+                "server.max_header_bytes".into(),
+                "must be at least 8KiB".into(),
+            ));
+        }
+        for (k, v) in [
+            ("server.header_read_timeout", s.header_read_timeout),
+            ("server.idle_timeout", s.idle_timeout),
+        ] {
+            if v == 0 {
+                return Err((k.into(), "must be at least 1 second".into()));
+            }
+        }
+        if self.admin.listen == s.listen {
+            return Err((
+                "admin.listen".into(),
+                format!(
+                    "{} is also server.listen; the admin listener needs its own address",
+                    s.listen
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `[auth]`: the htpasswd file must be readable; access rules must name users and globs.
+    fn validate_auth(&self) -> Result<(), (String, String)> {
+        let a = &self.auth;
+        if let Some(path) = &a.htpasswd {
+            read_text(path).map_err(|p| ("auth.htpasswd".to_string(), p))?;
+        } else if !a.access.is_empty() {
+            return Err((
+                "auth.access".into(),
+                "per-user rules need users: set auth.htpasswd too".into(),
+            ));
+        }
+        if a.realm.is_empty() || a.realm.contains(['"', '\\', '\r', '\n']) {
+            return Err((
+                "auth.realm".into(),
+                format!("{:?} cannot be used in a Basic challenge", a.realm),
+            ));
+        }
+        for (i, rule) in a.access.iter().enumerate() {
+            if rule.users.is_empty() {
+                return Err((
+                    format!("auth.access[{i}].users"),
+                    "must list at least one user (or \"*\")".into(),
+                ));
+            }
+            if rule.repositories.is_empty() {
+                return Err((
+                    format!("auth.access[{i}].repositories"),
+                    "must list at least one glob".into(),
+                ));
+            }
+            for (j, g) in rule.repositories.iter().enumerate() {
+                if g.is_empty() || g.contains(char::is_whitespace) {
+                    return Err((
+                        format!("auth.access[{i}].repositories[{j}]"),
+                        format!("{g:?} is not a repository glob such as docker.io/library/*"),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -703,6 +975,111 @@ mod tests {
         assert_eq!(c.trust.offline_grace, 30 * 86_400);
         let e = err("[storage]\nmax_size = \"lots\"\n");
         assert!(e.starts_with("test.toml: storage.max_size: "), "{e}");
+    }
+
+    #[test]
+    fn server_tls_files_come_in_pairs_and_must_be_pem() {
+        let e = err("[server]\ntls_cert = \"/nonexistent/cert.pem\"\n");
+        assert!(
+            e.contains("server.tls_cert: is set but tls_key is not"),
+            "{e}"
+        );
+        let e = err("[server]\ntls_key = \"/nonexistent/key.pem\"\n");
+        assert!(
+            e.contains("server.tls_key: is set but tls_cert is not"),
+            "{e}"
+        );
+        let e = err(
+            "[server]\ntls_cert = \"/nonexistent/cert.pem\"\ntls_key = \"/nonexistent/key.pem\"\n",
+        );
+        assert!(
+            e.contains("server.tls_cert: cannot read /nonexistent/cert.pem"),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        std::fs::write(
+            &cert,
+            "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        std::fs::write(&key, "not a key\n").unwrap();
+        let tls = format!(
+            "[server]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        );
+        let e = err(&tls);
+        assert!(
+            e.contains("server.tls_key:") && e.contains("no PEM private key"),
+            "{e}"
+        );
+        let e = err("[server]\nclient_ca = \"/x.pem\"\n");
+        assert!(
+            e.contains("server.client_ca: client certificates need TLS"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn server_limits_and_admin_address_are_checked() {
+        let c = load("[server]\nmax_header_bytes = \"16KiB\"\nheader_read_timeout = \"5s\"\nshutdown_grace = \"1m\"\n").unwrap();
+        assert_eq!(c.server.max_header_bytes, 16 * 1024);
+        assert_eq!(c.server.header_read_timeout, 5);
+        assert_eq!(c.server.shutdown_grace, 60);
+        assert_eq!(c.admin.listen.to_string(), "127.0.0.1:5001");
+        let e = err("[server]\nmax_header_bytes = 100\n");
+        assert!(
+            e.contains("server.max_header_bytes: must be at least 8KiB"),
+            "{e}"
+        );
+        let e = err("[server]\nmax_connections = 0\n");
+        assert!(e.contains("server.max_connections"), "{e}");
+        let e = err("[admin]\nlisten = \"127.0.0.1:5000\"\n");
+        assert!(
+            e.contains("admin.listen: 127.0.0.1:5000 is also server.listen"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn auth_files_and_rules_are_checked() {
+        let e = err("[auth]\nhtpasswd = \"/nonexistent/htpasswd\"\n");
+        assert!(
+            e.contains("auth.htpasswd: cannot read /nonexistent/htpasswd"),
+            "{e}"
+        );
+        let e = err("[[auth.access]]\nusers = [\"a\"]\nrepositories = [\"*\"]\n");
+        assert!(e.contains("auth.access: per-user rules need users"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("htpasswd");
+        std::fs::write(&file, "").unwrap();
+        let base = format!("[auth]\nhtpasswd = \"{}\"\n", file.display());
+        let e = err(&format!(
+            "{base}[[auth.access]]\nusers = []\nrepositories = [\"*\"]\n"
+        ));
+        assert!(
+            e.contains("auth.access[0].users: must list at least one user"),
+            "{e}"
+        );
+        let c = load(&format!(
+            "{base}[[auth.access]]\nusers = [\"alice\"]\nrepositories = [\"docker.io/library/*\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(c.auth.realm, "trustgate");
+        assert_eq!(c.auth.access[0].users, vec!["alice".to_string()]);
+    }
+
+    #[test]
+    fn log_format_is_text_or_json() {
+        assert_eq!(load("").unwrap().log.format, LogFormat::Text);
+        assert_eq!(
+            load("[log]\nformat = \"json\"\n").unwrap().log.format,
+            LogFormat::Json
+        );
+        let e = err("[log]\nformat = \"xml\"\n");
+        assert!(e.starts_with("test.toml: log.format: "), "{e}");
     }
 
     #[test]

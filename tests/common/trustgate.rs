@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::http::{self, Req};
 use super::notary::NotaryServer;
 use super::proc::{self, ChildGuard, CmdOutput};
 use super::registry::{Creds, Registry};
@@ -105,11 +104,14 @@ pub struct TrustgateOptions {
     pub policies: Vec<PolicySpec>,
     /// Extra environment (e.g. `RUST_LOG`).
     pub env: Vec<(String, String)>,
+    /// Extra keys of the `[server]` table (TLS files, limits), verbatim.
+    pub server_toml: String,
 }
 
 pub struct Trustgate {
     child: ChildGuard,
     port: u16,
+    admin_port: u16,
     dir: PathBuf,
     config_path: PathBuf,
     env: Vec<(String, String)>,
@@ -137,9 +139,11 @@ impl Trustgate {
     pub fn start(dir: &Path, opts: TrustgateOptions) -> Trustgate {
         fs::create_dir_all(dir).expect("trustgate dir");
         let port = proc::free_port();
+        let admin_port = proc::free_port();
         let data = dir.join("data");
         fs::create_dir_all(&data).expect("trustgate data dir");
-        let toml = config_toml(dir, &format!("127.0.0.1:{port}"), &data, &opts);
+        let mut toml = config_toml(dir, &format!("127.0.0.1:{port}"), &data, &opts);
+        toml.push_str(&format!("\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n"));
         let config_path = dir.join("trustgate.toml");
         fs::write(&config_path, &toml).expect("write trustgate.toml");
 
@@ -147,6 +151,7 @@ impl Trustgate {
         Trustgate {
             child,
             port,
+            admin_port,
             dir: dir.to_path_buf(),
             config_path,
             env: opts.env,
@@ -199,6 +204,11 @@ impl Trustgate {
         self.port
     }
 
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`).
+    pub fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_port)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -230,7 +240,8 @@ impl Trustgate {
     }
 }
 
-/// `trustgate serve --config FILE`, waiting until `GET /v2/` answers 200.
+/// `trustgate serve --config FILE`, waiting until the listener accepts connections (it is bound
+/// only once the proxy is ready; TLS and client auth make `GET /v2/` unusable as a probe).
 fn spawn_serve(
     dir: &Path,
     config_path: &Path,
@@ -253,12 +264,13 @@ fn spawn_serve(
         cmd.env_remove(v);
     }
     let mut child = ChildGuard::spawn(name, cmd, dir);
-    http::wait_ready(
-        &format!("http://127.0.0.1:{port}/v2/"),
-        200,
-        &Req::default(),
-        &mut child,
-        Duration::from_secs(20),
+    let ready = proc::wait_until(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() || !child.is_alive()
+    });
+    assert!(
+        ready && child.is_alive(),
+        "trustgate did not start listening on {port}:\n{}",
+        child.logs()
     );
     child
 }
@@ -268,8 +280,9 @@ fn spawn_serve(
 /// (`trustgate::config::Config::from_toml`).
 pub fn config_toml(dir: &Path, listen: &str, data: &Path, opts: &TrustgateOptions) -> String {
     let mut toml = format!(
-        "[server]\nlisten = {}\n\n[storage]\npath = {}\n",
+        "[server]\nlisten = {}\n{}\n[storage]\npath = {}\n",
         toml_str(listen),
+        opts.server_toml,
         toml_str(&data.to_string_lossy())
     );
     for (i, u) in opts.upstreams.iter().enumerate() {
