@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod enforce;
 pub mod policy;

@@ -3,6 +3,7 @@
 //! [`route`] turns a request line into a validated [`route::Route`], [`error`] turns every failure
 //! into an OCI error body, [`server`] runs the hyper listener and hands routes to the proxy.
 
+pub mod context;
 pub mod error;
 pub mod media;
 pub mod route;

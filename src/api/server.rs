@@ -17,6 +17,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
+use tracing::Instrument;
+
+use super::context::{self, RequestContext};
 use super::error::ApiError;
 use super::route::Routed;
 use crate::proxy::Proxy;
@@ -52,10 +55,34 @@ where
 /// Every response carries this header; Docker's daemon checks it on ping.
 const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/2.0");
 
-/// Serves until `shutdown` completes, then stops accepting and lets open connections finish.
+/// What the request handler needs besides the request itself, built once at start-up.
+pub struct Frontend {
+    pub proxy: Arc<Proxy>,
+    /// Client authentication; `None` when `[auth]` names no htpasswd file (anyone may pull).
+    pub auth: Option<Arc<crate::auth::Gate>>,
+}
+
+impl Frontend {
+    /// A front end without client authentication.
+    pub fn open(proxy: Arc<Proxy>) -> Self {
+        Self { proxy, auth: None }
+    }
+}
+
+/// Serves `proxy` without client authentication until `shutdown` completes, then stops
+/// accepting and lets open connections finish.
 pub async fn serve(
     listener: TcpListener,
     proxy: Arc<Proxy>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    serve_frontend(listener, Arc::new(Frontend::open(proxy)), shutdown).await
+}
+
+/// Serves until `shutdown` completes, then stops accepting and lets open connections finish.
+pub async fn serve_frontend(
+    listener: TcpListener,
+    frontend: Arc<Frontend>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -73,10 +100,10 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let proxy = proxy.clone();
+                let frontend = frontend.clone();
                 let service = hyper::service::service_fn(move |req| {
-                    let proxy = proxy.clone();
-                    async move { Ok::<_, Infallible>(handle(proxy, req, peer).await) }
+                    let frontend = frontend.clone();
+                    async move { Ok::<_, Infallible>(handle(frontend, req, peer).await) }
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
@@ -95,21 +122,52 @@ pub async fn serve(
     Ok(())
 }
 
+/// The header that carries the request id to the client (and from a client that sets one).
+const REQUEST_ID: &str = "x-request-id";
+
 async fn handle(
-    proxy: Arc<Proxy>,
+    frontend: Arc<Frontend>,
     req: Request<Incoming>,
     peer: std::net::SocketAddr,
 ) -> Response<Body> {
+    let id =
+        context::accept_request_id(req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()));
+    // Every line logged while this request is served carries its id.
+    let span = tracing::info_span!("request", id = %id);
+    let mut response = handle_in_span(frontend, req, peer, id.clone(), span.clone())
+        .instrument(span)
+        .await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, v);
+    }
+    response
+}
+
+async fn handle_in_span(
+    frontend: Arc<Frontend>,
+    req: Request<Incoming>,
+    peer: std::net::SocketAddr,
+    id: String,
+    span: tracing::Span,
+) -> Response<Body> {
+    let proxy = &frontend.proxy;
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
     let mut upstream = String::from("-");
+    let user: Option<String> = None;
+    let ctx = RequestContext {
+        id,
+        client: peer,
+        user: user.clone(),
+    };
     let result = match proxy.router().route(&method, &path, query.as_deref()) {
         Ok(Routed::Ping) => Ok(ping()),
         Ok(Routed::Content(route)) => {
             upstream = proxy.upstream_name(&route).to_string();
-            proxy.handle(&method, &route, req.headers()).await
+            ctx.scope(proxy.handle(&method, &route, req.headers()))
+                .await
         }
         Err(e) => Err(e),
     };
@@ -145,7 +203,9 @@ async fn handle(
             status,
             upstream,
             peer,
+            user,
             started,
+            span,
         }),
     };
     Response::from_parts(parts, logged.boxed_unsync())
@@ -187,7 +247,10 @@ struct RequestLog {
     status: StatusCode,
     upstream: String,
     peer: std::net::SocketAddr,
+    user: Option<String>,
     started: Instant,
+    /// The request's span: the line is written when hyper is done with the body, outside it.
+    span: tracing::Span,
 }
 
 /// Counts the bytes of a response body and logs the request when the body is done or dropped
@@ -202,6 +265,7 @@ struct LoggedBody {
 impl LoggedBody {
     fn finish(&mut self, complete: bool) {
         if let Some(l) = self.log.take() {
+            let _in_request = l.span.enter();
             tracing::info!(
                 method = %l.method,
                 path = %l.path,
@@ -210,6 +274,7 @@ impl LoggedBody {
                 ms = l.started.elapsed().as_millis() as u64,
                 upstream = %l.upstream,
                 client = %l.peer,
+                user = l.user.as_deref().unwrap_or("-"),
                 complete,
                 "request"
             );
