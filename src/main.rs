@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use trustgate::config::{Config, CONFIG_ENV, DEFAULT_CONFIG_PATH};
+use trustgate::config::{Config, LogFormat, CONFIG_ENV, DEFAULT_CONFIG_PATH};
 
 #[derive(Parser)]
 #[command(
@@ -85,7 +85,6 @@ enum TrustCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
     match cli.command {
         Command::Serve { config } => serve(&config.config),
         Command::Verify { image, config } => verify(&config.config, &image),
@@ -98,41 +97,69 @@ fn main() -> ExitCode {
         Command::Trust {
             command: TrustCommand::Reset { gun, config },
         } => trust_reset(&config.config, &gun),
-        Command::CheckConfig { file } => match Config::load(&file) {
-            Ok(c) => {
-                println!(
-                    "{}: valid ({} upstream{}, listening on {})",
-                    file.display(),
-                    c.upstreams.len(),
-                    if c.upstreams.len() == 1 { "" } else { "s" },
-                    c.server.listen
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("invalid configuration: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::CheckConfig { file } => check_config(&file),
     }
 }
 
-fn init_tracing() {
+/// `check-config FILE`: load and validate the file (and every file it names), print a summary.
+fn check_config(file: &std::path::Path) -> ExitCode {
+    init_tracing(LogFormat::Text);
+    match Config::load(file) {
+        Ok(c) => {
+            println!(
+                "{}: valid ({} upstream{}, listening on {})",
+                file.display(),
+                c.upstreams.len(),
+                if c.upstreams.len() == 1 { "" } else { "s" },
+                c.server.listen
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("invalid configuration: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Log lines go to stderr, as text or JSON (`[log] format`), filtered by `RUST_LOG`.
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    // A second call (never made today) must not abort: keep the first subscriber.
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        // One object per line: the event's fields at the top level, the request span's id
+        // under "span".
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
+/// Loads the configuration, then starts logging in the format it names (problems with the file
+/// itself are printed as text).
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
-    Config::load(path).map_err(|e| {
-        eprintln!("invalid configuration: {e}");
-        ExitCode::FAILURE
-    })
+    match Config::load(path) {
+        Ok(c) => {
+            init_tracing(c.log.format);
+            Ok(c)
+        }
+        Err(e) => {
+            init_tracing(LogFormat::Text);
+            eprintln!("invalid configuration: {e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
 }
 
 /// Loads the configuration and runs `f` on a multi-threaded runtime: the frame of every

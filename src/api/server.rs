@@ -175,7 +175,7 @@ async fn handle_in_span(
         Ok(r) => r,
         Err(e) => {
             if e.status.is_client_error() || e.status.is_server_error() {
-                tracing::info!(%method, %path, status = e.status.as_u16(), code = %e.code, message = %e.message, "request refused");
+                tracing::info!(%method, %path, status = e.status.as_u16(), code = %e.code, reason = %e.message, "request refused");
             }
             error_response(&method, &e)
         }

@@ -43,7 +43,7 @@ pub fn tampered(gun: &str, tag: Option<&str>, expected: &str, what: &str) -> Api
             tag.map(|t| format!(":{t}")).unwrap_or_default()),
     )
     .with_status(StatusCode::FORBIDDEN)
-    .with_detail(serde_json::json!({"gun": gun, "tag": tag, "signed_digest": expected}))
+    .with_detail(serde_json::json!({"gun": gun, "tag": tag, "signed_digest": expected, "reason": "Tampered"}))
 }
 
 /// A digest that no signed tag of the repository reaches.
@@ -52,7 +52,9 @@ pub fn outside_closure(gun: &str, digest: &str) -> ApiError {
         ErrorCode::Denied,
         format!("{digest} is not reachable from any signed tag of {gun}; refused by trust policy"),
     )
-    .with_detail(serde_json::json!({"gun": gun, "digest": digest}))
+    .with_detail(
+        serde_json::json!({"gun": gun, "digest": digest, "reason": "OutsideSignedClosure"}),
+    )
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Response};
 
+use super::audit;
 use super::{manifest_response, tag_list_response, Proxy, Upstream};
 use crate::api::media;
 use crate::api::server::Body;
@@ -332,7 +333,11 @@ impl Proxy {
         method: &Method,
         headers: &HeaderMap,
     ) -> Result<Response<Body>, ApiError> {
-        let target = self.signed_target(route, gun, policy, tag).await?;
+        let image = format!("{gun}:{tag}");
+        let target = self
+            .signed_target(route, gun, policy, tag)
+            .await
+            .inspect_err(|e| audit::refused(e, image.clone(), None, None))?;
         let digest = Digest::from_bytes(target.sha256);
         let m = self
             .verified_manifest(
@@ -343,7 +348,15 @@ impl Proxy {
                 gun,
                 Some(tag.as_str()),
             )
-            .await?;
+            .await
+            .inspect_err(|e| {
+                audit::refused(
+                    e,
+                    image.clone(),
+                    Some(&target.role),
+                    Some(digest.to_string()),
+                )
+            })?;
         if m.media_type
             .starts_with("application/vnd.docker.distribution.manifest.v1")
         {
@@ -359,10 +372,16 @@ impl Proxy {
         // The same verdict as `signed_target`'s (a cache hit while fresh).
         let repo = self
             .verified(route, gun, policy, Some(tag.as_str()))
-            .await?;
+            .await
+            .inspect_err(|e| audit::refused(e, image.clone(), None, None))?;
         self.rebase_closure(gun, &repo);
         self.allow(gun, digest, &m.bytes);
-        tracing::info!(gun, tag = %tag, digest = %digest, role = %target.role, "trusted tag served");
+        audit::allow(
+            image,
+            "signed",
+            Some(&target.role),
+            Some(digest.to_string()),
+        );
         manifest_response(method, &m.media_type, &digest.to_string(), m.bytes)
     }
 
@@ -379,10 +398,15 @@ impl Proxy {
         if !policy.require_signed_closure {
             return Ok(());
         }
+        let image = format!("{gun}@{digest}");
         // Reachability is decided by the current trust data (a cache hit while fresh).
-        let repo = self.verified(route, gun, policy, None).await?;
+        let repo = self
+            .verified(route, gun, policy, None)
+            .await
+            .inspect_err(|e| audit::refused(e, image.clone(), None, Some(digest.to_string())))?;
         self.rebase_closure(gun, &repo);
         if self.is_allowed(gun, digest) {
+            audit::allow(image, "in_signed_closure", None, Some(digest.to_string()));
             return Ok(());
         }
         let already_walked = {
@@ -396,10 +420,12 @@ impl Proxy {
             self.walk_closure(up, route, gun, &repo).await;
         }
         if self.is_allowed(gun, digest) {
+            audit::allow(image, "in_signed_closure", None, Some(digest.to_string()));
             Ok(())
         } else {
-            tracing::warn!(gun, digest = %digest, "digest outside the signed closure refused");
-            Err(outside_closure(gun, &digest.to_string()))
+            let e = outside_closure(gun, &digest.to_string());
+            audit::refused(&e, image, None, Some(digest.to_string()));
+            Err(e)
         }
     }
 
@@ -471,6 +497,9 @@ impl Proxy {
                 } else {
                     e
                 }
+            })
+            .inspect_err(|e| {
+                audit::refused(e, format!("{gun}@{digest}"), None, Some(digest.to_string()))
             })?;
         self.allow(gun, *digest, &m.bytes);
         manifest_response(method, &m.media_type, &digest.to_string(), m.bytes)
@@ -485,7 +514,10 @@ impl Proxy {
         n: Option<usize>,
         last: Option<&str>,
     ) -> Result<Response<Body>, ApiError> {
-        let repo = self.verified(route, gun, policy, None).await?;
+        let repo = self
+            .verified(route, gun, policy, None)
+            .await
+            .inspect_err(|e| audit::refused(e, format!("{gun} (tag list)"), None, None))?;
         let mut names: Vec<String> = repo.signed_targets().into_iter().map(|t| t.name).collect();
         names.sort();
         names.dedup();
@@ -512,13 +544,26 @@ impl Proxy {
         policy: &Policy,
         tag: &Tag,
     ) -> Option<Digest> {
+        let image = format!("{gun}:{tag}");
         match self.signed_target(route, gun, policy, tag).await {
-            Ok(t) => Some(Digest::from_bytes(t.sha256)),
+            Ok(t) => {
+                let digest = Digest::from_bytes(t.sha256);
+                audit::allow(image, "signed", Some(&t.role), Some(digest.to_string()));
+                Some(digest)
+            }
             Err(e) => {
                 self.stats
                     .audit_would_refuse
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(gun, tag = %tag, reason = %e.message, "audit: enforce would refuse this tag; serving it unverified");
+                audit::record(audit::Decision {
+                    verdict: audit::Verdict::AuditWouldDeny,
+                    image,
+                    reason: audit::trust_reason(&e).unwrap_or_else(|| "unverifiable".into()),
+                    message: Some(&e.message),
+                    role: None,
+                    digest: None,
+                });
                 None
             }
         }

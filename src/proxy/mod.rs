@@ -5,6 +5,7 @@
 //! upstream; with trust enforcement by signed Notary data), then content is fetched by digest
 //! and checked against that digest before any byte is committed to the client.
 
+pub mod audit;
 pub mod enforced;
 pub mod tag_map;
 mod upstream_error;

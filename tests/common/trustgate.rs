@@ -222,6 +222,11 @@ impl Trustgate {
         format!("{}{}", self.child.stdout(), self.child.stderr())
     }
 
+    /// What the current process wrote to stderr (its log lines, nothing else).
+    pub fn stderr(&self) -> String {
+        self.child.stderr()
+    }
+
     pub fn logs(&self) -> String {
         self.child.logs()
     }
