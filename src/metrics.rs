@@ -406,6 +406,15 @@ impl Metrics {
             decisions: Family::default(),
             verify_duration: Family::new_with_constructor(latency_histogram as fn() -> _),
         };
+        // Series that dashboards divide by are there from the first scrape, at zero.
+        for c in [ContentKind::Manifest, ContentKind::Blob] {
+            let labels = ContentLabels {
+                content: c.as_str(),
+            };
+            m.cache_hits.get_or_create(&labels);
+            m.cache_misses.get_or_create(&labels);
+            m.joined.get_or_create(&labels);
+        }
         m.register_all()
     }
 
