@@ -411,9 +411,9 @@ impl Metrics {
             let labels = ContentLabels {
                 content: c.as_str(),
             };
-            m.cache_hits.get_or_create(&labels);
-            m.cache_misses.get_or_create(&labels);
-            m.joined.get_or_create(&labels);
+            m.cache_hits.get_or_create_owned(&labels);
+            m.cache_misses.get_or_create_owned(&labels);
+            m.joined.get_or_create_owned(&labels);
         }
         m.register_all()
     }

@@ -27,9 +27,12 @@ use common::{timed, TestDir};
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// Label pairs, sorted.
+type Labels = Vec<(String, String)>;
+
 /// One scrape of `/metrics`, parsed: series (name and sorted labels) → value.
 struct Scrape {
-    samples: BTreeMap<(String, Vec<(String, String)>), f64>,
+    samples: BTreeMap<(String, Labels), f64>,
     text: String,
 }
 
@@ -58,7 +61,7 @@ impl Scrape {
     /// The value of `name{labels}` (every label given, any order); 0 when the series is absent
     /// (a counter not yet incremented).
     fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let mut key: Vec<(String, String)> = labels
+        let mut key: Labels = labels
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
@@ -71,7 +74,7 @@ impl Scrape {
 
     /// Is there a sample of `name` with exactly these labels?
     fn has(&self, name: &str, labels: &[(&str, &str)]) -> bool {
-        let mut key: Vec<(String, String)> = labels
+        let mut key: Labels = labels
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
@@ -81,7 +84,7 @@ impl Scrape {
 }
 
 /// `name{k="v",...} rest` → (name, sorted labels, rest). Label values may hold escaped quotes.
-fn parse_series(line: &str) -> Option<(String, Vec<(String, String)>, &str)> {
+fn parse_series(line: &str) -> Option<(String, Labels, &str)> {
     let name_end = line.find(['{', ' '])?;
     let name = line[..name_end].to_string();
     let mut labels = Vec::new();
