@@ -22,7 +22,7 @@ use common::notary::{NotaryCli, NotaryServer};
 use common::proc;
 use common::registry::Registry;
 use common::skopeo::Skopeo;
-use common::trustgate::{self as tgc, Trustgate, TrustgateOptions, UpstreamConfig};
+use common::trustgate::{self as tgc, PolicySpec, Trustgate, TrustgateOptions, UpstreamConfig};
 use common::{timed, TestDir};
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -239,8 +239,9 @@ fn blobs(layout: &Layout) -> Vec<Blob> {
         .collect()
 }
 
-/// A signed pull, the same pull again, an unsigned tag, a repository without trust data and a
-/// digest outside the signed closure, each reflected in `/metrics`.
+/// A signed pull, the same pull again, an unsigned tag, a repository without trust data, a
+/// digest outside the signed closure, a missing required signer and an audit-mode repository,
+/// each reflected in `/metrics`.
 #[test]
 fn metrics_follow_pulls_and_refusals() {
     let env = Env::new("ops-metrics");
@@ -261,17 +262,27 @@ fn metrics_follow_pulls_and_refusals() {
     signed.push(&env.skopeo, &env.reg.host(), "demo/app", "v1", None);
     unsigned.push(&env.skopeo, &env.reg.host(), "demo/app", "unsigned", None);
     unsigned.push(&env.skopeo, &env.reg.host(), "demo/nosig", "v1", None);
-    timed("notary init", || {
-        env.cli.init_with_server_snapshot(&env.gun("demo/app"))
-    });
-    env.cli
-        .sign_manifest(&env.gun("demo/app"), "v1", &signed.manifest, &[]);
+    unsigned.push(&env.skopeo, &env.reg.host(), "demo/audited", "v1", None);
+    signed.push(&env.skopeo, &env.reg.host(), "demo/strict", "v1", None);
+    for repo in ["demo/app", "demo/strict"] {
+        timed("notary init", || {
+            env.cli.init_with_server_snapshot(&env.gun(repo))
+        });
+        env.cli
+            .sign_manifest(&env.gun(repo), "v1", &signed.manifest, &[]);
+    }
+    // demo/strict requires a `targets/releases` signature its tag lacks; demo/audited (no
+    // trust data at all) is served in audit mode.
+    let mut strict = PolicySpec::new(&[&env.gun("demo/strict")], "enforce");
+    strict.signers = vec!["targets/releases".into()];
+    let audited = PolicySpec::new(&[&env.gun("demo/audited")], "audit");
 
     let tg = timed("trustgate start", || {
         Trustgate::start(
             &env.dir("trustgate"),
             TrustgateOptions {
                 upstreams: vec![UpstreamConfig::default_for(&env.reg).with_notary(&env.notary)],
+                policies: vec![strict, audited],
                 ..Default::default()
             },
         )
@@ -335,7 +346,8 @@ fn metrics_follow_pulls_and_refusals() {
     assert!(delta(MISSES, &manifest) >= 1.0, "{}", m1.text);
     assert!(decisions(&m1, "allow", "signed") - decisions(&m0, "allow", "signed") >= 1.0);
     assert!(
-        decisions(&m1, "allow", "in_closure") - decisions(&m0, "allow", "in_closure") >= n,
+        decisions(&m1, "allow", "in_signed_closure") - decisions(&m0, "allow", "in_signed_closure")
+            >= n,
         "every blob is inside the signed closure: {}",
         m1.text
     );
@@ -415,9 +427,28 @@ fn metrics_follow_pulls_and_refusals() {
     let outside = &unsigned.images[0].layers[0].digest;
     let r = http::get(&format!("{}/v2/demo/app/blobs/{outside}", tg.url())).expect("blob GET");
     assert_eq!(r.status, 403, "{}", r.text());
+    let manifest_of = |repo: &str| {
+        http::request(
+            &format!("{}/v2/{repo}/manifests/v1", tg.url()),
+            &Req {
+                accept: Some(http::MANIFEST_ACCEPT),
+                ..Default::default()
+            },
+        )
+        .expect("manifest GET")
+    };
+    let r = manifest_of("demo/strict");
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(
+        r.text().contains("required signer targets/releases"),
+        "{}",
+        r.text()
+    );
+    let r = manifest_of("demo/audited");
+    assert_eq!(r.status, 200, "audit mode serves: {}", r.text());
 
     let m3 = scrape_until(&tg, |m| {
-        requests(m, "manifest", "404") - requests(&m2, "manifest", "404") >= 2.0
+        requests(m, "manifest", "404") - requests(&m2, "manifest", "404") >= 3.0
             && requests(m, "blob", "403") - requests(&m2, "blob", "403") >= 1.0
     });
     let grew = |outcome: &str, reason: &str| {
@@ -425,10 +456,16 @@ fn metrics_follow_pulls_and_refusals() {
     };
     assert!(grew("deny", "unsigned_tag") >= 1.0, "{}", m3.text);
     assert!(grew("deny", "no_trust_data") >= 1.0, "{}", m3.text);
-    assert!(grew("deny", "outside_closure") >= 1.0, "{}", m3.text);
+    assert!(grew("deny", "outside_signed_closure") >= 1.0, "{}", m3.text);
+    assert!(grew("deny", "signer_missing") >= 1.0, "{}", m3.text);
+    assert!(
+        grew("audit_would_deny", "no_trust_data") >= 1.0,
+        "{}",
+        m3.text
+    );
     assert_eq!(grew("allow", "signed"), 0.0, "{}", m3.text);
     assert!(
-        requests(&m3, "manifest", "404") - requests(&m2, "manifest", "404") >= 2.0,
+        requests(&m3, "manifest", "404") - requests(&m2, "manifest", "404") >= 3.0,
         "{}",
         m3.text
     );
