@@ -92,6 +92,8 @@ cat >"$WORK/tg/trustgate.toml" <<EOF
 listen = "127.0.0.1:$TG_PORT"
 [storage]
 path = "$WORK/tg/data"
+[admin]
+listen = "127.0.0.1:$(free_port)"
 [[upstream]]
 name = "127.0.0.1:$REG_PORT"
 url = "http://127.0.0.1:$REG_PORT"

@@ -396,9 +396,22 @@ async fn run(config: Config) -> Result<(), String> {
             config.storage.path.display()
         )
     })?;
+    // The admin listener comes first: /healthz answers, and /readyz says "starting", while a
+    // large store is being indexed.
+    let admin_listener = tokio::net::TcpListener::bind(config.admin.listen)
+        .await
+        .map_err(|e| format!("admin.listen {}: cannot listen: {e}", config.admin.listen))?;
+    let health = std::sync::Arc::new(trustgate::admin::Health::new(&config.storage.path));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let admin = tokio::spawn(trustgate::admin::serve(
+        admin_listener,
+        health.clone(),
+        until_stopped(stopped.clone()),
+    ));
     let proxy = trustgate::proxy::Proxy::new(&config)
         .await
         .map_err(|e| e.to_string())?;
+    health.set_started();
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .map_err(|e| format!("server.listen {}: cannot listen: {e}", config.server.listen))?;
@@ -407,12 +420,25 @@ async fn run(config: Config) -> Result<(), String> {
         .iter()
         .map(|u| format!("{} ({})", u.name, u.url))
         .collect();
-    tracing::info!(listen = %config.server.listen, upstreams = %upstreams.join(", "), storage = %config.storage.path.display(), "trustgate serving");
-    trustgate::api::server::serve(listener, proxy, shutdown_signal())
+    tracing::info!(listen = %config.server.listen, admin = %config.admin.listen, upstreams = %upstreams.join(", "), storage = %config.storage.path.display(), "trustgate serving");
+    // One signal stops both listeners.
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    trustgate::api::server::serve(listener, proxy, until_stopped(stopped))
         .await
         .map_err(|e| e.to_string())?;
+    if let Ok(Err(e)) = admin.await {
+        tracing::warn!(error = %e, "admin listener ended with an error");
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Completes once shutdown was requested.
+async fn until_stopped(mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
 }
 
 /// SIGINT or SIGTERM: stop accepting, let in-flight responses finish.

@@ -1,5 +1,6 @@
 //! The hyper listener: accepts connections, routes each request, asks the proxy, and writes one
-//! log line per request when its body has been sent (or abandoned).
+//! log line per request (and counts it in the metrics) when its body has been sent (or
+//! abandoned).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,7 +22,8 @@ use tracing::Instrument;
 
 use super::context::{self, RequestContext};
 use super::error::ApiError;
-use super::route::Routed;
+use super::route::{Endpoint, Routed};
+use crate::metrics::{metrics, RouteKind};
 use crate::proxy::Proxy;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -156,6 +158,7 @@ async fn handle_in_span(
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
     let mut upstream = String::from("-");
+    let mut route_kind = RouteKind::Other;
     let user: Option<String> = None;
     let ctx = RequestContext {
         id,
@@ -163,9 +166,17 @@ async fn handle_in_span(
         user: user.clone(),
     };
     let result = match proxy.router().route(&method, &path, query.as_deref()) {
-        Ok(Routed::Ping) => Ok(ping()),
+        Ok(Routed::Ping) => {
+            route_kind = RouteKind::Ping;
+            Ok(ping())
+        }
         Ok(Routed::Content(route)) => {
             upstream = proxy.upstream_name(&route).to_string();
+            route_kind = match route.endpoint {
+                Endpoint::Manifest(_) => RouteKind::Manifest,
+                Endpoint::Blob(_) => RouteKind::Blob,
+                Endpoint::Tags { .. } => RouteKind::Tags,
+            };
             ctx.scope(proxy.handle(&method, &route, req.headers()))
                 .await
         }
@@ -200,6 +211,7 @@ async fn handle_in_span(
         log: Some(RequestLog {
             method,
             path,
+            route: route_kind,
             status,
             upstream,
             peer,
@@ -244,6 +256,7 @@ pub fn error_response(method: &Method, e: &ApiError) -> Response<Body> {
 struct RequestLog {
     method: Method,
     path: String,
+    route: RouteKind,
     status: StatusCode,
     upstream: String,
     peer: std::net::SocketAddr,
@@ -266,12 +279,14 @@ impl LoggedBody {
     fn finish(&mut self, complete: bool) {
         if let Some(l) = self.log.take() {
             let _in_request = l.span.enter();
+            let elapsed = l.started.elapsed();
+            metrics().request_done(l.route, &l.method, l.status.as_u16(), self.bytes, elapsed);
             tracing::info!(
                 method = %l.method,
                 path = %l.path,
                 status = l.status.as_u16(),
                 bytes = self.bytes,
-                ms = l.started.elapsed().as_millis() as u64,
+                ms = elapsed.as_millis() as u64,
                 upstream = %l.upstream,
                 client = %l.peer,
                 user = l.user.as_deref().unwrap_or("-"),

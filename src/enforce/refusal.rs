@@ -14,7 +14,7 @@ use http::StatusCode;
 
 use super::service::TrustFailure;
 use crate::api::{ApiError, ErrorCode};
-use crate::trust::TrustErrorKind;
+use crate::trust::{TrustError, TrustErrorKind};
 
 pub fn refusal(
     failure: &TrustFailure,
@@ -27,11 +27,17 @@ pub fn refusal(
         TrustErrorKind::NoTrustData | TrustErrorKind::UnsignedTag => ErrorCode::ManifestUnknown,
         _ => ErrorCode::Denied,
     };
+    // A signer the policy requires is missing: the operator's rule at work rather than an
+    // unsigned tag, so it has a reason of its own (audit log, metrics).
+    let reason = match failure {
+        TrustFailure::Verify(TrustError::RequiredSignerMissing { .. }) => "SignerMissing".into(),
+        _ => format!("{kind:?}"),
+    };
     ApiError::new(code, failure.to_string()).with_detail(serde_json::json!({
         "gun": gun,
         "tag": tag,
         "notary": notary,
-        "reason": format!("{kind:?}"),
+        "reason": reason,
     }))
 }
 
@@ -60,7 +66,6 @@ pub fn outside_closure(gun: &str, digest: &str) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trust::TrustError;
 
     #[test]
     fn unsigned_and_missing_trust_data_are_manifest_unknown_with_dockers_words() {
@@ -83,6 +88,17 @@ mod tests {
             (e.status.as_u16(), e.message.as_str()),
             (404, "No valid trust data for v2")
         );
+        assert_eq!(e.detail["reason"], "UnsignedTag");
+        let f = TrustFailure::Verify(TrustError::RequiredSignerMissing {
+            tag: "v2".into(),
+            role: "targets/releases".into(),
+        });
+        let e = refusal(&f, "r.io/a", Some("v2"), None);
+        assert_eq!(
+            (e.status.as_u16(), e.code.as_str()),
+            (404, "MANIFEST_UNKNOWN")
+        );
+        assert_eq!(e.detail["reason"], "SignerMissing");
     }
 
     #[test]

@@ -205,9 +205,14 @@ impl TrustService {
             &opts,
         )
         .await;
+        let elapsed = started.elapsed();
+        crate::metrics::metrics().verify_done(
+            result.as_ref().err().map(crate::metrics::Reason::of_error),
+            elapsed,
+        );
         tracing::debug!(
             gun,
-            ms = started.elapsed().as_millis() as u64,
+            ms = elapsed.as_millis() as u64,
             ok = result.is_ok(),
             "trust data updated"
         );

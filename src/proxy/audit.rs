@@ -6,6 +6,7 @@
 
 use crate::api::context::RequestContext;
 use crate::api::ApiError;
+use crate::metrics::{metrics, Outcome, Reason};
 
 /// What was decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,8 +69,15 @@ fn snake_case(name: &str) -> String {
     out
 }
 
-/// Logs `d` with the current request's facts.
+/// Logs `d` with the current request's facts, and counts it in
+/// `trustgate_trust_decisions_total`.
 pub fn record(d: Decision<'_>) {
+    let outcome = match d.verdict {
+        Verdict::Allow => Outcome::Allow,
+        Verdict::Deny => Outcome::Deny,
+        Verdict::AuditWouldDeny => Outcome::AuditWouldDeny,
+    };
+    metrics().trust_decision(outcome, Reason::from_label(&d.reason));
     let ctx = RequestContext::current();
     let client = ctx
         .as_ref()

@@ -18,6 +18,7 @@ use crate::api::media;
 use crate::api::server::Body;
 use crate::api::{ApiError, ErrorCode, Route};
 use crate::enforce::refusal::{outside_closure, refusal, tampered};
+use crate::metrics::{metrics, ContentKind};
 use crate::policy::Policy;
 use crate::reference::{Digest, Tag};
 use crate::trust::{SignedTarget, VerifiedRepository};
@@ -174,6 +175,7 @@ impl Proxy {
         tag: Option<&str>,
     ) -> Result<VerifiedManifest, ApiError> {
         if let Some(m) = self.held_manifest(digest).await {
+            metrics().cache_hit(ContentKind::Manifest);
             return check_signed_length(m, signed_length, gun, tag, digest);
         }
         // Single flight: one upstream fetch per missing manifest; the others wait and then
@@ -206,8 +208,12 @@ impl Proxy {
         tag: Option<&str>,
     ) -> Result<VerifiedManifest, ApiError> {
         if let Some(m) = self.held_manifest(digest).await {
+            // Another request fetched it while this one waited for its turn.
+            metrics().singleflight_joined(ContentKind::Manifest);
+            metrics().cache_miss(ContentKind::Manifest);
             return check_signed_length(m, signed_length, gun, tag, digest);
         }
+        metrics().cache_miss(ContentKind::Manifest);
         if up.config.offline {
             return Err(offline_miss(&up.config.name, digest));
         }

@@ -23,11 +23,12 @@ use crate::api::server::{empty_body, full_body, stream_body, Body};
 use crate::api::{ApiError, Endpoint, ErrorCode, Route, Router};
 use crate::config::{Config, TrustMode, UpstreamConfig};
 use crate::enforce::{system_clock, Clock, TrustService, TrustStore, UpstreamTrust};
+use crate::metrics::{metrics, ContentKind, UpstreamErrorKind, UpstreamKind};
 use crate::policy::Policies;
 use crate::reference::{Digest, ManifestRef, Tag};
 use crate::store::{FillError, Store};
 use crate::trust::notary::NotaryClient;
-use crate::upstream::{RegistryClient, Timeouts, UpstreamError, UpstreamSettings};
+use crate::upstream::{RegistryClient, Timeouts, UpstreamError, UpstreamRole, UpstreamSettings};
 use enforced::{Closure, VerifiedManifest};
 pub use upstream_error::to_api_error;
 
@@ -99,6 +100,8 @@ impl Proxy {
                     let mut s = upstream_settings(up);
                     // Errors then read "upstream Notary server of docker.io (https://…)".
                     s.name = format!("Notary server of {}", up.name);
+                    s.role = UpstreamRole::Notary;
+                    s.metrics_name = Some(up.name.clone());
                     s.url = url.clone();
                     s.username = up.notary_username.clone();
                     s.password = up.notary_password.as_ref().map(|p| p.expose().to_string());
@@ -323,6 +326,7 @@ impl Proxy {
                 Err(e) => return Err(e),
             }
         }
+        metrics().cache_miss(ContentKind::Manifest);
         let resp = up
             .client
             .manifest(repo, tag.as_str(), &accept, Method::GET)
@@ -470,6 +474,11 @@ impl Proxy {
             .map_err(|e| to_api_error(&e))?;
         let actual = Digest::of(&bytes);
         if actual != *digest {
+            metrics().upstream_error(
+                &up.config.name,
+                UpstreamKind::Registry,
+                UpstreamErrorKind::DigestMismatch,
+            );
             tracing::error!(upstream = %up.config.name, repository = %route.repository,
                 expected = %digest, actual = %actual,
                 "upstream served manifest bytes that do not match the requested digest: possible tampering; refused");
@@ -502,6 +511,7 @@ impl Proxy {
     ) -> Result<Response<Body>, ApiError> {
         let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
         if let Some(obj) = self.store.get(digest).await {
+            metrics().cache_hit(ContentKind::Blob);
             let (status, window, length) = range_plan(range_header, Some(obj.size))?;
             let mut out = blob_headers(Response::builder().status(status), digest)
                 .header(header::CONTENT_LENGTH, length.unwrap_or(obj.size));
@@ -515,6 +525,7 @@ impl Proxy {
             };
             return out.body(body).map_err(internal);
         }
+        metrics().cache_miss(ContentKind::Blob);
         if up.config.offline {
             let mut e = enforced::offline_miss(&up.config.name, digest);
             e.code = ErrorCode::BlobUnknown.as_str().into();
@@ -537,15 +548,18 @@ impl Proxy {
         let client = up.client.clone();
         let errors = self.fill_errors.clone();
         let key = *digest;
-        let fill = self.store.fill(*digest, None, None, move || async move {
-            match client.blob(&repo, &digest_text, None, Method::GET).await {
-                Ok(resp) => Ok((resp.content_length(), resp.into_stream())),
-                Err(e) => {
-                    errors.insert(key, blob_error(&e, &key));
-                    Err(e)
+        let source = Some(up.config.name.as_str());
+        let fill = self
+            .store
+            .fill_from(source, *digest, None, None, move || async move {
+                match client.blob(&repo, &digest_text, None, Method::GET).await {
+                    Ok(resp) => Ok((resp.content_length(), resp.into_stream())),
+                    Err(e) => {
+                        errors.insert(key, blob_error(&e, &key));
+                        Err(e)
+                    }
                 }
-            }
-        });
+            });
         let total = match fill.total().await {
             Ok(t) => t,
             Err(e) => return Err(self.fill_error(digest, &e)),

@@ -59,6 +59,7 @@ pub(crate) fn pass(inner: &Inner, max: u64) -> usize {
             st.total -= e.size;
             removed += 1;
             inner.evictions.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::metrics().evicted(e.size);
             tracing::info!(%digest, size = e.size, total = st.total, max, "store: evicted least recently used object");
         }
     }

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use super::fs::{self, CHUNK};
 use super::{FillError, Inner, Store, UseGuard};
 use crate::api::media::ByteRange;
+use crate::metrics::{metrics, ContentKind, UpstreamErrorKind, UpstreamKind, WaiterGuard};
 use crate::reference::Digest;
 
 #[derive(Debug, Clone)]
@@ -135,6 +136,7 @@ impl Fill {
             pos,
             end,
             _guard: UseGuard::new(&self.inner, self.digest),
+            waiting: (!self.is_finished()).then(|| metrics().fill_waiter()),
         };
         futures_util::stream::unfold(Some(state), |state| async move {
             let mut st = state?;
@@ -155,6 +157,8 @@ struct ReaderState {
     /// Exclusive end, `None` = to the end of the object.
     end: Option<u64>,
     _guard: UseGuard,
+    /// Counts this reader as waiting on a running fill until the fill's verdict.
+    waiting: Option<WaiterGuard>,
 }
 
 impl ReaderState {
@@ -167,6 +171,9 @@ impl ReaderState {
                 Outcome::Done { size } => (size, true),
                 Outcome::Running => (p.written, false),
             };
+            if done {
+                self.waiting = None;
+            }
             let limit = self.end.unwrap_or(u64::MAX);
             if self.pos >= limit || (done && self.end.is_none() && self.pos >= available) {
                 return Ok(None);
@@ -258,10 +265,30 @@ impl Store {
         S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
         E: std::fmt::Display + Send + 'static,
     {
+        self.fill_from(None, digest, expected_len, media_type, start)
+    }
+
+    /// [`Store::fill`], naming the upstream the bytes come from: bytes that fail their digest
+    /// or length are counted against it (`trustgate_upstream_errors_total`).
+    pub fn fill_from<F, Fut, S, E>(
+        self: &Arc<Self>,
+        source: Option<&str>,
+        digest: Digest,
+        expected_len: Option<u64>,
+        media_type: Option<String>,
+        start: F,
+    ) -> Arc<Fill>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(Option<u64>, S), E>> + Send + 'static,
+        S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
         let inner = &self.inner;
         let final_path = inner.layout.object(&digest);
         let mut st = inner.lock();
         if let Some(f) = st.inflight.get(&digest) {
+            metrics().singleflight_joined(ContentKind::Blob);
             return f.clone();
         }
         if let Some(entry) = st.index.get_mut(&digest) {
@@ -301,6 +328,7 @@ impl Store {
         tracing::debug!(%digest, ?expected_len, "store: fill started");
         let task = FillTask {
             inner: inner.clone(),
+            source: source.map(str::to_string),
             digest,
             expected_len,
             media_type,
@@ -316,6 +344,8 @@ impl Store {
 /// The spawned side of a fill. Its `Drop` cleans up even if the task is cancelled or panics.
 struct FillTask {
     inner: Arc<Inner>,
+    /// The upstream's name, for metrics.
+    source: Option<String>,
     digest: Digest,
     expected_len: Option<u64>,
     media_type: Option<String>,
@@ -353,6 +383,16 @@ impl FillTask {
             }
             Err(e) => {
                 tracing::warn!(%digest, error = %e, "store: fill failed; nothing stored");
+                if matches!(
+                    e,
+                    FillError::DigestMismatch { .. } | FillError::LengthMismatch { .. }
+                ) {
+                    metrics().upstream_error(
+                        self.source.as_deref().unwrap_or("unknown"),
+                        UpstreamKind::Registry,
+                        UpstreamErrorKind::DigestMismatch,
+                    );
+                }
                 let tmp = self.tmp_path.clone();
                 let _ = tokio::task::spawn_blocking(move || fs::remove_if_present(&tmp)).await;
                 // Leave the in-flight map before anyone hears the failure, so a retry starts anew.

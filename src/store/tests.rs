@@ -44,7 +44,11 @@ async fn eviction_pass_follows_lru_order_and_respects_guards() {
     // "a" is the oldest but is being served; "b" was used recently.
     let held = store.get(&ds[0]).await.unwrap();
     drop(store.get(&ds[1]).await.unwrap());
+    let evicted_before = metric("trustgate_cache_evictions_total");
+    let bytes_before = metric("trustgate_cache_evicted_bytes_total");
     assert_eq!(evict::pass(&store.inner, 2), 2);
+    assert!(metric("trustgate_cache_evictions_total") - evicted_before >= 2.0);
+    assert!(metric("trustgate_cache_evicted_bytes_total") - bytes_before >= 2.0);
     assert!(store.contains(&ds[0]), "guarded");
     assert!(store.contains(&ds[1]), "recently used");
     assert!(!store.contains(&ds[2]) && !store.contains(&ds[3]));
@@ -103,4 +107,52 @@ fn fill_errors_say_who_failed_and_whether_to_retry() {
     assert!(wrong.is_upstream() && !wrong.is_retryable());
     assert!(!disk.is_upstream() && disk.is_retryable());
     assert!(wrong.to_string().contains(&digest.to_string()));
+}
+
+/// The value of one series in the process-wide metrics (other tests count there too: only
+/// lower bounds hold, or exact values under labels no other test uses).
+fn metric(series: &str) -> f64 {
+    let text = crate::metrics::metrics().encode(true).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn single_flight_joins_waiters_and_bad_bytes_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), None).await.unwrap();
+    // Bytes that do not hash to the digest asked for.
+    let d = digest_of("the signed bytes");
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(1);
+    let body = Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    let joined = "trustgate_singleflight_joined_total{content=\"blob\"}";
+    let joined_before = metric(joined);
+    let f = store.fill_from(Some("unit-upstream"), d, None, None, move || async move {
+        Ok::<_, String>((None, body))
+    });
+    let again = store.fill(d, None, None, || async {
+        Ok::<_, String>((None, futures_util::stream::empty::<Result<Bytes, String>>()))
+    });
+    assert!(
+        Arc::ptr_eq(&f, &again),
+        "the second caller joins the running fill"
+    );
+    assert!(metric(joined) > joined_before);
+
+    let reader = f.reader(None);
+    assert!(metric("trustgate_singleflight_waiters") >= 1.0);
+    tx.send(Ok(Bytes::from_static(b"other bytes")))
+        .await
+        .unwrap();
+    drop(tx);
+    assert!(matches!(
+        f.wait().await,
+        Err(FillError::DigestMismatch { .. })
+    ));
+    let charged = "trustgate_upstream_errors_total{upstream=\"unit-upstream\",kind=\"registry\",error=\"digest_mismatch\"}";
+    assert_eq!(metric(charged), 1.0);
+    drop(reader);
 }

@@ -18,7 +18,8 @@
 use super::challenge::{self, Scheme};
 use super::error::{parse_error_body, TimeoutPhase, UpstreamError};
 use super::response::{duration_ms, origin, root_cause, UpstreamResponse};
-use super::settings::{Timeouts, UpstreamSettings};
+use super::settings::{Timeouts, UpstreamRole, UpstreamSettings};
+use crate::metrics::{metrics, UpstreamErrorKind, UpstreamKind};
 use base64::Engine as _;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, LOCATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
@@ -203,6 +204,9 @@ struct Inner {
     timeouts: Timeouts,
     known: Mutex<Option<Known>>,
     tokens: TokenCache,
+    /// Labels of this upstream's metrics.
+    metrics_name: String,
+    kind: UpstreamKind,
 }
 
 impl AuthClient {
@@ -268,6 +272,14 @@ impl AuthClient {
                 timeouts: settings.timeouts,
                 known: Mutex::new(None),
                 tokens: TokenCache::new(),
+                metrics_name: settings
+                    .metrics_name
+                    .clone()
+                    .unwrap_or_else(|| settings.name.clone()),
+                kind: match settings.role {
+                    UpstreamRole::Registry => UpstreamKind::Registry,
+                    UpstreamRole::Notary => UpstreamKind::Notary,
+                },
             }),
         })
     }
@@ -315,6 +327,28 @@ impl AuthClient {
     /// are only attached when `url` (or a redirect target) has the upstream's own origin. Only
     /// 2xx answers are `Ok`; everything else becomes an [`UpstreamError`].
     pub async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        headers: HeaderMap,
+        scope: Option<&str>,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        let result = self.send_uncounted(method, url, headers, scope).await;
+        if let Err(e) = &result {
+            let kind = match e {
+                // Counted by `exchange`, which knows whether the token service was being asked.
+                UpstreamError::Unreachable { .. } | UpstreamError::Timeout { .. } => None,
+                UpstreamError::Auth { .. } => Some(UpstreamKind::Token),
+                _ => Some(self.inner.kind),
+            };
+            if let Some(kind) = kind {
+                metrics().upstream_error(&self.inner.metrics_name, kind, UpstreamErrorKind::of(e));
+            }
+        }
+        result
+    }
+
+    async fn send_uncounted(
         &self,
         method: Method,
         url: Url,
@@ -369,7 +403,8 @@ impl AuthClient {
                 method,
                 self.inner.timeouts.idle,
                 resp,
-            ))
+            )
+            .counted_as(&self.inner.metrics_name, self.inner.kind))
         } else {
             Err(self.status_error(resp, &method).await)
         }
@@ -530,7 +565,13 @@ impl AuthClient {
         let started = OffsetDateTime::now_utc();
         tracing::debug!(upstream = %self.inner.name, realm = %origin(&url), scope = ?key.scope, "fetching token");
         let resp = self
-            .execute(&Method::GET, &url, &HeaderMap::new(), auth)
+            .exchange(
+                UpstreamKind::Token,
+                &Method::GET,
+                &url,
+                &HeaderMap::new(),
+                auth,
+            )
             .await?;
         let status = resp.status();
         if status == StatusCode::TOO_MANY_REQUESTS {
@@ -607,6 +648,39 @@ impl AuthClient {
     /// (typically a pooled keep-alive connection the upstream had just closed) is tried once
     /// more on a fresh connection; connect failures and timeouts are not retried here.
     async fn execute(
+        &self,
+        method: &Method,
+        url: &Url,
+        headers: &HeaderMap,
+        auth: Option<HeaderValue>,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        self.exchange(self.inner.kind, method, url, headers, auth)
+            .await
+    }
+
+    /// [`Self::execute`], timed to the response headers and counted under `kind` (the token
+    /// service is asked through here too).
+    async fn exchange(
+        &self,
+        kind: UpstreamKind,
+        method: &Method,
+        url: &Url,
+        headers: &HeaderMap,
+        auth: Option<HeaderValue>,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let started = Instant::now();
+        let result = self.exchange_untimed(method, url, headers, auth).await;
+        let m = metrics();
+        m.upstream_latency(&self.inner.metrics_name, kind, started.elapsed());
+        if let Err(e @ (UpstreamError::Unreachable { .. } | UpstreamError::Timeout { .. })) =
+            &result
+        {
+            m.upstream_error(&self.inner.metrics_name, kind, UpstreamErrorKind::of(e));
+        }
+        result
+    }
+
+    async fn exchange_untimed(
         &self,
         method: &Method,
         url: &Url,

@@ -31,4 +31,4 @@ pub use challenge::{BearerChallenge, Challenge, Scheme};
 pub use client::RegistryClient;
 pub use error::{OciErrorEntry, TimeoutPhase, UpstreamError};
 pub use response::{BodyStream, UpstreamResponse};
-pub use settings::{Timeouts, UpstreamSettings};
+pub use settings::{Timeouts, UpstreamRole, UpstreamSettings};

@@ -2,6 +2,7 @@
 //! an idle timeout and a length check.
 
 use super::error::{TimeoutPhase, UpstreamError};
+use crate::metrics::{metrics, UpstreamErrorKind, UpstreamKind};
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{self, BoxStream, StreamExt};
 use reqwest::header::{HeaderMap, CONTENT_LENGTH};
@@ -15,6 +16,8 @@ pub struct UpstreamResponse {
     method: Method,
     idle: Duration,
     inner: reqwest::Response,
+    /// Labels under which body errors are counted (`None`: not counted).
+    counted: Option<(String, UpstreamKind)>,
 }
 
 /// The body of an [`UpstreamResponse`] as a stream of chunks. Ends with an error, never a clean
@@ -34,7 +37,14 @@ impl UpstreamResponse {
             method,
             idle,
             inner,
+            counted: None,
         }
+    }
+
+    /// Count body errors in `trustgate_upstream_errors_total` under these labels.
+    pub(crate) fn counted_as(mut self, upstream: &str, kind: UpstreamKind) -> Self {
+        self.counted = Some((upstream.to_string(), kind));
+        self
     }
 
     /// HTTP status (200, 206, …).
@@ -74,6 +84,7 @@ impl UpstreamResponse {
             header_content_length(self.inner.headers())
         };
         let url = origin(self.inner.url());
+        let counted = self.counted;
         let state = StreamState {
             upstream: self.upstream,
             url,
@@ -131,6 +142,11 @@ impl UpstreamResponse {
                     )),
                     _ => None,
                 },
+            }
+        })
+        .inspect(move |item| {
+            if let (Err(e), Some((upstream, kind))) = (item, &counted) {
+                metrics().upstream_error(upstream, *kind, UpstreamErrorKind::of(e));
             }
         })
         .boxed()

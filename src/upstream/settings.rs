@@ -19,6 +19,19 @@ pub struct UpstreamSettings {
     /// PEM bundle of extra trusted roots (added to the built-in webpki roots).
     pub ca_pem: Option<Vec<u8>>,
     pub timeouts: Timeouts,
+    /// A registry or a Notary server (the `kind` label of the upstream metrics).
+    pub role: UpstreamRole,
+    /// The `upstream` label of its metrics: the configured upstream's name, also for its Notary
+    /// server (whose `name` reads "Notary server of …"). `name` when `None`.
+    pub metrics_name: Option<String>,
+}
+
+/// What an upstream is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UpstreamRole {
+    #[default]
+    Registry,
+    Notary,
 }
 
 impl UpstreamSettings {
@@ -31,6 +44,8 @@ impl UpstreamSettings {
             password: None,
             ca_pem: None,
             timeouts: Timeouts::default(),
+            role: UpstreamRole::Registry,
+            metrics_name: None,
         }
     }
 }
@@ -45,6 +60,8 @@ impl fmt::Debug for UpstreamSettings {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("ca_pem", &self.ca_pem.as_ref().map(|p| p.len()))
             .field("timeouts", &self.timeouts)
+            .field("role", &self.role)
+            .field("metrics_name", &self.metrics_name)
             .finish()
     }
 }
