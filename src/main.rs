@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use trustgate::config::{Config, LogFormat, CONFIG_ENV, DEFAULT_CONFIG_PATH};
@@ -411,6 +412,24 @@ async fn run(config: Config) -> Result<(), String> {
     let proxy = trustgate::proxy::Proxy::new(&config)
         .await
         .map_err(|e| e.to_string())?;
+    // Loading hashes one made-up password at the file's cost: off the async workers.
+    let auth_config = config.auth.clone();
+    let gate =
+        tokio::task::spawn_blocking(move || trustgate::auth::Gate::from_config(&auth_config))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("auth.htpasswd: {e}"))?
+            .map(Arc::new);
+    let mut reloaders: Vec<Reloader> = Vec::new();
+    if let Some(gate) = &gate {
+        tracing::info!(htpasswd = %gate.htpasswd_path().display(), realm = %config.auth.realm, "clients must log in");
+        let gate = gate.clone();
+        reloaders.push((
+            "auth.htpasswd",
+            Box::new(move || gate.reload().map_err(|e| e.to_string())),
+        ));
+    }
+    tokio::spawn(reload_on_sighup(reloaders));
     health.set_started();
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -426,7 +445,8 @@ async fn run(config: Config) -> Result<(), String> {
         shutdown_signal().await;
         let _ = stop.send(true);
     });
-    trustgate::api::server::serve(listener, proxy, until_stopped(stopped))
+    let frontend = trustgate::api::server::Frontend { proxy, auth: gate };
+    trustgate::api::server::serve_frontend(listener, Arc::new(frontend), until_stopped(stopped))
         .await
         .map_err(|e| e.to_string())?;
     if let Ok(Err(e)) = admin.await {
@@ -439,6 +459,53 @@ async fn run(config: Config) -> Result<(), String> {
 /// Completes once shutdown was requested.
 async fn until_stopped(mut stopped: tokio::sync::watch::Receiver<bool>) {
     let _ = stopped.wait_for(|s| *s).await;
+}
+
+/// Something SIGHUP re-reads: the config key it serves (for the log) and the blocking reload.
+type Reloader = (
+    &'static str,
+    Box<dyn Fn() -> Result<(), String> + Send + Sync>,
+);
+
+/// On every SIGHUP, runs each reloader (off the async workers). A reloader that fails keeps
+/// what it had loaded before; its error is logged. The handler is installed before this returns,
+/// so a SIGHUP right after start-up reloads instead of ending the process.
+fn reload_on_sighup(reloaders: Vec<Reloader>) -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    async move {
+        #[cfg(unix)]
+        {
+            let mut hup = match hup {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGHUP; reloading is off");
+                    return;
+                }
+            };
+            let reloaders = Arc::new(reloaders);
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading");
+                let reloaders = reloaders.clone();
+                let done = tokio::task::spawn_blocking(move || {
+                    for (key, reload) in reloaders.iter() {
+                        if let Err(e) = reload() {
+                            tracing::error!(
+                                key,
+                                "{key}: reload failed, keeping the previous one: {e}"
+                            );
+                        }
+                    }
+                })
+                .await;
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "reload panicked");
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        drop(reloaders);
+    }
 }
 
 /// SIGINT or SIGTERM: stop accepting, let in-flight responses finish.
