@@ -284,6 +284,7 @@ impl Gate {
                 }
             }
         };
+        tracing::debug!(user = %creds.user, matched, "password checked with bcrypt");
         if matched && known {
             self.verified.insert(key, users.generation);
             return Ok(creds.user);
