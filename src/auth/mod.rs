@@ -279,12 +279,16 @@ impl Gate {
                 Ok(m) => m,
                 Err(e) => {
                     // Entries are validated at load; this is not expected.
-                    tracing::error!(user = %creds.user, error = %e, "bcrypt refused a stored hash");
+                    tracing::error!(user = creds.user.as_str(), error = %e, "bcrypt refused a stored hash");
                     false
                 }
             }
         };
-        tracing::debug!(user = %creds.user, matched, "password checked with bcrypt");
+        tracing::debug!(
+            user = creds.user.as_str(),
+            matched,
+            "password checked with bcrypt"
+        );
         if matched && known {
             self.verified.insert(key, users.generation);
             return Ok(creds.user);
@@ -296,9 +300,9 @@ impl Gate {
             "unknown user"
         };
         if delay.is_zero() {
-            tracing::warn!(%client, user = %creds.user, reason, failures, "authentication failed");
+            tracing::warn!(%client, user = creds.user.as_str(), reason, failures, "authentication failed");
         } else {
-            tracing::warn!(%client, user = %creds.user, reason, failures, delay_ms = delay.as_millis() as u64,
+            tracing::warn!(%client, user = creds.user.as_str(), reason, failures, delay_ms = delay.as_millis() as u64,
                 "authentication failed; answer held back (repeated failures from this address)");
             tokio::time::sleep(delay).await;
         }
