@@ -20,7 +20,7 @@ use common::podman::Podman;
 use common::proc;
 use common::registry::{Creds, Registry};
 use common::skopeo::{assert_same_tree, Skopeo};
-use common::trustgate::{Trustgate, TrustgateOptions, UpstreamConfig};
+use common::trustgate::{PolicySpec, Trustgate, TrustgateOptions, UpstreamConfig};
 use common::{timed, TestDir};
 
 const REALM: &str = "trustgate-test";
@@ -56,6 +56,16 @@ struct Fixture {
 
 impl Fixture {
     fn new(name: &str, users: &[Creds], access: &str) -> Fixture {
+        Fixture::with_policies(name, users, access, &[])
+    }
+
+    /// Also `[[policy]]` tables (globs with `{UP}`, trust mode).
+    fn with_policies(
+        name: &str,
+        users: &[Creds],
+        access: &str,
+        policies: &[(&str, &str)],
+    ) -> Fixture {
         let t = TestDir::new(name);
         let reg = Registry::start(&t.sub("registry"));
         let skopeo = Skopeo::new(&t.sub("skopeo"));
@@ -74,6 +84,12 @@ impl Fixture {
                     htpasswd.display().to_string(),
                     access.replace("{UP}", &reg.host())
                 ),
+                policies: policies
+                    .iter()
+                    .map(|(glob, mode)| {
+                        PolicySpec::new(&[glob.replace("{UP}", &reg.host()).as_str()], mode)
+                    })
+                    .collect(),
                 ..Default::default()
             },
         );
@@ -144,7 +160,9 @@ fn assert_challenge(r: &Response, message_part: &str) {
 
 #[test]
 fn plain_http_challenge_and_identical_refusals() {
-    let fx = Fixture::new("auth-http", &[alice()], "");
+    // Audit mode on demo/*: each tag resolution writes an audit line (the registry has no
+    // Notary server, so "enforce would refuse"), which must name the user.
+    let fx = Fixture::with_policies("auth-http", &[alice()], "", &[("{UP}/demo/*", "audit")]);
     // The ping too needs a login: that is how docker login finds out it must send credentials.
     let ping = fx.get("/v2/", None);
     assert_challenge(&ping, "authentication required");
@@ -194,6 +212,13 @@ fn plain_http_challenge_and_identical_refusals() {
     assert!(
         fx.request_logged_for("/v2/demo/app/manifests/v1", "alice"),
         "request lines name the user:\n{}",
+        fx.tg.log()
+    );
+    assert!(
+        fx.tg.log().lines().any(|l| l.contains("trust decision")
+            && l.contains("user=alice")
+            && l.contains("demo/app:v1")),
+        "the audit line names the user:\n{}",
         fx.tg.log()
     );
 }

@@ -189,7 +189,7 @@ async fn handle_in_span(
         },
         Err(_) => RouteKind::Other,
     };
-    let result = match login.and_then(|_| routed) {
+    let result = match login.and(routed) {
         Ok(Routed::Ping) => Ok(ping()),
         Ok(Routed::Content(route)) => {
             upstream = proxy.upstream_name(&route).to_string();
