@@ -397,6 +397,8 @@ async fn run(config: Config) -> Result<(), String> {
             config.storage.path.display()
         )
     })?;
+    // Before any port opens: SIGHUP's default action is to exit.
+    let hangups = hangup_signals();
     // The admin listener comes first: /healthz answers, and /readyz says "starting", while a
     // large store is being indexed.
     let admin_listener = tokio::net::TcpListener::bind(config.admin.listen)
@@ -420,16 +422,24 @@ async fn run(config: Config) -> Result<(), String> {
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("auth.htpasswd: {e}"))?
             .map(Arc::new);
-    let mut reloaders: Vec<Reloader> = Vec::new();
+    // What SIGHUP re-reads; each entry logs its own outcome.
+    let mut reloads: Vec<Reload> = Vec::new();
     if let Some(gate) = &gate {
         tracing::info!(htpasswd = %gate.htpasswd_path().display(), realm = %config.auth.realm, "clients must log in");
         let gate = gate.clone();
-        reloaders.push((
-            "auth.htpasswd",
-            Box::new(move || gate.reload().map_err(|e| e.to_string())),
-        ));
+        reloads.push(Reload {
+            what: "client logins (auth.htpasswd)",
+            run: Box::new(move || {
+                gate.reload().map_err(|e| format!("auth.htpasswd: {e}"))?;
+                Ok(format!(
+                    "{}: {} users",
+                    gate.htpasswd_path().display(),
+                    gate.user_count()
+                ))
+            }),
+        });
     }
-    tokio::spawn(reload_on_sighup(reloaders));
+    let reloading = tokio::spawn(reload_on_sighup(hangups, reloads));
     health.set_started();
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -449,6 +459,7 @@ async fn run(config: Config) -> Result<(), String> {
     trustgate::api::server::serve_frontend(listener, Arc::new(frontend), until_stopped(stopped))
         .await
         .map_err(|e| e.to_string())?;
+    reloading.abort();
     if let Ok(Err(e)) = admin.await {
         tracing::warn!(error = %e, "admin listener ended with an error");
     }
@@ -461,51 +472,57 @@ async fn until_stopped(mut stopped: tokio::sync::watch::Receiver<bool>) {
     let _ = stopped.wait_for(|s| *s).await;
 }
 
-/// Something SIGHUP re-reads: the config key it serves (for the log) and the blocking reload.
-type Reloader = (
-    &'static str,
-    Box<dyn Fn() -> Result<(), String> + Send + Sync>,
-);
+/// One thing SIGHUP re-reads from disk: `run` returns a line for the log, or the problem (naming
+/// the key and the file) while the previous state stays in use.
+struct Reload {
+    what: &'static str,
+    run: Box<dyn Fn() -> Result<String, String> + Send + Sync>,
+}
 
-/// On every SIGHUP, runs each reloader (off the async workers). A reloader that fails keeps
-/// what it had loaded before; its error is logged. The handler is installed before this returns,
-/// so a SIGHUP right after start-up reloads instead of ending the process.
-fn reload_on_sighup(reloaders: Vec<Reloader>) -> impl std::future::Future<Output = ()> {
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = Option<()>;
+
+fn hangup_signals() -> Hangups {
     #[cfg(unix)]
-    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
-    async move {
-        #[cfg(unix)]
-        {
-            let mut hup = match hup {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot listen for SIGHUP; reloading is off");
-                    return;
-                }
-            };
-            let reloaders = Arc::new(reloaders);
-            while hup.recv().await.is_some() {
-                tracing::info!("SIGHUP: reloading");
-                let reloaders = reloaders.clone();
-                let done = tokio::task::spawn_blocking(move || {
-                    for (key, reload) in reloaders.iter() {
-                        if let Err(e) = reload() {
-                            tracing::error!(
-                                key,
-                                "{key}: reload failed, keeping the previous one: {e}"
-                            );
-                        }
-                    }
-                })
-                .await;
-                if let Err(e) = done {
-                    tracing::error!(error = %e, "reload panicked");
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reloads need a restart");
+                None
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+/// On every SIGHUP, runs each reload in turn and logs its outcome. Open connections are not
+/// touched: what a reload changes applies to what comes after it.
+async fn reload_on_sighup(hangups: Hangups, reloads: Vec<Reload>) {
+    #[cfg(unix)]
+    {
+        let Some(mut hup) = hangups else { return };
+        while hup.recv().await.is_some() {
+            if reloads.is_empty() {
+                tracing::info!("SIGHUP: nothing to reload");
+            }
+            for r in &reloads {
+                match (r.run)() {
+                    Ok(summary) => tracing::info!(what = r.what, %summary, "SIGHUP: reloaded"),
+                    Err(e) => tracing::error!(
+                        what = r.what,
+                        "SIGHUP: reload failed, keeping the previous one: {e}"
+                    ),
                 }
             }
         }
-        #[cfg(not(unix))]
-        drop(reloaders);
     }
+    #[cfg(not(unix))]
+    drop((hangups, reloads));
 }
 
 /// SIGINT or SIGTERM: stop accepting, let in-flight responses finish.

@@ -448,7 +448,7 @@ fn sighup_reloads_the_htpasswd_file() {
     assert_eq!(fx.get("/v2/", Some(&alice())).status, 200);
     assert_eq!(fx.get("/v2/", Some(&carol)).status, 401);
 
-    const RELOADED: &str = "reloaded the htpasswd file";
+    const RELOADED: &str = "SIGHUP: reloaded what=\"client logins";
     reload(&fx, &(entry(&alice()) + &entry(&carol)), RELOADED);
     assert_eq!(fx.get("/v2/", Some(&carol)).status, 200);
 
@@ -487,7 +487,7 @@ fn an_entry_from_apache_htpasswd_logs_in() {
     reload(
         &fx,
         &(entry(&bob()) + out.stdout.trim_end() + "\n"),
-        "reloaded the htpasswd file",
+        "SIGHUP: reloaded what=\"client logins",
     );
     assert_eq!(
         fx.get("/v2/", Some(&Creds::new("erin", "erin-pw"))).status,

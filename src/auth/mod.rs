@@ -204,8 +204,8 @@ impl Gate {
     }
 
     /// Re-reads the htpasswd file (SIGHUP). On any problem the users loaded before stay in
-    /// force and the error says why. Blocking (file read, one bcrypt hash): call it from a
-    /// blocking context.
+    /// force and the error says why. Blocking, briefly: a file read and one bcrypt hash at the
+    /// file's cost (tens of milliseconds at the usual costs).
     pub fn reload(&self) -> Result<(), AuthError> {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let users = load_users(&self.path, generation)?;
@@ -214,8 +214,13 @@ impl Gate {
         // Checks remembered from the old file must not outlive it (the generation check in
         // `authenticate` covers a check that was running while the file was swapped).
         self.verified.invalidate_all();
-        tracing::info!(htpasswd = %self.path.display(), users = n, "reloaded the htpasswd file");
+        tracing::debug!(htpasswd = %self.path.display(), users = n, "reloaded the htpasswd file");
         Ok(())
+    }
+
+    /// Users in the file in force.
+    pub fn user_count(&self) -> usize {
+        self.current().file.len()
     }
 
     pub fn htpasswd_path(&self) -> &Path {
