@@ -772,11 +772,14 @@ impl Config {
         Ok(())
     }
 
-    /// `[auth]`: the htpasswd file must be readable; access rules must name users and globs.
+    /// `[auth]`: the htpasswd file must hold bcrypt entries only; access rules must name users
+    /// and globs.
     fn validate_auth(&self) -> Result<(), (String, String)> {
         let a = &self.auth;
         if let Some(path) = &a.htpasswd {
-            read_text(path).map_err(|p| ("auth.htpasswd".to_string(), p))?;
+            // `<path> line N: …` for a bad entry, so check-config points at the line to fix.
+            crate::auth::load_htpasswd(path)
+                .map_err(|e| ("auth.htpasswd".to_string(), e.to_string()))?;
         } else if !a.access.is_empty() {
             return Err((
                 "auth.access".into(),
@@ -1056,6 +1059,29 @@ mod tests {
         let file = dir.path().join("htpasswd");
         std::fs::write(&file, "").unwrap();
         let base = format!("[auth]\nhtpasswd = \"{}\"\n", file.display());
+        let e = err(&base);
+        assert!(
+            e.contains("auth.htpasswd: ") && e.contains("holds no user entries"),
+            "{e}"
+        );
+        std::fs::write(
+            &file,
+            "# users\nalice:$apr1$6/pqEV72$z/gHYk8zeqeBiK3/mOJb10\n",
+        )
+        .unwrap();
+        let e = err(&base);
+        assert!(
+            e.contains(&format!(
+                "auth.htpasswd: {} line 2: user \"alice\": MD5 ($apr1$, htpasswd -m) entry; only bcrypt",
+                file.display()
+            )),
+            "{e}"
+        );
+        std::fs::write(
+            &file,
+            "alice:$2y$04$xhFpuB1l54acMlpkV.xFqORVpj/6YHoYQMa/5FhqHN2tqp4TxXVh2\n",
+        )
+        .unwrap();
         let e = err(&format!(
             "{base}[[auth.access]]\nusers = []\nrepositories = [\"*\"]\n"
         ));

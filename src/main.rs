@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use trustgate::config::{Config, LogFormat, CONFIG_ENV, DEFAULT_CONFIG_PATH};
@@ -396,6 +397,8 @@ async fn run(config: Config) -> Result<(), String> {
             config.storage.path.display()
         )
     })?;
+    // Before any port opens: SIGHUP's default action is to exit.
+    let hangups = hangup_signals();
     // The admin listener comes first: /healthz answers, and /readyz says "starting", while a
     // large store is being indexed.
     let admin_listener = tokio::net::TcpListener::bind(config.admin.listen)
@@ -411,6 +414,32 @@ async fn run(config: Config) -> Result<(), String> {
     let proxy = trustgate::proxy::Proxy::new(&config)
         .await
         .map_err(|e| e.to_string())?;
+    // Loading hashes one made-up password at the file's cost: off the async workers.
+    let auth_config = config.auth.clone();
+    let gate =
+        tokio::task::spawn_blocking(move || trustgate::auth::Gate::from_config(&auth_config))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("auth.htpasswd: {e}"))?
+            .map(Arc::new);
+    // What SIGHUP re-reads; each entry logs its own outcome.
+    let mut reloads: Vec<Reload> = Vec::new();
+    if let Some(gate) = &gate {
+        tracing::info!(htpasswd = %gate.htpasswd_path().display(), realm = %config.auth.realm, "clients must log in");
+        let gate = gate.clone();
+        reloads.push(Reload {
+            what: "client logins (auth.htpasswd)",
+            run: Box::new(move || {
+                gate.reload().map_err(|e| format!("auth.htpasswd: {e}"))?;
+                Ok(format!(
+                    "{}: {} users",
+                    gate.htpasswd_path().display(),
+                    gate.user_count()
+                ))
+            }),
+        });
+    }
+    let reloading = tokio::spawn(reload_on_sighup(hangups, reloads));
     health.set_started();
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -426,9 +455,11 @@ async fn run(config: Config) -> Result<(), String> {
         shutdown_signal().await;
         let _ = stop.send(true);
     });
-    trustgate::api::server::serve(listener, proxy, until_stopped(stopped))
+    let frontend = trustgate::api::server::Frontend { proxy, auth: gate };
+    trustgate::api::server::serve_frontend(listener, Arc::new(frontend), until_stopped(stopped))
         .await
         .map_err(|e| e.to_string())?;
+    reloading.abort();
     if let Ok(Err(e)) = admin.await {
         tracing::warn!(error = %e, "admin listener ended with an error");
     }
@@ -439,6 +470,59 @@ async fn run(config: Config) -> Result<(), String> {
 /// Completes once shutdown was requested.
 async fn until_stopped(mut stopped: tokio::sync::watch::Receiver<bool>) {
     let _ = stopped.wait_for(|s| *s).await;
+}
+
+/// One thing SIGHUP re-reads from disk: `run` returns a line for the log, or the problem (naming
+/// the key and the file) while the previous state stays in use.
+struct Reload {
+    what: &'static str,
+    run: Box<dyn Fn() -> Result<String, String> + Send + Sync>,
+}
+
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = Option<()>;
+
+fn hangup_signals() -> Hangups {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reloads need a restart");
+                None
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+/// On every SIGHUP, runs each reload in turn and logs its outcome. Open connections are not
+/// touched: what a reload changes applies to what comes after it.
+async fn reload_on_sighup(hangups: Hangups, reloads: Vec<Reload>) {
+    #[cfg(unix)]
+    {
+        let Some(mut hup) = hangups else { return };
+        while hup.recv().await.is_some() {
+            if reloads.is_empty() {
+                tracing::info!("SIGHUP: nothing to reload");
+            }
+            for r in &reloads {
+                match (r.run)() {
+                    Ok(summary) => tracing::info!(what = r.what, %summary, "SIGHUP: reloaded"),
+                    Err(e) => tracing::error!(
+                        what = r.what,
+                        "SIGHUP: reload failed, keeping the previous one: {e}"
+                    ),
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop((hangups, reloads));
 }
 
 /// SIGINT or SIGTERM: stop accepting, let in-flight responses finish.

@@ -36,7 +36,12 @@ fn every_file_the_config_names_must_exist_and_be_readable() {
     let d = dir.path();
     let pem = "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n";
     std::fs::write(d.join("ca.pem"), pem).unwrap();
-    std::fs::write(d.join("htpasswd"), "").unwrap();
+    // `htpasswd -nbB -C 4 alice alice-pw` (an empty file is refused: it lists no users).
+    std::fs::write(
+        d.join("htpasswd"),
+        "alice:$2y$04$xhFpuB1l54acMlpkV.xFqORVpj/6YHoYQMa/5FhqHN2tqp4TxXVh2\n",
+    )
+    .unwrap();
     std::fs::write(d.join("pw"), "secret\n").unwrap();
     // A folder where a file is expected: unreadable even for root.
     std::fs::create_dir(d.join("a-folder")).unwrap();

@@ -158,27 +158,48 @@ async fn handle_in_span(
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
     let mut upstream = String::from("-");
-    let mut route_kind = RouteKind::Other;
-    let user: Option<String> = None;
+    // Every request, the ping included, must log in when `[auth]` is on.
+    let login = match &frontend.auth {
+        Some(gate) => gate
+            .authenticate(
+                req.headers()
+                    .get(header::AUTHORIZATION)
+                    .map(HeaderValue::as_bytes),
+                peer.ip(),
+            )
+            .await
+            .map(Some)
+            .map_err(|e| gate.refusal(&e)),
+        None => Ok(None),
+    };
+    let user: Option<String> = login.as_ref().ok().cloned().flatten();
     let ctx = RequestContext {
         id,
         client: peer,
         user: user.clone(),
     };
-    let result = match proxy.router().route(&method, &path, query.as_deref()) {
-        Ok(Routed::Ping) => {
-            route_kind = RouteKind::Ping;
-            Ok(ping())
-        }
+    let routed = proxy.router().route(&method, &path, query.as_deref());
+    // Known before the login is checked, so that the metrics count a refusal under its route.
+    let route_kind = match &routed {
+        Ok(Routed::Ping) => RouteKind::Ping,
+        Ok(Routed::Content(route)) => match route.endpoint {
+            Endpoint::Manifest(_) => RouteKind::Manifest,
+            Endpoint::Blob(_) => RouteKind::Blob,
+            Endpoint::Tags { .. } => RouteKind::Tags,
+        },
+        Err(_) => RouteKind::Other,
+    };
+    let result = match login.and(routed) {
+        Ok(Routed::Ping) => Ok(ping()),
         Ok(Routed::Content(route)) => {
             upstream = proxy.upstream_name(&route).to_string();
-            route_kind = match route.endpoint {
-                Endpoint::Manifest(_) => RouteKind::Manifest,
-                Endpoint::Blob(_) => RouteKind::Blob,
-                Endpoint::Tags { .. } => RouteKind::Tags,
-            };
-            ctx.scope(proxy.handle(&method, &route, req.headers()))
-                .await
+            match may_pull(&frontend, user.as_deref(), &upstream, &route) {
+                Ok(()) => {
+                    ctx.scope(proxy.handle(&method, &route, req.headers()))
+                        .await
+                }
+                Err(e) => Err(e),
+            }
         }
         Err(e) => Err(e),
     };
@@ -221,6 +242,21 @@ async fn handle_in_span(
         }),
     };
     Response::from_parts(parts, logged.boxed_unsync())
+}
+
+/// `[[auth.access]]`: whether the logged-in user may pull from this repository (its GUN).
+fn may_pull(
+    frontend: &Frontend,
+    user: Option<&str>,
+    upstream: &str,
+    route: &super::route::Route,
+) -> Result<(), ApiError> {
+    match (&frontend.auth, user) {
+        (Some(gate), Some(user)) => gate
+            .authorize(user, &format!("{upstream}/{}", route.repository))
+            .map_err(|e| gate.refusal(&e)),
+        _ => Ok(()),
+    }
 }
 
 fn ping() -> Response<Body> {
