@@ -117,7 +117,9 @@ impl ListenOptions {
     ) -> Self {
         Self {
             tls,
-            max_connections: server.max_connections.max(1),
+            max_connections: server
+                .max_connections
+                .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
             max_header_bytes: usize::try_from(server.max_header_bytes).unwrap_or(usize::MAX),
             header_read_timeout: server.header_read_timeout(),
             idle_timeout: server.idle_timeout(),
@@ -279,7 +281,7 @@ async fn serve_connection(
             return;
         }
         Err(_) => {
-            tracing::info!(%peer, timeout_secs = options.header_read_timeout.as_secs(), "closing a connection that sent no request in time");
+            tracing::info!(%peer, timeout_secs = options.header_read_timeout.as_secs(), "closed a connection that sent no request in time");
             return;
         }
     };
@@ -293,11 +295,16 @@ async fn serve_connection(
         HttpVersion::Http2 => Box::pin(watcher.watch(http.h2.serve_connection(io, service))),
     };
     tokio::select! {
-        result = conn => {
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        }
+        result = conn => match result {
+            // hyper's header_read_timeout: a slow (or slow-loris) client.
+            Err(e) if e.is_timeout() => tracing::info!(
+                %peer,
+                timeout_secs = options.header_read_timeout.as_secs(),
+                "closed a connection whose request head did not arrive in time"
+            ),
+            Err(e) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
+            Ok(()) => {}
+        },
         _ = activity.idle_for(options.idle_timeout) => {
             tracing::debug!(%peer, idle_secs = options.idle_timeout.as_secs(), "closing an idle connection");
         }
