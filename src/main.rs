@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use trustgate::api::server::{Frontend, ListenOptions};
+use trustgate::api::tls::{ReloadableTls, TlsFiles};
 use trustgate::config::{Config, LogFormat, CONFIG_ENV, DEFAULT_CONFIG_PATH};
 
 #[derive(Parser)]
@@ -102,25 +104,35 @@ fn main() -> ExitCode {
     }
 }
 
-/// `check-config FILE`: load and validate the file (and every file it names), print a summary.
+/// `check-config FILE`: load and validate the file (and every file it names), and load the TLS
+/// files exactly as `serve` would (chain, key, the key matching the chain, the client CA); print
+/// a summary.
 fn check_config(file: &std::path::Path) -> ExitCode {
     init_tracing(LogFormat::Text);
-    match Config::load(file) {
-        Ok(c) => {
-            println!(
-                "{}: valid ({} upstream{}, listening on {})",
-                file.display(),
-                c.upstreams.len(),
-                if c.upstreams.len() == 1 { "" } else { "s" },
-                c.server.listen
-            );
-            ExitCode::SUCCESS
-        }
+    let c = match Config::load(file) {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("invalid configuration: {e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
-    }
+    };
+    let tls = match TlsFiles::from_config(&c.server).map(|f| f.load()) {
+        None => "",
+        Some(Ok(_)) if c.server.client_ca.is_some() => " (HTTPS, client certificates required)",
+        Some(Ok(_)) => " (HTTPS)",
+        Some(Err(e)) => {
+            eprintln!("invalid configuration: {}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "{}: valid ({} upstream{}, listening on {}{tls})",
+        file.display(),
+        c.upstreams.len(),
+        if c.upstreams.len() == 1 { "" } else { "s" },
+        c.server.listen
+    );
+    ExitCode::SUCCESS
 }
 
 /// Log lines go to stderr, as text or JSON (`[log] format`), filtered by `RUST_LOG`.
@@ -397,8 +409,19 @@ async fn run(config: Config) -> Result<(), String> {
             config.storage.path.display()
         )
     })?;
-    // Before any port opens: SIGHUP's default action is to exit.
+    // TLS first: a bad key should not wait for anything else.
+    let tls = match TlsFiles::from_config(&config.server) {
+        None => None,
+        Some(files) => {
+            let (tls, summary) = ReloadableTls::load(files).map_err(|e| e.to_string())?;
+            tracing::info!(certificate = %summary, "TLS loaded");
+            Some(Arc::new(tls))
+        }
+    };
+    // Signal handlers before any port opens: SIGHUP's default action is to exit, and a SIGTERM
+    // sent as soon as a port answers must reach the graceful path.
     let hangups = hangup_signals();
+    let shutdown = shutdown_signal();
     // The admin listener comes first: /healthz answers, and /readyz says "starting", while a
     // large store is being indexed.
     let admin_listener = tokio::net::TcpListener::bind(config.admin.listen)
@@ -411,9 +434,18 @@ async fn run(config: Config) -> Result<(), String> {
         health.clone(),
         until_stopped(stopped.clone()),
     ));
-    let proxy = trustgate::proxy::Proxy::new(&config)
-        .await
-        .map_err(|e| e.to_string())?;
+    // One signal stops both listeners, and start-up too (indexing a large store takes time).
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let proxy = tokio::select! {
+        proxy = trustgate::proxy::Proxy::new(&config) => proxy.map_err(|e| e.to_string())?,
+        _ = until_stopped(stopped.clone()) => {
+            tracing::info!("stopped before serving");
+            return Ok(());
+        }
+    };
     // Loading hashes one made-up password at the file's cost: off the async workers.
     let auth_config = config.auth.clone();
     let gate =
@@ -439,6 +471,13 @@ async fn run(config: Config) -> Result<(), String> {
             }),
         });
     }
+    if let Some(tls) = &tls {
+        let tls = tls.clone();
+        reloads.push(Reload {
+            what: "server TLS (tls_cert, tls_key, client_ca)",
+            run: Box::new(move || tls.reload().map_err(|e| e.to_string())),
+        });
+    }
     let reloading = tokio::spawn(reload_on_sighup(hangups, reloads));
     health.set_started();
     let listener = tokio::net::TcpListener::bind(config.server.listen)
@@ -449,17 +488,19 @@ async fn run(config: Config) -> Result<(), String> {
         .iter()
         .map(|u| format!("{} ({})", u.name, u.url))
         .collect();
-    tracing::info!(listen = %config.server.listen, admin = %config.admin.listen, upstreams = %upstreams.join(", "), storage = %config.storage.path.display(), "trustgate serving");
-    // One signal stops both listeners.
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop.send(true);
-    });
-    let frontend = trustgate::api::server::Frontend { proxy, auth: gate };
-    trustgate::api::server::serve_frontend(listener, Arc::new(frontend), until_stopped(stopped))
-        .await
-        .map_err(|e| e.to_string())?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(listen = %format!("{scheme}://{}", config.server.listen), admin = %config.admin.listen, upstreams = %upstreams.join(", "), storage = %config.storage.path.display(), "trustgate serving");
+    let frontend = Frontend { proxy, auth: gate };
+    let options = ListenOptions::from_config(&config.server, tls);
+    let result = trustgate::api::server::serve_with(
+        listener,
+        Arc::new(frontend),
+        options,
+        until_stopped(stopped),
+    )
+    .await;
     reloading.abort();
+    result.map_err(|e| e.to_string())?;
     if let Ok(Err(e)) = admin.await {
         tracing::warn!(error = %e, "admin listener ended with an error");
     }
@@ -525,25 +566,46 @@ async fn reload_on_sighup(hangups: Hangups, reloads: Vec<Reload>) {
     drop((hangups, reloads));
 }
 
-/// SIGINT or SIGTERM: stop accepting, let in-flight responses finish.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGINT or SIGTERM: stop accepting, let in-flight responses finish (for `server.shutdown_grace`
+/// at most). The handlers are installed when this is called, not when the future is first
+/// polled, so a signal that arrives as soon as a port is open is not lost.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let term = async {
+                match term.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let int = async {
+                match int.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = term => {},
+                _ = int => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutdown requested: no new connections; finishing in-flight requests");
     }
-    tracing::info!("shutdown requested; finishing in-flight requests");
 }

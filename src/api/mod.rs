@@ -1,13 +1,17 @@
 //! The client-facing side: the pull half of the Registry HTTP API v2 / OCI distribution API.
 //!
 //! [`route`] turns a request line into a validated [`route::Route`], [`error`] turns every failure
-//! into an OCI error body, [`server`] runs the hyper listener and hands routes to the proxy.
+//! into an OCI error body, [`server`] runs the hyper listener and hands routes to the proxy;
+//! [`tls`] holds the listener's reloadable TLS config and [`conn`] the per-connection IO below
+//! HTTP (idle tracking, HTTP version choice).
 
+pub mod conn;
 pub mod context;
 pub mod error;
 pub mod media;
 pub mod route;
 pub mod server;
+pub mod tls;
 
 pub use error::{ApiError, ErrorCode};
 pub use route::{Endpoint, Route, Routed, Router};

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt};
@@ -15,14 +15,16 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use tracing::Instrument;
 
+use super::conn::{self, Activity, ActivityIo, HttpVersion};
 use super::context::{self, RequestContext};
 use super::error::ApiError;
 use super::route::{Endpoint, Routed};
+use super::tls::ReloadableTls;
 use crate::metrics::{metrics, RouteKind};
 use crate::proxy::Proxy;
 
@@ -81,48 +83,237 @@ pub async fn serve(
     serve_frontend(listener, Arc::new(Frontend::open(proxy)), shutdown).await
 }
 
-/// Serves until `shutdown` completes, then stops accepting and lets open connections finish.
+/// Serves until `shutdown` completes, then stops accepting and lets open connections finish;
+/// plain HTTP with the default limits of `[server]`.
 pub async fn serve_frontend(
     listener: TcpListener,
     frontend: Arc<Frontend>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    serve_with(listener, frontend, ListenOptions::default(), shutdown).await
+}
+
+/// How the listener treats connections: TLS and the limits of `[server]`.
+#[derive(Clone)]
+pub struct ListenOptions {
+    /// HTTPS (and mTLS) when set; the config inside is swapped on reload.
+    pub tls: Option<Arc<ReloadableTls>>,
+    /// Connections served at once; further ones wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Largest request head: HTTP/1 answers 431 above it, HTTP/2 refuses the stream.
+    pub max_header_bytes: usize,
+    /// Time for the TLS handshake plus the first bytes, and for every HTTP/1 request head.
+    pub header_read_timeout: Duration,
+    /// A connection with no byte read or written for this long is closed.
+    pub idle_timeout: Duration,
+    /// After `shutdown`: how long open connections get to finish before they are closed.
+    pub shutdown_grace: Duration,
+}
+
+impl ListenOptions {
+    pub fn from_config(
+        server: &crate::config::ServerConfig,
+        tls: Option<Arc<ReloadableTls>>,
+    ) -> Self {
+        Self {
+            tls,
+            max_connections: server
+                .max_connections
+                .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+            max_header_bytes: usize::try_from(server.max_header_bytes).unwrap_or(usize::MAX),
+            header_read_timeout: server.header_read_timeout(),
+            idle_timeout: server.idle_timeout(),
+            shutdown_grace: server.shutdown_grace(),
+        }
+    }
+}
+
+impl Default for ListenOptions {
+    /// Plain HTTP with the documented defaults of `[server]`.
+    fn default() -> Self {
+        Self::from_config(&crate::config::ServerConfig::default(), None)
+    }
+}
+
+/// Serves until `shutdown` completes; then stops accepting (new connections are refused), lets
+/// open connections finish their responses for up to `shutdown_grace`, and closes the rest.
+pub async fn serve_with(
+    listener: TcpListener,
+    frontend: Arc<Frontend>,
+    options: ListenOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let options = Arc::new(options);
+    let http = Arc::new(http_builders(&options));
+    let permits = Arc::new(tokio::sync::Semaphore::new(options.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
+        // A permit first: at max_connections, accepting waits and clients queue in the kernel.
+        let next = async {
+            let permit = permits.clone().acquire_owned().await;
+            (permit, listener.accept().await)
+        };
         tokio::select! {
-            accepted = listener.accept() => {
+            (permit, accepted) = next => {
+                let Ok(permit) = permit else { break };
                 let (stream, peer) = match accepted {
                     Ok(x) => x,
                     Err(e) => {
                         // Out of file descriptors and similar: keep serving the others.
                         tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let frontend = frontend.clone();
-                let service = hyper::service::service_fn(move |req| {
-                    let frontend = frontend.clone();
-                    async move { Ok::<_, Infallible>(handle(frontend, req, peer).await) }
-                });
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
+                // Watching starts now, so a connection still in its handshake when shutdown
+                // begins is waited for too.
+                let watcher = graceful.watcher();
+                let (frontend, options, http) = (frontend.clone(), options.clone(), http.clone());
+                connections.spawn(async move {
+                    serve_connection(stream, peer, frontend, &options, &http, watcher).await;
+                    drop(permit);
                 });
             }
+            // Reap finished connections so the set holds only open ones.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             _ = &mut shutdown => break,
         }
     }
     drop(listener);
-    graceful.shutdown().await;
+    let open = connections.len();
+    if open > 0 {
+        tracing::info!(
+            connections = open,
+            grace_secs = options.shutdown_grace.as_secs(),
+            "waiting for open connections to finish"
+        );
+    }
+    if tokio::time::timeout(options.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = connections.len(),
+            "shutdown grace is over; closing the connections still open"
+        );
+    }
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
     Ok(())
 }
+
+/// The HTTP settings every connection shares. hyper-util's `auto` builder is not used: the
+/// version is chosen before hyper starts (see [`conn::sniff`]), and only hyper's own HTTP/1
+/// builder has `max_header_size`.
+struct HttpBuilders {
+    h1: hyper::server::conn::http1::Builder,
+    h2: hyper::server::conn::http2::Builder<TokioExecutor>,
+}
+
+fn http_builders(options: &ListenOptions) -> HttpBuilders {
+    let mut h1 = hyper::server::conn::http1::Builder::new();
+    h1.timer(TokioTimer::new())
+        // hyper starts this timer whenever it waits for a request head, including between
+        // keep-alive requests, and closes the connection when it fires.
+        .header_read_timeout(options.header_read_timeout)
+        // A larger head is answered 431 and the connection closed.
+        .max_header_size(options.max_header_bytes);
+    if options.max_header_bytes > HYPER_DEFAULT_MAX_BUF {
+        // The read buffer must hold a whole head; hyper's default is about 400 KiB.
+        h1.max_buf_size(options.max_header_bytes.saturating_add(8192));
+    }
+    let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX));
+    HttpBuilders { h1, h2 }
+}
+
+/// hyper's default `max_buf_size` (8 KiB + 100 × 4 KiB).
+const HYPER_DEFAULT_MAX_BUF: usize = 8192 + 4096 * 100;
+
+/// One accepted connection: TLS handshake and HTTP version within `header_read_timeout`, then
+/// HTTP until the client leaves, the connection idles out, or shutdown ends it.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    frontend: Arc<Frontend>,
+    options: &ListenOptions,
+    http: &HttpBuilders,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let activity = Activity::new();
+    let io = ActivityIo::new(stream, activity.clone());
+    let setup = tokio::time::timeout(options.header_read_timeout, async {
+        match &options.tls {
+            None => conn::sniff(io)
+                .await
+                .map(|(v, io)| (v, Box::new(io) as Box<dyn ConnIo>)),
+            Some(tls) => {
+                let tls_stream = tls.acceptor().accept(io).await?;
+                // ALPN decides when the client offered it; otherwise the bytes do.
+                let version = match tls_stream.get_ref().1.alpn_protocol() {
+                    Some(b"h2") => Some(HttpVersion::Http2),
+                    Some(b"http/1.1") => Some(HttpVersion::Http1),
+                    _ => None,
+                };
+                match version {
+                    Some(v) => Ok((v, Box::new(tls_stream) as Box<dyn ConnIo>)),
+                    None => conn::sniff(tls_stream)
+                        .await
+                        .map(|(v, io)| (v, Box::new(io) as Box<dyn ConnIo>)),
+                }
+            }
+        }
+    });
+    let (version, io) = match setup.await {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                tracing::debug!(%peer, error = %e, "connection closed before a request");
+            } else if options.tls.is_some() {
+                tracing::info!(%peer, error = %e, "TLS handshake failed");
+            } else {
+                tracing::debug!(%peer, error = %e, "connection failed before a request");
+            }
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, timeout_secs = options.header_read_timeout.as_secs(), "closed a connection that sent no request in time");
+            return;
+        }
+    };
+    let service = hyper::service::service_fn(move |req| {
+        let frontend = frontend.clone();
+        async move { Ok::<_, Infallible>(handle(frontend, req, peer).await) }
+    });
+    let io = TokioIo::new(io);
+    let conn: Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>> = match version {
+        HttpVersion::Http1 => Box::pin(watcher.watch(http.h1.serve_connection(io, service))),
+        HttpVersion::Http2 => Box::pin(watcher.watch(http.h2.serve_connection(io, service))),
+    };
+    tokio::select! {
+        result = conn => match result {
+            // hyper's header_read_timeout: a slow (or slow-loris) client.
+            Err(e) if e.is_timeout() => tracing::info!(
+                %peer,
+                timeout_secs = options.header_read_timeout.as_secs(),
+                "closed a connection whose request head did not arrive in time"
+            ),
+            Err(e) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
+            Ok(()) => {}
+        },
+        _ = activity.idle_for(options.idle_timeout) => {
+            tracing::debug!(%peer, idle_secs = options.idle_timeout.as_secs(), "closing an idle connection");
+        }
+    }
+}
+
+/// A plain or TLS connection, once its HTTP version is known.
+trait ConnIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ConnIo for T {}
 
 /// The header that carries the request id to the client (and from a client that sets one).
 const REQUEST_ID: &str = "x-request-id";

@@ -243,6 +243,17 @@ impl Trustgate {
     pub fn stop(&mut self) {
         self.child.stop();
     }
+
+    /// Waits up to `timeout` for the process to exit on its own (after SIGTERM, say); its exit
+    /// status, or `None` if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut status = None;
+        proc::wait_until(timeout, || {
+            status = self.child.try_status();
+            status.is_some()
+        });
+        status
+    }
 }
 
 /// `trustgate serve --config FILE`, waiting until the listener accepts connections (it is bound

@@ -1,0 +1,455 @@
+//! The listener's TLS: `server.tls_cert`, `server.tls_key` and `server.client_ca` loaded from PEM
+//! files into one rustls `ServerConfig`, which [`ReloadableTls::reload`] replaces whole (SIGHUP).
+//!
+//! A handshake takes the config current when the connection was accepted, so after a reload new
+//! connections get the new certificate while open ones keep the session they negotiated. A reload
+//! that fails keeps the previous config: a typo in a renewed file must not take the listener down.
+//!
+//! Loading is a pure function of the file bytes ([`build`]) wrapped by one that reads the files
+//! ([`TlsFiles::load`]), so `trustgate check-config` runs exactly the checks `serve` runs.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+use rustls_pki_types::pem::{self, PemObject};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::ServerConfig;
+
+/// ALPN protocols offered, preferred first: HTTP/2, then HTTP/1.1 (docker, containerd and
+/// skopeo all speak both).
+const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// A TLS file that cannot be used: the configuration key, the file and the problem, printed as
+/// `server.tls_key: /etc/trustgate/key.pem: no private key found`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {}: {problem}", path.display())]
+pub struct TlsError {
+    pub key: &'static str,
+    pub path: PathBuf,
+    pub problem: String,
+}
+
+const CERT_KEY: &str = "server.tls_cert";
+const KEY_KEY: &str = "server.tls_key";
+const CA_KEY: &str = "server.client_ca";
+
+/// Where the TLS material lives, as configured in `[server]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+/// What a successful load produced: the rustls config and a line for the log.
+pub struct Loaded {
+    pub config: Arc<rustls::ServerConfig>,
+    /// e.g. `CN=gate.example, serial 1a2b…, valid until 2026-01-01 00:00:00 UTC; client certificates required`.
+    pub summary: String,
+}
+
+impl TlsFiles {
+    /// The files `[server]` names; `None` when the listener speaks plain HTTP.
+    pub fn from_config(server: &ServerConfig) -> Option<TlsFiles> {
+        match (&server.tls_cert, &server.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: server.client_ca.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Reads and checks every file: the chain parses, the key parses and matches the chain's
+    /// first certificate, the client CA bundle holds usable certificates.
+    pub fn load(&self) -> Result<Loaded, TlsError> {
+        let cert = read(CERT_KEY, &self.cert)?;
+        let key = read(KEY_KEY, &self.key)?;
+        let ca = match &self.client_ca {
+            Some(path) => Some(read(CA_KEY, path)?),
+            None => None,
+        };
+        build(
+            Pem {
+                path: &self.cert,
+                bytes: &cert,
+            },
+            Pem {
+                path: &self.key,
+                bytes: &key,
+            },
+            ca.as_ref()
+                .zip(self.client_ca.as_ref())
+                .map(|(b, p)| Pem { path: p, bytes: b }),
+        )
+    }
+}
+
+/// The bytes of one PEM file and its path (for messages).
+#[derive(Clone, Copy)]
+pub struct Pem<'a> {
+    pub path: &'a Path,
+    pub bytes: &'a [u8],
+}
+
+fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|e| TlsError {
+        key,
+        path: path.to_path_buf(),
+        problem: format!("cannot read it: {e}"),
+    })
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    // Explicit rather than the process default: reqwest's rustls and ours are one crate with
+    // only `ring` enabled, but relying on the default would panic if a second provider ever
+    // got compiled in.
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Builds the server config from the file contents. Pure: no I/O.
+pub fn build(cert: Pem<'_>, key: Pem<'_>, client_ca: Option<Pem<'_>>) -> Result<Loaded, TlsError> {
+    let fail = |k: &'static str, path: &Path, problem: String| TlsError {
+        key: k,
+        path: path.to_path_buf(),
+        problem,
+    };
+    let chain = parse_certs(cert.bytes).map_err(|p| fail(CERT_KEY, cert.path, p))?;
+    let private = parse_key(key.bytes).map_err(|p| fail(KEY_KEY, key.path, p))?;
+    let provider = provider();
+    let signing = provider
+        .key_provider
+        .load_private_key(private)
+        .map_err(|e| fail(KEY_KEY, key.path, format!("not a usable private key: {e}")))?;
+    let certified = rustls::sign::CertifiedKey::new(chain.clone(), signing);
+    match certified.keys_match() {
+        Ok(()) => {}
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            return Err(fail(
+                KEY_KEY,
+                key.path,
+                format!(
+                    "does not belong to the first certificate of {} (tls_cert)",
+                    cert.path.display()
+                ),
+            ))
+        }
+        // A key type whose public half rustls cannot derive: the handshake will tell.
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+        Err(e) => {
+            return Err(fail(
+                CERT_KEY,
+                cert.path,
+                format!("the first certificate cannot be used: {e}"),
+            ))
+        }
+    }
+    let summary_cert = describe_leaf(&chain[0]);
+
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(CERT_KEY, cert.path, format!("TLS setup failed: {e}")))?;
+    let (builder, mtls) = match client_ca {
+        None => (builder.with_no_client_auth(), ""),
+        Some(ca) => {
+            let certs = parse_certs(ca.bytes).map_err(|p| fail(CA_KEY, ca.path, p))?;
+            let mut roots = RootCertStore::empty();
+            for (i, c) in certs.into_iter().enumerate() {
+                roots.add(c).map_err(|e| {
+                    fail(
+                        CA_KEY,
+                        ca.path,
+                        format!("certificate {} is not a usable CA: {e}", i + 1),
+                    )
+                })?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| fail(CA_KEY, ca.path, format!("cannot verify clients: {e}")))?;
+            (
+                builder.with_client_cert_verifier(verifier),
+                "; client certificates required",
+            )
+        }
+    };
+    let mut config =
+        builder.with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
+    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    Ok(Loaded {
+        config: Arc::new(config),
+        summary: format!("{summary_cert}{mtls}"),
+    })
+}
+
+/// Every certificate of a PEM bundle (other PEM sections, e.g. a key, are skipped).
+fn parse_certs(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not valid PEM: {}", pem_problem(&e)))?;
+    if certs.is_empty() {
+        return Err("no certificate found (expected -----BEGIN CERTIFICATE-----)".into());
+    }
+    Ok(certs)
+}
+
+/// The first private key of a PEM file: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
+fn parse_key(bytes: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(bytes).map_err(|e| match e {
+        pem::Error::NoItemsFound => "no private key found (expected -----BEGIN PRIVATE KEY-----, \
+             -----BEGIN RSA PRIVATE KEY----- or -----BEGIN EC PRIVATE KEY-----)"
+            .to_string(),
+        e => format!("not valid PEM: {}", pem_problem(&e)),
+    })
+}
+
+fn pem_problem(e: &pem::Error) -> String {
+    match e {
+        pem::Error::IllegalSectionStart { line } => {
+            format!("bad section start {:?}", String::from_utf8_lossy(line))
+        }
+        pem::Error::MissingSectionEnd { end_marker } => {
+            format!("missing {:?}", String::from_utf8_lossy(end_marker))
+        }
+        e => e.to_string(),
+    }
+}
+
+/// Subject, serial and expiry of the served certificate, for the log lines of load and reload
+/// (so an operator can see which certificate is live). Certificates x509-parser cannot read
+/// are still served; rustls decides.
+fn describe_leaf(der: &CertificateDer<'_>) -> String {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    match X509Certificate::from_der(der.as_ref()) {
+        Ok((_, c)) => format!(
+            "{}, serial {}, valid until {}",
+            c.subject(),
+            c.raw_serial_as_string().replace(':', ""),
+            c.validity().not_after
+        ),
+        Err(_) => "certificate not readable by the summary".into(),
+    }
+}
+
+/// The live TLS config, swapped whole by [`ReloadableTls::reload`].
+pub struct ReloadableTls {
+    files: TlsFiles,
+    current: RwLock<Arc<rustls::ServerConfig>>,
+}
+
+impl ReloadableTls {
+    /// Loads the files once; the error names the key and the file.
+    pub fn load(files: TlsFiles) -> Result<(Self, String), TlsError> {
+        let loaded = files.load()?;
+        Ok((
+            Self {
+                files,
+                current: RwLock::new(loaded.config),
+            },
+            loaded.summary,
+        ))
+    }
+
+    /// Re-reads the files. On success new handshakes use them and the summary is returned; on
+    /// failure the previous config stays in use.
+    pub fn reload(&self) -> Result<String, TlsError> {
+        let loaded = self.files.load()?;
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        *current = loaded.config;
+        Ok(loaded.summary)
+    }
+
+    /// An acceptor for one new connection, with the config current now.
+    pub fn acceptor(&self) -> TlsAcceptor {
+        let config = self
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        TlsAcceptor::from(config)
+    }
+
+    pub fn files(&self) -> &TlsFiles {
+        &self.files
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Material {
+        ca_pem: String,
+        cert_pem: String,
+        key_pem: String,
+        other_key_pem: String,
+    }
+
+    fn material() -> Material {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        Material {
+            ca_pem: ca.pem(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            other_key_pem: rcgen::KeyPair::generate().unwrap().serialize_pem(),
+        }
+    }
+
+    fn pem<'a>(path: &'a str, text: &'a str) -> Pem<'a> {
+        Pem {
+            path: Path::new(path),
+            bytes: text.as_bytes(),
+        }
+    }
+
+    fn err(cert: &str, key: &str, ca: Option<&str>) -> String {
+        match build(
+            pem("/c.pem", cert),
+            pem("/k.pem", key),
+            ca.map(|c| pem("/ca.pem", c)),
+        ) {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_matching_pair_loads_and_offers_h2_and_http1() {
+        let m = material();
+        let loaded = build(pem("/c.pem", &m.cert_pem), pem("/k.pem", &m.key_pem), None).unwrap();
+        assert_eq!(
+            loaded.config.alpn_protocols,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+        assert!(loaded.summary.contains("serial"), "{}", loaded.summary);
+        let with_ca = build(
+            pem("/c.pem", &m.cert_pem),
+            pem("/k.pem", &m.key_pem),
+            Some(pem("/ca.pem", &m.ca_pem)),
+        )
+        .unwrap();
+        assert!(with_ca.summary.ends_with("client certificates required"));
+    }
+
+    #[test]
+    fn a_file_without_a_key_names_the_key_and_file() {
+        let m = material();
+        // The certificate file given as the key: PEM, but no key in it.
+        assert_eq!(
+            err(&m.cert_pem, &m.cert_pem, None),
+            "server.tls_key: /k.pem: no private key found (expected -----BEGIN PRIVATE KEY-----, \
+             -----BEGIN RSA PRIVATE KEY----- or -----BEGIN EC PRIVATE KEY-----)"
+        );
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused() {
+        let m = material();
+        let e = err(&m.cert_pem, &m.other_key_pem, None);
+        assert!(
+            e.starts_with(
+                "server.tls_key: /k.pem: does not belong to the first certificate of /c.pem"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_cert_file_without_certificates_is_refused() {
+        let m = material();
+        let e = err(&m.key_pem, &m.key_pem, None);
+        assert!(
+            e.starts_with("server.tls_cert: /c.pem: no certificate found"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn broken_pem_and_garbage_der_are_reported() {
+        let m = material();
+        let truncated = &m.cert_pem[..m.cert_pem.len() - 30];
+        let e = err(truncated, &m.key_pem, None);
+        assert!(
+            e.starts_with("server.tls_cert: /c.pem: not valid PEM"),
+            "{e}"
+        );
+        let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let e = err(garbage, &m.key_pem, None);
+        assert!(
+            e.starts_with("server.tls_cert: /c.pem: the first certificate cannot be used"),
+            "{e}"
+        );
+        let bad_key = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        let e = err(&m.cert_pem, bad_key, None);
+        assert!(
+            e.starts_with("server.tls_key: /k.pem: not a usable private key"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn client_ca_problems_name_client_ca() {
+        let m = material();
+        let e = err(&m.cert_pem, &m.key_pem, Some(&m.key_pem));
+        assert!(
+            e.starts_with("server.client_ca: /ca.pem: no certificate found"),
+            "{e}"
+        );
+        let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let e = err(&m.cert_pem, &m.key_pem, Some(garbage));
+        assert!(
+            e.starts_with("server.client_ca: /ca.pem: certificate 1 is not a usable CA"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn reload_swaps_and_a_failed_reload_keeps_the_old_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        let m = material();
+        std::fs::write(&cert, &m.cert_pem).unwrap();
+        std::fs::write(&key, &m.key_pem).unwrap();
+        let files = TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: None,
+        };
+        let (tls, _) = ReloadableTls::load(files).unwrap();
+        let before = tls.current.read().unwrap().clone();
+
+        std::fs::write(&key, "not a key").unwrap();
+        let e = tls.reload().unwrap_err();
+        assert_eq!(e.key, "server.tls_key");
+        assert_eq!(e.path, key);
+        assert!(Arc::ptr_eq(&before, &tls.current.read().unwrap()));
+
+        let m2 = material();
+        std::fs::write(&cert, &m2.cert_pem).unwrap();
+        std::fs::write(&key, &m2.key_pem).unwrap();
+        tls.reload().unwrap();
+        assert!(!Arc::ptr_eq(&before, &tls.current.read().unwrap()));
+
+        std::fs::remove_file(&cert).unwrap();
+        let e = tls.reload().unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "server.tls_cert: {}: cannot read it",
+                cert.display()
+            )),
+            "{e}"
+        );
+    }
+}
