@@ -15,7 +15,6 @@
 mod common;
 
 use std::fs;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::docker::Dockerd;
@@ -23,121 +22,18 @@ use common::fake_notary::{self, FakeNotary};
 use common::http::{self, Req, Response, MANIFEST_ACCEPT};
 use common::image::{Format, ImageSpec, LayerSpec, Layout};
 use common::inproc::InProcess;
-use common::notary::{NotaryCli, NotaryServer};
+use common::notary::NotaryCli;
 use common::podman::Podman;
-use common::registry::Registry;
-use common::skopeo::{assert_same_tree, Skopeo};
+use common::signed::SignedEnv;
+use common::skopeo::assert_same_tree;
+use common::timed;
 use common::trustgate::{self as tgc, PolicySpec, Trustgate, TrustgateOptions, UpstreamConfig};
-use common::{timed, TestDir};
 
 /// A bit more than `[trust] refresh = 1`.
 const PAST_REFRESH: Duration = Duration::from_millis(1500);
 
 /// 15 days: past the 14-day expiry of the timestamp notary-server signs.
 const FIFTEEN_DAYS: i64 = 15 * 24 * 3600;
-
-/// A registry and a notary-server with one signing client; trustgate is started by each test.
-struct Env {
-    // Field order is drop order: servers before the folder.
-    reg: Registry,
-    notary: NotaryServer,
-    cli: NotaryCli,
-    skopeo: Skopeo,
-    t: TestDir,
-}
-
-impl Env {
-    fn new(name: &str) -> Env {
-        let t = TestDir::new(name);
-        let reg = Registry::start(&t.sub("registry"));
-        let notary = timed("notary-server start", || {
-            NotaryServer::start(&t.sub("notary"))
-        });
-        let cli = NotaryCli::new(&notary, &t.sub("notary-cli"));
-        let skopeo = Skopeo::new(&t.sub("skopeo"));
-        Env {
-            reg,
-            notary,
-            cli,
-            skopeo,
-            t,
-        }
-    }
-
-    fn dir(&self, name: &str) -> PathBuf {
-        self.t.sub(name)
-    }
-
-    /// `<registry host:port>/<repo>`: the name `docker push` would have signed under.
-    fn gun(&self, repo: &str) -> String {
-        format!("{}/{repo}", self.reg.host())
-    }
-
-    /// Build a small single-platform image into its own layout folder.
-    fn image(&self, label: &str, layers: usize) -> Layout {
-        Layout::image(
-            &self.dir(&format!("img-{label}")),
-            &ImageSpec::small(label, layers),
-        )
-    }
-
-    fn push(&self, layout: &Layout, repo: &str, tag: &str) {
-        layout.push(&self.skopeo, &self.reg.host(), repo, tag, None);
-    }
-
-    /// `notary init` + server-managed snapshot key, as docker's first signed push.
-    fn init_trust(&self, repo: &str) {
-        timed("notary init", || {
-            self.cli.init_with_server_snapshot(&self.gun(repo))
-        });
-    }
-
-    /// Sign `tag` of `repo` as exactly `layout`'s top-level manifest bytes.
-    fn sign(&self, repo: &str, tag: &str, layout: &Layout, roles: &[&str]) {
-        self.cli
-            .sign_manifest(&self.gun(repo), tag, &layout.manifest, roles);
-    }
-
-    /// The registry as trustgate's default upstream, with the notary-server.
-    fn upstream(&self) -> UpstreamConfig {
-        UpstreamConfig::default_for(&self.reg).with_notary(&self.notary)
-    }
-
-    fn options(&self, refresh: Option<u64>, policies: Vec<PolicySpec>) -> TrustgateOptions {
-        TrustgateOptions {
-            upstreams: vec![self.upstream()],
-            refresh,
-            policies,
-            ..Default::default()
-        }
-    }
-
-    fn trustgate(&self, name: &str, refresh: Option<u64>, policies: Vec<PolicySpec>) -> Trustgate {
-        timed("trustgate start", || {
-            Trustgate::start(&self.dir(name), self.options(refresh, policies))
-        })
-    }
-
-    /// The registry's own data file of a blob (filesystem driver layout).
-    fn blob_data_path(&self, digest: &str) -> PathBuf {
-        let hex = digest.trim_start_matches("sha256:");
-        self.reg
-            .dir()
-            .join("storage/docker/registry/v2/blobs/sha256")
-            .join(&hex[..2])
-            .join(hex)
-            .join("data")
-    }
-
-    fn logs(&self, tg: Option<&Trustgate>) -> String {
-        format!(
-            "{}\n{}\n{}",
-            tg.map(|t| t.logs()).unwrap_or_default(),
-            self.reg.logs(),
-            self.notary.logs()
-        )
-    }
-}
 
 /// `GET <base>/v2/<repo>/manifests/<reference>` with every manifest type in `Accept`.
 fn get_manifest(base: &str, repo: &str, reference: &str) -> Response {
@@ -194,7 +90,7 @@ fn no_trust_data_message(gun: &str, notary_host: &str) -> String {
 /// refused, and each client prints trustgate's reason in Docker's words.
 #[test]
 fn clients_pull_signed_tags_and_show_refusals() {
-    let env = Env::new("t-clients");
+    let env = SignedEnv::new("t-clients");
     let single = Layout::image(
         &env.dir("img-single"),
         &ImageSpec::new(
@@ -378,7 +274,7 @@ fn clients_pull_signed_tags_and_show_refusals() {
 /// upstream serves the right bytes again, the same tag is served.
 #[test]
 fn tampered_upstream_is_refused_logged_and_not_cached() {
-    let env = Env::new("t-tamper");
+    let env = SignedEnv::new("t-tamper");
     let signed = env.image("tamper-signed", 2);
     let other = env.image("tamper-other", 2);
     let second = env.image("tamper-second", 1);
@@ -484,7 +380,7 @@ fn tampered_upstream_is_refused_logged_and_not_cached() {
 /// real notary-server before the re-signing) is refused as a rollback.
 #[test]
 fn resigned_tag_served_after_refresh_and_replayed_metadata_refused() {
-    let env = Env::new("t-refresh");
+    let env = SignedEnv::new("t-refresh");
     let first = env.image("refresh-first", 1);
     let second = env.image("refresh-second", 1);
     env.push(&first, "demo/app", "v1");
@@ -612,7 +508,7 @@ fn resigned_tag_served_after_refresh_and_replayed_metadata_refused() {
 /// served and counted.
 #[test]
 fn in_process_expiry_outage_and_audit_counter() {
-    let mut env = Env::new("t-inproc");
+    let mut env = SignedEnv::new("t-inproc");
     let signed = env.image("inproc-signed", 1);
     let audited = env.image("inproc-audited", 1);
     env.push(&signed, "demo/app", "v1");
@@ -691,7 +587,7 @@ fn in_process_expiry_outage_and_audit_counter() {
 }
 
 /// `skopeo copy TG/demo/app:v1 dir:` gives exactly `layout`'s files.
-fn pull_same(env: &Env, tg: &Trustgate, layout: &Layout, n: &str) {
+fn pull_same(env: &SignedEnv, tg: &Trustgate, layout: &Layout, n: &str) {
     let out_dir = env.dir(&format!("copy-{n}"));
     let out = env
         .skopeo
@@ -705,7 +601,7 @@ fn pull_same(env: &Env, tg: &Trustgate, layout: &Layout, n: &str) {
 /// offline); an unsigned tag stays refused.
 #[test]
 fn notary_down_serves_cached_and_persisted_trust() {
-    let mut env = Env::new("t-outage");
+    let mut env = SignedEnv::new("t-outage");
     let signed = env.image("outage-signed", 2);
     let unsigned = env.image("outage-unsigned", 1);
     env.push(&signed, "demo/app", "v1");
@@ -752,7 +648,7 @@ fn notary_down_serves_cached_and_persisted_trust() {
 /// names `trustgate trust reset`; after running that command the re-signed tag is served.
 #[test]
 fn new_root_refused_until_trust_reset() {
-    let env = Env::new("t-reset");
+    let env = SignedEnv::new("t-reset");
     let first = env.image("reset-first", 1);
     let second = env.image("reset-second", 1);
     env.push(&first, "demo/app", "v1");
@@ -822,7 +718,7 @@ fn new_root_refused_until_trust_reset() {
 /// unsigned tag and logs that enforce would have refused it.
 #[test]
 fn digests_outside_the_signed_closure_refused_and_audit_serves() {
-    let env = Env::new("t-closure");
+    let env = SignedEnv::new("t-closure");
     let signed = env.image("closure-signed", 2);
     let stray = env.image("closure-stray", 2);
     let audited = env.image("closure-audited", 1);
@@ -915,7 +811,7 @@ fn digests_outside_the_signed_closure_refused_and_audit_serves() {
 /// lists only the signed tags.
 #[test]
 fn verify_command_and_signed_tags_list() {
-    let env = Env::new("t-verify");
+    let env = SignedEnv::new("t-verify");
     let admin = env.image("verify-admin", 1);
     let release = env.image("verify-release", 1);
     let unsigned = env.image("verify-unsigned", 1);

@@ -12,16 +12,13 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use common::http::{self, Req};
 use common::image::{Blob, ImageSpec, LayerSpec, Layout};
-use common::notary::{NotaryCli, NotaryServer};
 use common::proc;
-use common::registry::Registry;
-use common::skopeo::Skopeo;
+use common::signed::SignedEnv;
 use common::trustgate::{self as tgc, PolicySpec, Trustgate, TrustgateOptions, UpstreamConfig};
 use common::{timed, TestDir};
 
@@ -190,47 +187,6 @@ fn decisions(m: &Scrape, outcome: &str, reason: &str) -> f64 {
     m.value(DECISIONS, &[("outcome", outcome), ("reason", reason)])
 }
 
-/// Registry, notary-server, signing CLI and skopeo in one folder.
-struct Env {
-    // Field order is drop order: servers before the folder.
-    reg: Registry,
-    notary: NotaryServer,
-    cli: NotaryCli,
-    skopeo: Skopeo,
-    t: TestDir,
-}
-
-impl Env {
-    fn new(name: &str) -> Env {
-        let t = TestDir::new(name);
-        let reg = Registry::start(&t.sub("registry"));
-        let notary = timed("notary-server start", || {
-            NotaryServer::start(&t.sub("notary"))
-        });
-        let cli = NotaryCli::new(&notary, &t.sub("notary-cli"));
-        let skopeo = Skopeo::new(&t.sub("skopeo"));
-        Env {
-            reg,
-            notary,
-            cli,
-            skopeo,
-            t,
-        }
-    }
-
-    fn dir(&self, name: &str) -> PathBuf {
-        self.t.sub(name)
-    }
-
-    fn gun(&self, repo: &str) -> String {
-        format!("{}/{repo}", self.reg.host())
-    }
-
-    fn logs(&self, tg: &Trustgate) -> String {
-        format!("{}\n{}\n{}", tg.logs(), self.reg.logs(), self.notary.logs())
-    }
-}
-
 /// The config and layer blobs of a single-image layout.
 fn blobs(layout: &Layout) -> Vec<Blob> {
     let img = &layout.images[0];
@@ -244,7 +200,7 @@ fn blobs(layout: &Layout) -> Vec<Blob> {
 /// each reflected in `/metrics`.
 #[test]
 fn metrics_follow_pulls_and_refusals() {
-    let env = Env::new("ops-metrics");
+    let env = SignedEnv::new("ops-metrics");
     let signed = Layout::image(
         &env.dir("img-signed"),
         &ImageSpec::new(
@@ -314,7 +270,7 @@ fn metrics_follow_pulls_and_refusals() {
             None,
         )
     });
-    assert!(out.success(), "{out}\n{}", env.logs(&tg));
+    assert!(out.success(), "{out}\n{}", env.logs(Some(&tg)));
     let m1 = scrape_until(&tg, |m| {
         requests(m, "blob", "200") - requests(&m0, "blob", "200") >= n
             && m.value(BYTES, &[("route", "blob")]) - m0.value(BYTES, &[("route", "blob")])
@@ -379,7 +335,7 @@ fn metrics_follow_pulls_and_refusals() {
         false,
         None,
     );
-    assert!(out.success(), "{out}\n{}", env.logs(&tg));
+    assert!(out.success(), "{out}\n{}", env.logs(Some(&tg)));
     let m2 = scrape_until(&tg, |m| {
         requests(m, "blob", "200") - requests(&m1, "blob", "200") >= n
     });

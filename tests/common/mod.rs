@@ -16,6 +16,7 @@
 //! | [`docker`] | `Dockerd` (real daemon, vfs, own socket) + `/usr/bin/docker`; content-trust pulls |
 //! | [`containerd`] | `Containerd` + `ctr` (plain http, or a `hosts.toml` mirror that adds `?ns=`) |
 //! | [`notary`] | `NotaryServer` (throwaway CA, local trust service, memory) and `NotaryCli` signing |
+//! | [`signed`] | `SignedEnv`: registry + notary-server + signing CLI + skopeo, for signed-pull tests |
 //! | [`trustgate`] | `Trustgate`: writes the TOML config, runs the binary under test |
 //! | [`fake_notary`] | `FakeNotary`: plain-HTTP replay of metadata captured from the real notary-server |
 //! | [`inproc`] | `InProcess`: the proxy in the test process with a movable clock |
@@ -35,6 +36,7 @@ pub mod notary;
 pub mod podman;
 pub mod proc;
 pub mod registry;
+pub mod signed;
 pub mod skopeo;
 pub mod tools;
 pub mod trustgate;
