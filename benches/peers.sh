@@ -32,7 +32,8 @@
 #                PEERS_PROFILE=release. CI runs this so that the benchmark cannot rot.
 #   --no-append  a full run that only prints.
 # Environment: PEERS_WRK_SECONDS (5), PEERS_WRK_ROUNDS (3), PEERS_ROUNDS (5 cold pulls per
-# server), PEERS_PROFILE (release; dev for --smoke), KEEP_LOGS=1 keeps the temp folder on failure.
+# server), PEERS_PROFILE (release; dev for --smoke), KEEP_LOGS=1 keeps the temp folder (logs);
+# PEERS_PERF=DIR records `perf record -g` of trustgate during its multi-client wrk runs in DIR.
 # Exits non-zero when a workload fails functionally (a pull fails, a server does not serve, a
 # digest does not match, enforcement is off), never because of a timing number.
 #
@@ -119,8 +120,8 @@ cleanup() {
     for pid in $(jobs -p); do kill "$pid" 2>/dev/null || true; done
     for name in "${!PIDS[@]}"; do wait "${PIDS[$name]}" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    if [ "$rc" -ne 0 ] && [ -n "${KEEP_LOGS:-}" ]; then
-        log "logs kept in $WORK"
+    if [ -n "${KEEP_LOGS:-}" ]; then
+        log "temp folder and logs kept in $WORK"
     else
         rm -rf "$WORK"
     fi
@@ -221,13 +222,21 @@ declare -A R=() L=()
 # bytes to R[KEY.bytes]. Fails on any non-2xx answer or connection error (functional), never on
 # a timing.
 wrk_run() {
-    local key=$1 name=$2 threads=$3 conns=$4 url=$5 out line
+    local key=$1 name=$2 threads=$3 conns=$4 url=$5 out line perf_pid=""
     out=$WORK/wrk-$key.out
+    if [ -n "${PEERS_PERF:-}" ] && [ "$name" = trustgate ] && [ "$conns" -gt 1 ]; then
+        # profile trustgate during its multi-client runs: perf report -i DIR/perf-KEY-N.data
+        mkdir -p "$PEERS_PERF"
+        perf record -g -p "${PIDS[trustgate]}" -o "$PEERS_PERF/perf-${key%%.*}-$(date +%s).data" \
+            -- sleep "$WRK_SECONDS" >>"$WORK/perf.log" 2>&1 &
+        perf_pid=$!
+    fi
     wrk -t "$threads" -c "$conns" -d "${WRK_SECONDS}s" --timeout 120s --latency \
         -s "$HERE/report.lua" -H "$ACCEPT" "$url" >"$out" 2>&1 || {
         cat "$out" >&2
         die "wrk failed against $name ($url)"
     }
+    if [ -n "$perf_pid" ]; then wait "$perf_pid" || log "perf record failed: $(tail -n 3 "$WORK/perf.log")"; fi
     line=$(grep '^RESULT ' "$out") || die "wrk printed no result against $name: $(cat "$out")"
     local requests bytes duration p50 p99 e_connect e_read e_write e_status e_timeout
     eval "$(echo "${line#RESULT }" | tr ' ' '\n' | sed 's/^err_/e_/; s/_us=/=/')"
@@ -393,6 +402,7 @@ if [ -z "${APP_DIGEST:-}" ] || [ -z "${BIG_DIGEST_MANIFEST:-}" ] || [ -z "$BIG_D
 fi
 # An unsigned tag on the same manifest: the registry proxy serves it, trustgate must refuse it.
 put_manifest bench/app unsigned "$APP_DIGEST" "$APP_MANIFEST"
+rm -f "$WORK"/images/app/layer*.tar.gz # uploaded: the disk space goes to the stores
 log "signed $UP/bench/app:v1 ($APP_DIGEST) and $UP/bench/big:v1 ($BIG_DIGEST_MANIFEST)"
 
 # ---------------------------------------------------------------------------------------------
@@ -443,7 +453,7 @@ start_nginx() {
     local p=$WORK/nginx
     mkdir -p "$p/www" "$p/tmp" "$p/logs"
     cp "$APP_MANIFEST" "$p/www/manifest"
-    cp "$BIG_FILE" "$p/www/blob"
+    ln "$BIG_FILE" "$p/www/blob" 2>/dev/null || cp "$BIG_FILE" "$p/www/blob"
     cat >"$p/nginx.conf" <<EOF
 daemon off;
 master_process on;
@@ -526,9 +536,11 @@ done
 # ---------------------------------------------------------------------------------------------
 # 4. concurrent cold GETs of one blob (before 2: this is also what warms the blob)
 # ---------------------------------------------------------------------------------------------
-# upstream_gets: GETs of the big blob in the upstream's access log
+# upstream_gets AGENT: GETs of the big blob in the upstream's access log (combined format, the
+# user agent last) sent by AGENT: "trustgate/" for trustgate, "Go-http-client/" for distribution.
+# Counting by agent keeps a late request of one proxy out of the other's count.
 upstream_gets() {
-    grep -c "\"GET /v2/bench/big/blobs/$BIG_DIGEST " "$WORK/upstream.out" || true
+    grep -F "\"GET /v2/bench/big/blobs/$BIG_DIGEST " "$WORK/upstream.out" | grep -cF "\"$1" || true
 }
 
 # concurrent_gets NAME URL: CLIENTS_W4 curls at once; sets WALL; dies unless all got every byte
@@ -552,18 +564,29 @@ log "4. $CLIENTS_W4 concurrent cold GETs of the $((BIG_BYTES >> 20)) MiB blob"
 concurrent_gets direct "http://$UP/v2/bench/big/blobs/$BIG_DIGEST"
 R[w4.direct.wall]=$WALL
 for s in regproxy trustgate; do
-    case $s in regproxy) host=$REG ;; trustgate) host=$TG ;; esac
+    case $s in
+        regproxy) host=$REG agent=Go-http-client/ ;;
+        trustgate) host=$TG agent=trustgate/ ;;
+    esac
     # only the blob is cold: each proxy has resolved the tag (and trustgate the trust data)
     [ "$(get_digest "http://$host/v2/bench/big/manifests/v1")" = "$BIG_DIGEST_MANIFEST" ] ||
         die "$s did not serve bench/big:v1"
-    sleep 0.5
-    before=$(upstream_gets)
+    before=$(upstream_gets "$agent")
     reset_hwm "$s"
     concurrent_gets "$s" "http://$host/v2/bench/big/blobs/$BIG_DIGEST"
     R[w4.$s.wall]=$WALL
+    # distribution stores the blob in a background fetch of its own that may still run: wait
+    # until the upstream's count stays put for a second (the upstream logs a request when its
+    # handler returns), and keep the peak RSS of that phase too
+    count=$(upstream_gets "$agent")
+    for _ in $(seq 1 120); do
+        sleep 1
+        next=$(upstream_gets "$agent")
+        [ "$next" != "$count" ] || break
+        count=$next
+    done
     R[w4.$s.rss]=$(hwm_kib "$s")
-    sleep 1 # the upstream logs a request when its handler returns
-    R[w4.$s.fetches]=$(($(upstream_gets) - before))
+    R[w4.$s.fetches]=$((count - before))
     log "$s: ${R[w4.$s.fetches]} upstream fetch(es), ${WALL}s, peak RSS ${R[w4.$s.rss]} KiB"
 done
 
