@@ -421,13 +421,16 @@ start_regproxy() { # fresh, empty storage
 
 TG_PORT=$(free_port)
 TG=127.0.0.1:$TG_PORT
-TG_EXTRA=""
+TG_ADMIN=127.0.0.1:$(free_port)
 start_trustgate() { # fresh, empty store (and no pinned trust: first contact again)
     rm -rf "$WORK/trustgate"
     mkdir -p "$WORK/trustgate/data"
     cat >"$WORK/trustgate/trustgate.toml" <<EOF
 [server]
 listen = "$TG"
+
+[admin]
+listen = "$TG_ADMIN"
 
 [storage]
 path = "$WORK/trustgate/data"
@@ -442,9 +445,9 @@ notary_ca_file = "$CA"
 [[policy]]
 repositories = ["*"]
 trust = "enforce"
-$TG_EXTRA
 EOF
-    # the log level trustgate ships with: one line per request, as nginx and distribution log too
+    # the log level trustgate ships with: a line per request and an audit line per trust decision
+    # (nginx and distribution write their access logs too)
     start trustgate env RUST_LOG=info NO_COLOR=1 "$BIN" serve --config "$WORK/trustgate/trustgate.toml"
     wait_http trustgate "http://$TG/v2/"
 }
