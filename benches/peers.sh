@@ -33,7 +33,7 @@
 #                builds trustgate in the dev profile (CI shares that build with the tests) unless
 #                PEERS_PROFILE=release. CI runs this so that the benchmark cannot rot.
 #   --no-append  a full run that only prints.
-# Environment: PEERS_WRK_SECONDS (5), PEERS_WRK_ROUNDS (3), PEERS_ROUNDS (5 cold pulls per
+# Environment: PEERS_WRK_SECONDS (5), PEERS_WRK_ROUNDS (3), PEERS_ROUNDS (7 cold pulls per
 # server), PEERS_PROFILE (release; dev for --smoke), KEEP_LOGS=1 keeps the temp folder (logs);
 # PEERS_PERF=DIR records `perf record -g` of trustgate during its multi-client wrk runs in DIR.
 # Exits non-zero when a workload fails functionally (a pull fails, a server does not serve, a
@@ -77,7 +77,7 @@ else
     BIG_BYTES=$((256 << 20))    # 256 MiB blob
     WRK_SECONDS=${PEERS_WRK_SECONDS:-5}
     WRK_ROUNDS=${PEERS_WRK_ROUNDS:-3}
-    ROUNDS=${PEERS_ROUNDS:-5}
+    ROUNDS=${PEERS_ROUNDS:-7}
     PROFILE=${PEERS_PROFILE:-release}
 fi
 LAYERS=5
@@ -205,6 +205,16 @@ cpu_ticks() {
 reset_hwm() {
     local p
     for p in $(group "$1"); do echo 5 >"/proc/$p/clear_refs"; done
+}
+
+# rss_kib NAME: current RSS (summed over the server's processes)
+rss_kib() {
+    local total=0 p k
+    for p in $(group "$1"); do
+        k=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status")
+        total=$((total + k))
+    done
+    echo "$total"
 }
 
 # hwm_kib NAME: peak RSS since the last reset (summed over the server's processes)
@@ -521,6 +531,9 @@ log "trustgate refuses the unsigned tag ($code: $(head -c 160 "$WORK/body"))"
 # ---------------------------------------------------------------------------------------------
 # 1. warm manifest GET by tag
 # ---------------------------------------------------------------------------------------------
+# idle RSS, before any load (what the peak RSS figures grow from)
+for s in regproxy trustgate nginx; do R[idle.$s.rss]=$(rss_kib "$s"); done
+
 log "1. warm manifest GET by tag ($WRK_ROUNDS rounds of ${WRK_SECONDS}s per server, interleaved)"
 url_of() { # SERVER WORKLOAD: the URL each server answers for workload 1 or 2
     case "$1/$2" in
@@ -656,8 +669,11 @@ pull() { # NAME HOST: skopeo copy to a dir: layout; sets WALL; checks the manife
 
 log "3. cold pull of bench/app:v1 with skopeo ($ROUNDS round(s))"
 declare -A PULLS=([direct]="" [regproxy]="" [trustgate]="")
+ORDER=(direct regproxy trustgate)
 for round in $(seq 1 "$ROUNDS"); do
-    for s in direct regproxy trustgate; do
+    # who goes first rotates from round to round
+    for i in 0 1 2; do
+        s=${ORDER[$(((round + i) % 3))]}
         case $s in
             direct) host=$UP ;;
             regproxy) stop regproxy && start_regproxy && host=$REG ;;
@@ -730,6 +746,9 @@ TABLE=$WORK/table.md
     row "4. same: wall time, s" "$(fmt "${R[w4.regproxy.wall]}" 2)" "$(fmt "${R[w4.trustgate.wall]}" 2)" "—" \
         "$(fmt "${R[w4.direct.wall]}" 2)" "$(ratio "${R[w4.trustgate.wall]}" "${R[w4.regproxy.wall]}")" "—" \
         "$(ratio "${R[w4.trustgate.wall]}" "${R[w4.direct.wall]}")"
+    row "5. idle RSS after start-up, MiB" "$(mib "${R[idle.regproxy.rss]}")" "$(mib "${R[idle.trustgate.rss]}")" \
+        "$(mib "${R[idle.nginx.rss]}")" "—" "$(ratio "${R[idle.trustgate.rss]}" "${R[idle.regproxy.rss]}")" \
+        "$(ratio "${R[idle.trustgate.rss]}" "${R[idle.nginx.rss]}")" "—"
     NGRW=$(mib "${R[w2.nginx_rw.rss]}")
     row "5. peak RSS during 2, MiB" "$(mib "${R[w2.regproxy.rss]}")" "$(mib "${R[w2.trustgate.rss]}")" \
         "$(mib "${R[w2.nginx.rss]}")" "—" "$(ratio "${R[w2.trustgate.rss]}" "${R[w2.regproxy.rss]}")" \
