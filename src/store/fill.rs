@@ -6,14 +6,13 @@
 //! bounded: the writer buffers at most one 256 KiB chunk, readers read the file.
 
 use std::future::Future;
-use std::io;
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{FutureExt, Stream, StreamExt};
 use sha2::Digest as _;
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::fs::{self, CHUNK};
@@ -152,7 +151,7 @@ impl Fill {
 struct ReaderState {
     fill: Arc<Fill>,
     rx: watch::Receiver<Progress>,
-    file: Option<tokio::fs::File>,
+    file: Option<Arc<std::fs::File>>,
     pos: u64,
     /// Exclusive end, `None` = to the end of the object.
     end: Option<u64>,
@@ -197,17 +196,15 @@ impl ReaderState {
             if self.pos < cap {
                 if self.file.is_none() {
                     let path = if done {
-                        &self.fill.final_path
+                        self.fill.final_path.clone()
                     } else {
-                        &self.fill.tmp_path
+                        self.fill.tmp_path.clone()
                     };
-                    match tokio::fs::File::open(path).await {
-                        Ok(mut f) => {
-                            if self.pos > 0 {
-                                f.seek(io::SeekFrom::Start(self.pos)).await?;
-                            }
-                            self.file = Some(f);
-                        }
+                    match tokio::task::spawn_blocking(move || std::fs::File::open(path))
+                        .await
+                        .map_err(io::Error::other)?
+                    {
+                        Ok(f) => self.file = Some(Arc::new(f)),
                         // The temp file was just renamed (Done is on its way) or removed
                         // (Failed is on its way): wait for the news.
                         Err(e) if e.kind() == io::ErrorKind::NotFound && !done => {
@@ -218,10 +215,10 @@ impl ReaderState {
                     }
                 }
                 let want = (cap - self.pos).min(CHUNK as u64) as usize;
-                let Some(file) = self.file.as_mut() else {
+                let Some(file) = self.file.as_ref() else {
                     return Err(io::Error::other("store reader: file handle missing"));
                 };
-                let buf = fs::read_some(file, want).await?;
+                let buf = fs::read_some(file, self.pos, want).await?;
                 self.pos += buf.len() as u64;
                 return Ok(Some(buf));
             }
@@ -425,12 +422,17 @@ impl FillTask {
             actual,
         };
 
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&self.tmp_path)
-            .await
-            .map_err(io_err)?;
+        let tmp = self.tmp_path.clone();
+        let file = tokio::task::spawn_blocking(move || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(tmp)
+        })
+        .await
+        .map_err(|e| io_err(io::Error::other(e)))?
+        .map_err(io_err)?;
+        let file = Arc::new(file);
         let (announced, mut body) = start().await.map_err(upstream_err)?;
         if let (Some(a), Some(x)) = (announced, self.expected_len) {
             if a != x {
@@ -452,7 +454,7 @@ impl FillTask {
             let item = match body.next().now_or_never() {
                 Some(item) => item,
                 None => {
-                    self.flush(&mut file, &mut buf, &mut written)
+                    self.flush(&file, &mut buf, &mut written)
                         .await
                         .map_err(io_err)?;
                     body.next().await
@@ -470,14 +472,20 @@ impl FillTask {
                 }
             }
             hasher.update(&chunk);
+            // Flush before the buffer would outgrow its 256 KiB (a reallocation and a copy).
+            if !buf.is_empty() && buf.len() + chunk.len() > CHUNK {
+                self.flush(&file, &mut buf, &mut written)
+                    .await
+                    .map_err(io_err)?;
+            }
             buf.extend_from_slice(&chunk);
             if buf.len() >= CHUNK {
-                self.flush(&mut file, &mut buf, &mut written)
+                self.flush(&file, &mut buf, &mut written)
                     .await
                     .map_err(io_err)?;
             }
         }
-        self.flush(&mut file, &mut buf, &mut written)
+        self.flush(&file, &mut buf, &mut written)
             .await
             .map_err(io_err)?;
         if let Some(limit) = limit {
@@ -492,8 +500,10 @@ impl FillTask {
                 actual,
             });
         }
-        file.sync_all().await.map_err(io_err)?;
-        drop(file);
+        tokio::task::spawn_blocking(move || file.sync_all())
+            .await
+            .map_err(|e| io_err(io::Error::other(e)))?
+            .map_err(io_err)?;
 
         let inner = self.inner.clone();
         let tmp = self.tmp_path.clone();
@@ -511,21 +521,25 @@ impl FillTask {
         Ok(received)
     }
 
+    /// Hands the buffered bytes to the kernel, where a reader's read finds them, then announces
+    /// them. The buffer travels to the blocking thread and back: written without the copy a
+    /// `tokio::fs::File` makes into its own buffer, and reused.
     async fn flush(
         &self,
-        file: &mut tokio::fs::File,
+        file: &Arc<std::fs::File>,
         buf: &mut BytesMut,
         written: &mut u64,
     ) -> io::Result<()> {
         if buf.is_empty() {
             return Ok(());
         }
-        file.write_all(buf).await?;
-        // tokio's File completes writes in the background; flush waits until the bytes are in
-        // the kernel, where a reader's read() will find them.
-        file.flush().await?;
-        *written += buf.len() as u64;
-        buf.clear();
+        let (f, data) = (file.clone(), std::mem::take(buf));
+        let mut data = tokio::task::spawn_blocking(move || (&*f).write_all(&data).map(|()| data))
+            .await
+            .map_err(io::Error::other)??;
+        *written += data.len() as u64;
+        data.clear();
+        *buf = data;
         let w = *written;
         self.tx.send_modify(|p| p.written = w);
         Ok(())

@@ -223,7 +223,7 @@ impl Store {
             Ok(Ok((file, size, media_type))) => Some(StoredObject {
                 size,
                 media_type,
-                file: tokio::fs::File::from_std(file),
+                file,
                 guard,
             }),
             Ok(Err(e)) => {
@@ -301,7 +301,7 @@ impl Store {
             .get(&digest)
             .await
             .ok_or(StoreError::NotFound(digest))?;
-        let file = obj.file.into_std().await;
+        let file = obj.file;
         let path = self.inner.layout.object(&digest);
         let p = path.clone();
         let (actual, len) = blocking(move || hash_file(file))
