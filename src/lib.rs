@@ -12,7 +12,9 @@
 
 pub mod admin;
 pub mod api;
+pub mod app;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod enforce;
 pub mod metrics;

@@ -141,7 +141,8 @@ pub struct Gate {
     challenge: String,
     users: RwLock<Arc<Users>>,
     generation: AtomicU64,
-    access: Access,
+    /// `[[auth.access]]`, swapped whole by [`Gate::reload`].
+    access: parking_lot::RwLock<Arc<Access>>,
     /// keyed hash of (user, password) → the generation it was checked against.
     verified: moka::sync::Cache<[u8; 32], u64>,
     /// Per-process random key of that hash.
@@ -191,7 +192,7 @@ impl Gate {
             challenge: format!("Basic realm=\"{realm}\""),
             users: RwLock::new(Arc::new(users)),
             generation: AtomicU64::new(1),
-            access,
+            access: parking_lot::RwLock::new(Arc::new(access)),
             verified: moka::sync::Cache::builder()
                 .max_capacity(VERIFIED_MAX)
                 .time_to_live(VERIFIED_TTL)
@@ -203,19 +204,40 @@ impl Gate {
         })
     }
 
-    /// Re-reads the htpasswd file (SIGHUP). On any problem the users loaded before stay in
-    /// force and the error says why. Blocking, briefly: a file read and one bcrypt hash at the
-    /// file's cost (tens of milliseconds at the usual costs).
-    pub fn reload(&self) -> Result<(), AuthError> {
+    /// Re-reads the htpasswd file and takes the `[[auth.access]]` rules of `config` (SIGHUP).
+    /// On any problem the users and rules in force stay in force and the error says why.
+    /// Returns one line for the log saying what changed. Blocking, briefly: a file read and one
+    /// bcrypt hash at the file's cost (tens of milliseconds at the usual costs).
+    ///
+    /// The htpasswd path itself is fixed at start-up (the caller reports a changed path as
+    /// needing a restart).
+    pub fn reload(&self, config: &AuthConfig) -> Result<String, AuthError> {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let users = load_users(&self.path, generation)?;
+        let access = Access::new(config.access.clone());
+        for user in access.named_users() {
+            if !users.file.contains(user) {
+                tracing::warn!(user, htpasswd = %self.path.display(), "an [[auth.access]] rule names a user the htpasswd file does not have");
+            }
+        }
         let n = users.file.len();
+        let before = self.user_count();
         *self.users.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(users);
         // Checks remembered from the old file must not outlive it (the generation check in
         // `authenticate` covers a check that was running while the file was swapped).
         self.verified.invalidate_all();
-        tracing::debug!(htpasswd = %self.path.display(), users = n, "reloaded the htpasswd file");
-        Ok(())
+        let rules_changed = {
+            let mut current = self.access.write();
+            let changed = format!("{:?}", current.rules) != format!("{:?}", access.rules);
+            *current = Arc::new(access);
+            changed
+        };
+        let rules = self.access.read().rules.len();
+        Ok(format!(
+            "{}: {n} users (was {before}); [[auth.access]]: {rules} rules ({})",
+            self.path.display(),
+            if rules_changed { "changed" } else { "unchanged" }
+        ))
     }
 
     /// Users in the file in force.
@@ -316,7 +338,7 @@ impl Gate {
 
     /// Whether `user` may pull from the repository `gun`.
     pub fn authorize(&self, user: &str, gun: &str) -> Result<(), AuthError> {
-        if self.access.allows(user, gun) {
+        if self.access.read().allows(user, gun) {
             Ok(())
         } else {
             Err(AuthError::Denied {

@@ -248,7 +248,7 @@ async fn reload_swaps_the_users_and_forgets_remembered_logins() {
         .is_err());
 
     std::fs::write(&fx.path, entry("bob", "bob-pw")).unwrap();
-    gate.reload().unwrap();
+    gate.reload(&AuthConfig::default()).unwrap();
     assert_eq!(
         gate.authenticate(Some(&basic("bob", "bob-pw")), CLIENT)
             .await
@@ -263,7 +263,7 @@ async fn reload_swaps_the_users_and_forgets_remembered_logins() {
 
     // A bad new file keeps the users in force and says what is wrong.
     std::fs::write(&fx.path, "carol:$apr1$6/pqEV72$z/gHYk8zeqeBiK3/mOJb10\n").unwrap();
-    let e = gate.reload().unwrap_err();
+    let e = gate.reload(&AuthConfig::default()).unwrap_err();
     let msg = e.to_string();
     assert!(
         msg.contains("htpasswd line 1: user \"carol\": MD5"),
@@ -277,9 +277,9 @@ async fn reload_swaps_the_users_and_forgets_remembered_logins() {
         "bob"
     );
     std::fs::write(&fx.path, "# nobody\n").unwrap();
-    assert!(matches!(gate.reload(), Err(AuthError::NoUsers { .. })));
+    assert!(matches!(gate.reload(&AuthConfig::default()), Err(AuthError::NoUsers { .. })));
     std::fs::remove_file(&fx.path).unwrap();
-    assert!(matches!(gate.reload(), Err(AuthError::Read { .. })));
+    assert!(matches!(gate.reload(&AuthConfig::default()), Err(AuthError::Read { .. })));
     assert!(gate
         .authenticate(Some(&basic("bob", "bob-pw")), CLIENT)
         .await
@@ -297,4 +297,32 @@ fn load_errors_name_the_file_and_line() {
             fx.path.display()
         )
     );
+}
+
+#[tokio::test]
+async fn reload_swaps_the_access_rules_with_the_users_or_neither() {
+    let fx = Fixture::new(&entry("alice", "alice-pw"));
+    let gate = fx.gate(vec![], NO_BACKOFF);
+    assert!(gate.authorize("alice", "docker.io/library/alpine").is_ok());
+    let only_team = AuthConfig {
+        access: vec![AccessRule {
+            users: vec!["alice".into()],
+            repositories: vec!["docker.io/team/*".into()],
+        }],
+        ..AuthConfig::default()
+    };
+    let summary = gate.reload(&only_team).unwrap();
+    assert!(
+        summary.ends_with("1 users (was 1); [[auth.access]]: 1 rules (changed)"),
+        "{summary}"
+    );
+    assert!(gate.authorize("alice", "docker.io/team/app").is_ok());
+    assert!(gate.authorize("alice", "docker.io/library/alpine").is_err());
+    // A bad htpasswd file: neither the users nor the rules change.
+    std::fs::write(&fx.path, "# nobody\n").unwrap();
+    assert!(gate.reload(&AuthConfig::default()).is_err());
+    assert!(gate.authorize("alice", "docker.io/library/alpine").is_err());
+    std::fs::write(&fx.path, entry("alice", "alice-pw")).unwrap();
+    let summary = gate.reload(&only_team).unwrap();
+    assert!(summary.ends_with("(unchanged)"), "{summary}");
 }

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use tokio::time::Instant;
 
 use super::persist::{PersistError, TrustStore};
 use crate::policy::Policy;
@@ -47,7 +46,9 @@ impl TrustFailure {
 
 struct Cached {
     repo: Arc<VerifiedRepository>,
-    checked_at: Instant,
+    /// When it was verified, by the injected clock: the refresh interval and the expiry are
+    /// measured on the same clock (issue 11).
+    checked_at: OffsetDateTime,
 }
 
 /// How an upstream's trust data is reached.
@@ -122,8 +123,8 @@ impl TrustService {
     fn fresh(&self, gun: &str) -> Option<Arc<VerifiedRepository>> {
         let cache = self.cache.lock().ok()?;
         let c = cache.get(gun)?;
-        (c.checked_at.elapsed() < self.refresh && self.now() < c.repo.expires)
-            .then(|| c.repo.clone())
+        let now = self.now();
+        (now - c.checked_at < self.refresh && now < c.repo.expires).then(|| c.repo.clone())
     }
 
     fn cached_unexpired(&self, gun: &str) -> Option<Arc<VerifiedRepository>> {
@@ -138,7 +139,7 @@ impl TrustService {
                 gun.to_string(),
                 Cached {
                     repo,
-                    checked_at: Instant::now(),
+                    checked_at: self.now(),
                 },
             );
         }
