@@ -9,7 +9,7 @@
 //! - registry and notary down (not offline mode): cached signed tags still pull, uncached ones
 //!   fail with a clear message.
 
-mod common;
+mod support;
 
 use std::fs;
 use std::io::{Read, Write};
@@ -17,14 +17,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::http::sha256_digest;
-use common::image::{random_bytes, ImageSpec, LayerSpec, Layout};
-use common::notary::{NotaryCli, NotaryServer};
-use common::proc::{self, CmdOutput};
-use common::registry::Registry;
-use common::skopeo::{assert_same_tree, Skopeo};
-use common::trustgate::{Trustgate, TrustgateOptions, UpstreamConfig};
-use common::{timed, TestDir};
+use support::http::sha256_digest;
+use support::image::{random_bytes, ImageSpec, LayerSpec, Layout};
+use support::notary::{NotaryCli, NotaryServer};
+use support::proc::{self, CmdOutput};
+use support::registry::Registry;
+use support::skopeo::{assert_same_tree, Skopeo};
+use support::trustgate::{Trustgate, TrustgateOptions, UpstreamConfig};
+use support::{timed, TestDir};
 
 /// Every stored object (`<storage>/blobs/sha256/<2>/<64 hex>`; media-type sidecars skipped)
 /// hashes to its name. Returns how many objects there are.
@@ -434,7 +434,7 @@ fn cached_signed_tags_pull_while_registry_and_notary_are_down() {
         "{out}\n{}",
         tg.logs()
     );
-    let r = common::http::get(&format!("{}/v2/demo/app/manifests/v2", tg.url())).unwrap();
+    let r = support::http::get(&format!("{}/v2/demo/app/manifests/v2", tg.url())).unwrap();
     assert_eq!(r.status, 502, "{}", r.text());
     assert!(
         r.text().contains("is unreachable") && r.text().contains(&fx.reg.host()),

@@ -2,18 +2,18 @@
 //! notary-server), no trustgate involved. When an interop test through trustgate fails, these tell
 //! whether the harness or the proxy is at fault; they are also the baseline timings.
 
-mod common;
+mod support;
 
-use common::containerd::Containerd;
-use common::docker::Dockerd;
-use common::http::{self, Req, MANIFEST_ACCEPT};
-use common::image::{Format, ImageSpec, LayerSpec, Layout};
-use common::notary::{NotaryCli, NotaryServer};
-use common::podman::Podman;
-use common::proc::{self, ChildGuard, StopMode};
-use common::registry::{Creds, Registry, RegistryOptions};
-use common::skopeo::{assert_same_tree, Skopeo};
-use common::{timed, TestDir};
+use support::containerd::Containerd;
+use support::docker::Dockerd;
+use support::http::{self, Req, MANIFEST_ACCEPT};
+use support::image::{Format, ImageSpec, LayerSpec, Layout};
+use support::notary::{NotaryCli, NotaryServer};
+use support::podman::Podman;
+use support::proc::{self, ChildGuard, StopMode};
+use support::registry::{Creds, Registry, RegistryOptions};
+use support::skopeo::{assert_same_tree, Skopeo};
+use support::{timed, TestDir};
 
 #[test]
 fn registry_serves_pushed_bytes_exactly() {

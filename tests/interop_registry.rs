@@ -7,19 +7,19 @@
 //! instead of trustgate (with the registry's credentials), to tell harness faults from proxy
 //! faults. It is off by default and never used in CI.
 
-mod common;
+mod support;
 
 use std::path::PathBuf;
 
-use common::containerd::Containerd;
-use common::docker::{Dockerd, DockerdOptions};
-use common::http::{self, Req, MANIFEST_ACCEPT};
-use common::image::{Format, ImageSpec, LayerSpec, Layout};
-use common::podman::Podman;
-use common::registry::{Creds, Registry};
-use common::skopeo::{assert_same_tree, Skopeo};
-use common::trustgate::{Trustgate, TrustgateOptions, UpstreamConfig};
-use common::{timed, TestDir};
+use support::containerd::Containerd;
+use support::docker::{Dockerd, DockerdOptions};
+use support::http::{self, Req, MANIFEST_ACCEPT};
+use support::image::{Format, ImageSpec, LayerSpec, Layout};
+use support::podman::Podman;
+use support::registry::{Creds, Registry};
+use support::skopeo::{assert_same_tree, Skopeo};
+use support::trustgate::{Trustgate, TrustgateOptions, UpstreamConfig};
+use support::{timed, TestDir};
 
 fn direct_mode() -> bool {
     std::env::var_os("TRUSTGATE_INTEROP_DIRECT").is_some()

@@ -12,22 +12,22 @@
 //! Each test has its own registry, notary-server and trustgate; two tests run trustgate
 //! in-process where the clock must move (expiry) or a counter must be read (audit).
 
-mod common;
+mod support;
 
 use std::fs;
 use std::time::Duration;
 
-use common::docker::Dockerd;
-use common::fake_notary::{self, FakeNotary};
-use common::http::{self, Req, Response, MANIFEST_ACCEPT};
-use common::image::{Format, ImageSpec, LayerSpec, Layout};
-use common::inproc::InProcess;
-use common::notary::NotaryCli;
-use common::podman::Podman;
-use common::signed::SignedEnv;
-use common::skopeo::assert_same_tree;
-use common::timed;
-use common::trustgate::{self as tgc, PolicySpec, Trustgate, TrustgateOptions, UpstreamConfig};
+use support::docker::Dockerd;
+use support::fake_notary::{self, FakeNotary};
+use support::http::{self, Req, Response, MANIFEST_ACCEPT};
+use support::image::{Format, ImageSpec, LayerSpec, Layout};
+use support::app::InProcess;
+use support::notary::NotaryCli;
+use support::podman::Podman;
+use support::signed::SignedEnv;
+use support::skopeo::assert_same_tree;
+use support::timed;
+use support::trustgate::{self as tgc, PolicySpec, Trustgate, TrustgateOptions, UpstreamConfig};
 
 /// A bit more than `[trust] refresh = 1`.
 const PAST_REFRESH: Duration = Duration::from_millis(1500);

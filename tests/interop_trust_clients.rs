@@ -8,17 +8,17 @@
 //! `MANIFEST_UNKNOWN` with `No valid trust data for <tag>` for an unsigned tag, and
 //! `remote trust data does not exist for <GUN>` for a repository without trust data.
 
-mod common;
+mod support;
 
-use common::containerd::Containerd;
-use common::docker::Dockerd;
-use common::image::{ImageSpec, LayerSpec, Layout};
-use common::notary::{NotaryCli, NotaryServer};
-use common::podman::Podman;
-use common::registry::Registry;
-use common::skopeo::{assert_same_tree, Skopeo};
-use common::trustgate::{Trustgate, TrustgateOptions, UpstreamConfig};
-use common::{timed, TestDir};
+use support::containerd::Containerd;
+use support::docker::Dockerd;
+use support::image::{ImageSpec, LayerSpec, Layout};
+use support::notary::{NotaryCli, NotaryServer};
+use support::podman::Podman;
+use support::registry::Registry;
+use support::skopeo::{assert_same_tree, Skopeo};
+use support::trustgate::{Trustgate, TrustgateOptions, UpstreamConfig};
+use support::{timed, TestDir};
 
 struct TrustFixture {
     tg: Trustgate,

@@ -6,22 +6,22 @@
 //! htpasswd entries are made with the bcrypt crate at cost 4 (the lowest) for speed; one test
 //! uses an entry written by Apache's `htpasswd -B` itself.
 
-mod common;
+mod support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::docker::Dockerd;
-use common::http::{self, Req, Response, MANIFEST_ACCEPT};
-use common::image::{ImageSpec, Layout};
-use common::podman::Podman;
-use common::proc;
-use common::registry::{Creds, Registry};
-use common::skopeo::{assert_same_tree, Skopeo};
-use common::trustgate::{PolicySpec, Trustgate, TrustgateOptions, UpstreamConfig};
-use common::{timed, TestDir};
+use support::docker::Dockerd;
+use support::http::{self, Req, Response, MANIFEST_ACCEPT};
+use support::image::{ImageSpec, Layout};
+use support::podman::Podman;
+use support::proc;
+use support::registry::{Creds, Registry};
+use support::skopeo::{assert_same_tree, Skopeo};
+use support::trustgate::{PolicySpec, Trustgate, TrustgateOptions, UpstreamConfig};
+use support::{timed, TestDir};
 
 const REALM: &str = "trustgate-test";
 
@@ -476,7 +476,7 @@ fn an_entry_from_apache_htpasswd_logs_in() {
     let fx = Fixture::new("auth-apache", &[bob()], "");
     let out = proc::run(
         {
-            let mut c = Command::new(common::tools::htpasswd());
+            let mut c = Command::new(support::tools::htpasswd());
             c.args(["-nbB", "-C", "5", "erin", "erin-pw"]);
             c
         },

@@ -3,15 +3,15 @@
 //! verdict, reason, signer role and digest. Real registry, real notary-server and `notary` CLI,
 //! skopeo pulling through the real trustgate binary.
 
-mod common;
+mod support;
 
-use common::http::{self, Req, MANIFEST_ACCEPT};
-use common::image::{ImageSpec, Layout};
-use common::notary::{NotaryCli, NotaryServer};
-use common::registry::Registry;
-use common::skopeo::Skopeo;
-use common::trustgate::{Trustgate, TrustgateOptions, UpstreamConfig};
-use common::TestDir;
+use support::http::{self, Req, MANIFEST_ACCEPT};
+use support::image::{ImageSpec, Layout};
+use support::notary::{NotaryCli, NotaryServer};
+use support::registry::Registry;
+use support::skopeo::Skopeo;
+use support::trustgate::{Trustgate, TrustgateOptions, UpstreamConfig};
+use support::TestDir;
 use serde_json::Value;
 
 /// The JSON objects trustgate logged; panics on a line that is not one.

@@ -8,19 +8,19 @@
 //! Counters written when a response body ends are polled for: the client may see its last byte
 //! a moment before trustgate records the request.
 
-mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
-use common::http::{self, Req};
-use common::image::{Blob, ImageSpec, LayerSpec, Layout};
-use common::proc;
-use common::signed::SignedEnv;
-use common::trustgate::{self as tgc, PolicySpec, Trustgate, TrustgateOptions, UpstreamConfig};
-use common::{timed, TestDir};
+use support::http::{self, Req};
+use support::image::{Blob, ImageSpec, LayerSpec, Layout};
+use support::proc;
+use support::signed::SignedEnv;
+use support::trustgate::{self as tgc, PolicySpec, Trustgate, TrustgateOptions, UpstreamConfig};
+use support::{timed, TestDir};
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 

@@ -7,7 +7,7 @@
 //! the configured timeout is set well apart from the other ones so that only it can explain
 //! what is seen.
 
-mod common;
+mod support;
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -16,13 +16,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::http::{self, sha256_digest, Req};
-use common::image::{random_bytes, ImageSpec, Layout};
-use common::proc;
-use common::registry::Registry;
-use common::skopeo::{assert_same_tree, Skopeo};
-use common::trustgate::{Trustgate, TrustgateOptions, UpstreamConfig};
-use common::TestDir;
+use support::http::{self, sha256_digest, Req};
+use support::image::{random_bytes, ImageSpec, Layout};
+use support::proc;
+use support::registry::Registry;
+use support::skopeo::{assert_same_tree, Skopeo};
+use support::trustgate::{Trustgate, TrustgateOptions, UpstreamConfig};
+use support::TestDir;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 
 // ---------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 //! `HTTP_PROXY` / `HTTPS_PROXY` / `NO_PROXY` are honoured (read when the client is built).
 //! A separate test binary with a single test, because it changes the process environment.
 
-mod fake_upstream;
+mod support;
+
+use support::fake_upstream;
 
 use fake_upstream::FakeUpstream;
 use reqwest::Method;

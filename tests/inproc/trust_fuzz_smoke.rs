@@ -11,23 +11,23 @@ use trustgate::trust::{canonical, update, MemorySource, VerifyOptions};
 const FIXTURES: &[(&str, &[u8])] = &[
     (
         "root.json",
-        include_bytes!("data/notary-fixtures/notary0.3/root.json"),
+        include_bytes!("../data/notary-fixtures/notary0.3/root.json"),
     ),
     (
         "timestamp.json",
-        include_bytes!("data/notary-fixtures/notary0.3/timestamp.json"),
+        include_bytes!("../data/notary-fixtures/notary0.3/timestamp.json"),
     ),
     (
         "snapshot.json",
-        include_bytes!("data/notary-fixtures/notary0.3/snapshot.json"),
+        include_bytes!("../data/notary-fixtures/notary0.3/snapshot.json"),
     ),
     (
         "targets.json",
-        include_bytes!("data/notary-fixtures/notary0.3/targets.json"),
+        include_bytes!("../data/notary-fixtures/notary0.3/targets.json"),
     ),
     (
         "targets/releases.json",
-        include_bytes!("data/notary-fixtures/notary0.3/targets/releases.json"),
+        include_bytes!("../data/notary-fixtures/notary0.3/targets/releases.json"),
     ),
 ];
 

@@ -7,7 +7,8 @@
 //! - `max_size` below the working set: evictions happen, every byte served is right, evicted
 //!   blobs are fetched again.
 
-mod fake_upstream;
+use crate::support::app::TestApp;
+use crate::support::fake_upstream;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,56 +16,11 @@ use std::time::{Duration, Instant};
 
 use fake_upstream::{Behavior, FakeUpstream};
 use futures_util::StreamExt;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use trustgate::config::Config;
-use trustgate::proxy::Proxy;
 use trustgate::reference::Digest;
 
 const MT: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const REPO: &str = "team/app";
-
-struct Running {
-    base: String,
-    proxy: Arc<Proxy>,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Running {
-    async fn start(config: &Config) -> Running {
-        let proxy = Proxy::new(config).await.expect("proxy from config");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(trustgate::api::server::serve(
-            listener,
-            proxy.clone(),
-            async move {
-                let _ = rx.await;
-            },
-        ));
-        Running {
-            base: format!("http://{addr}"),
-            proxy,
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Stops serving and drops the proxy (and with it the store), as a process exit would.
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
-        self.task.abort();
-    }
-}
 
 fn config(data: &Path, upstream: &str, max_size: Option<&str>) -> Config {
     let max = max_size
@@ -78,12 +34,7 @@ fn config(data: &Path, upstream: &str, max_size: Option<&str>) -> Config {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(120))
-        .build()
-        .expect("client")
+    crate::support::upstreams::client_with_timeout(Duration::from_secs(120))
 }
 
 /// Deterministic pseudo-random bytes (xorshift64*), distinct per seed.
@@ -147,7 +98,7 @@ fn upstream_blob_requests(fake: &FakeUpstream, blobs: &[(String, Vec<u8>)]) -> u
 /// A pull as a client does it: the manifest by tag, then every blob; checks every byte.
 async fn pull(
     c: &reqwest::Client,
-    proxy: &Running,
+    proxy: &TestApp,
     tag: &str,
     manifest: &[u8],
     blobs: &[(String, Vec<u8>)],
@@ -182,7 +133,7 @@ async fn second_pull_and_pull_after_restart_make_no_upstream_blob_requests() {
     let cfg = config(data.path(), &fake.base(), None);
     let c = client();
 
-    let proxy = Running::start(&cfg).await;
+    let proxy = TestApp::start(cfg.clone(), None).await;
     pull(&c, &proxy, "v1", &manifest, &blobs).await;
     assert_eq!(
         upstream_blob_requests(&fake, &blobs),
@@ -196,10 +147,10 @@ async fn second_pull_and_pull_after_restart_make_no_upstream_blob_requests() {
         blobs.len(),
         "second pull made upstream blob requests"
     );
-    proxy.stop().await;
+    proxy.shutdown().await;
 
     // A new proxy over the same storage folder (a restart): blobs come from disk.
-    let proxy = Running::start(&cfg).await;
+    let proxy = TestApp::start(cfg.clone(), None).await;
     pull(&c, &proxy, "v1", &manifest, &blobs).await;
     assert_eq!(
         upstream_blob_requests(&fake, &blobs),
@@ -240,7 +191,7 @@ async fn second_pull_and_pull_after_restart_make_no_upstream_blob_requests() {
         &bytes[bytes.len() - 10..]
     );
     assert_eq!(upstream_blob_requests(&fake, &blobs), blobs.len());
-    proxy.stop().await;
+    proxy.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -261,7 +212,7 @@ async fn thirty_two_clients_share_one_streamed_upstream_fetch() {
             stall: STALL,
         },
     );
-    let proxy = Running::start(&config(data.path(), &fake.base(), None)).await;
+    let proxy = TestApp::start(config(data.path(), &fake.base(), None), None).await;
     let c = client();
 
     let start = Instant::now();
@@ -333,7 +284,7 @@ async fn thirty_two_clients_share_one_streamed_upstream_fetch() {
         "no other upstream request for the blob"
     );
     assert!(proxy.proxy.store().contains(&Digest::parse(&d).unwrap()));
-    proxy.stop().await;
+    proxy.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -347,7 +298,7 @@ async fn a_failed_fill_fails_every_waiter_and_the_next_request_fetches_again() {
     let path = blob_path(&d);
     // The one fetch sends 1 MiB, then the upstream drops the connection.
     fake.script(&path, Behavior::Truncate { after: 1 << 20 });
-    let proxy = Running::start(&config(data.path(), &fake.base(), None)).await;
+    let proxy = TestApp::start(config(data.path(), &fake.base(), None), None).await;
     let c = client();
     let mut tasks = Vec::new();
     for _ in 0..CLIENTS {
@@ -401,7 +352,7 @@ async fn a_failed_fill_fails_every_waiter_and_the_next_request_fetches_again() {
     let r = c.get(proxy.url(&path)).send().await.unwrap();
     assert!(r.bytes().await.unwrap().as_ref() == source.as_slice());
     assert_eq!(fake.count(&path), failed_fetches + 1);
-    proxy.stop().await;
+    proxy.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -415,7 +366,7 @@ async fn max_size_below_the_working_set_evicts_and_refetches_correctly() {
             (fake.add_blob(&b), b)
         })
         .collect();
-    let proxy = Running::start(&config(data.path(), &fake.base(), Some("3MiB"))).await;
+    let proxy = TestApp::start(config(data.path(), &fake.base(), Some("3MiB")), None).await;
     let c = client();
     let get_all = |round: usize| {
         let c = c.clone();
@@ -491,5 +442,5 @@ async fn max_size_below_the_working_set_evicts_and_refetches_correctly() {
         }
     }
     assert!(on_disk <= 3 << 20, "{on_disk} bytes of blobs on disk");
-    proxy.stop().await;
+    proxy.shutdown().await;
 }

@@ -4,23 +4,16 @@
 //! 14-day timestamps can be verified and expired at will. The interop tests do the same against
 //! the real notary-server and clients (tests/interop_trust.rs).
 
-mod fake_upstream;
-
-use std::collections::HashMap;
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use bytes::Bytes;
-use fake_upstream::FakeUpstream;
-use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use time::OffsetDateTime;
-use tokio::net::TcpListener;
 use trustgate::config::Config;
 use trustgate::proxy::Proxy;
+
+use crate::support::app::{TestApp, TestClock};
+use crate::support::fake_notary::{self, FakeNotary};
+use crate::support::fake_upstream::{self, FakeUpstream};
 
 fn golden(scenario: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -33,168 +26,20 @@ fn expected(scenario: &str) -> serde_json::Value {
     serde_json::from_slice(&text).unwrap()
 }
 
-/// A Notary server stand-in: serves one recorded state directory of a golden scenario at
-/// `/v2/<GUN>/_trust/tuf/<file>` behind Docker-style token auth (401 + Bearer challenge, token
-/// from `/token` for `repository:<GUN>:pull`). It can be switched to another state or taken down.
-struct FakeNotary {
-    addr: SocketAddr,
-    state: Arc<Mutex<NotaryState>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-struct NotaryState {
-    gun: String,
-    dir: Option<PathBuf>,
-    /// Scopes asked of the token endpoint.
-    scopes: Vec<String>,
-    /// Files served (by name).
-    served: Vec<String>,
-    /// Overrides: file name → bytes (for replay/rollback tests).
-    overrides: HashMap<String, Vec<u8>>,
-}
-
-impl Drop for FakeNotary {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl FakeNotary {
-    async fn start(gun: &str, dir: &Path) -> FakeNotary {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let state = Arc::new(Mutex::new(NotaryState {
-            gun: gun.to_string(),
-            dir: Some(dir.to_path_buf()),
-            scopes: vec![],
-            served: vec![],
-            overrides: HashMap::new(),
-        }));
-        let st = state.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    continue;
-                };
-                let st = st.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
-                        let st = st.clone();
-                        async move { Ok::<_, Infallible>(notary_answer(&st, req, addr)) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), svc)
-                        .await;
-                });
-            }
-        });
-        FakeNotary { addr, state, task }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn set_dir(&self, dir: Option<&Path>) {
-        self.state.lock().unwrap().dir = dir.map(Path::to_path_buf);
-    }
-
-    fn scopes(&self) -> Vec<String> {
-        self.state.lock().unwrap().scopes.clone()
-    }
-}
-
-fn notary_answer(
-    st: &Mutex<NotaryState>,
-    req: hyper::Request<hyper::body::Incoming>,
-    addr: SocketAddr,
-) -> hyper::Response<Full<Bytes>> {
-    let mut st = st.lock().unwrap();
-    let path = req.uri().path().to_string();
-    let reply = |status: u16, body: Vec<u8>| {
-        hyper::Response::builder()
-            .status(status)
-            .body(Full::new(Bytes::from(body)))
-            .unwrap()
-    };
-    if path == "/token" {
-        let query = req.uri().query().unwrap_or("");
-        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-            if k == "scope" {
-                st.scopes.push(v.into_owned());
-            }
-        }
-        return reply(
-            200,
-            br#"{"token":"notary-token","expires_in":300}"#.to_vec(),
-        );
-    }
-    let authorized = req
-        .headers()
-        .get("authorization")
-        .is_some_and(|v| v == "Bearer notary-token");
-    let prefix = format!("/v2/{}/_trust/tuf/", st.gun);
-    if !authorized {
-        let challenge = format!(
-            "Bearer realm=\"http://{addr}/token\",service=\"notary-server\",scope=\"repository:{}:pull\"",
-            st.gun
-        );
-        return hyper::Response::builder()
-            .status(401)
-            .header("www-authenticate", challenge)
-            .body(Full::new(Bytes::from_static(
-                b"{\"errors\":[{\"code\":\"UNAUTHORIZED\"}]}",
-            )))
-            .unwrap();
-    }
-    let Some(file) = path.strip_prefix(&prefix) else {
-        return reply(404, b"{}".to_vec());
-    };
-    let Some(dir) = st.dir.clone() else {
-        return reply(503, b"down".to_vec());
-    };
-    st.served.push(file.to_string());
-    if let Some(b) = st.overrides.get(file) {
-        return reply(200, b.clone());
-    }
-    // By-checksum names (`snapshot.<hex>.json`) are served from the plain file: the verifier
-    // checks the hash anyway.
-    let plain = match file.rsplit_once('.') {
-        Some((stem, "json")) => match stem.rsplit_once('.') {
-            Some((role, hex)) if hex.len() == 64 => format!("{role}.json"),
-            _ => file.to_string(),
-        },
-        _ => file.to_string(),
-    };
-    match std::fs::read(dir.join(&plain)) {
-        Ok(b) => reply(200, b),
-        Err(_) => reply(
-            404,
-            br#"{"errors":[{"code":"METADATA_NOT_FOUND","message":"You have requested metadata that does not exist.","detail":{}}]}"#.to_vec(),
-        ),
-    }
-}
-
-/// A scenario served by a fake registry + fake notary, and an in-process trustgate.
+/// A scenario served by a fake registry + the fake Notary (token auth, the scenario's GUN), and
+/// the app in-process on a clock the test moves.
 struct Rig {
     _storage: tempfile::TempDir,
     registry: FakeUpstream,
     notary: FakeNotary,
-    clock: Arc<Mutex<OffsetDateTime>>,
-    proxy: Arc<Proxy>,
-    base: String,
+    clock: TestClock,
+    app: TestApp,
     repo: String,
     config: Config,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-impl Drop for Rig {
-    fn drop(&mut self) {
-        if let Some(s) = self.shutdown.take() {
-            let _ = s.send(());
-        }
-    }
-}
+/// Past `[trust] refresh = 1`: the next request verifies the trust data again.
+const PAST_REFRESH: time::Duration = time::Duration::seconds(2);
 
 impl Rig {
     async fn start(scenario: &str, extra_config: &str) -> Rig {
@@ -213,7 +58,7 @@ impl Rig {
         }
         let states = exp["states"].as_array().unwrap();
         let first = golden(scenario).join(states[0].as_str().unwrap());
-        let notary = FakeNotary::start(&gun, &first).await;
+        let notary = FakeNotary::with_token_auth(&gun, fake_notary::from_dir(&first));
         let storage = tempfile::tempdir().unwrap();
         let text = format!(
             "[storage]\npath = \"{}\"\n[[upstream]]\nname = \"{host}\"\nurl = \"{}\"\ndefault = true\nnotary = \"{}\"\n{extra_config}",
@@ -227,27 +72,21 @@ impl Rig {
             &time::format_description::well_known::Rfc3339,
         )
         .unwrap();
-        let clock = Arc::new(Mutex::new(verify_at));
-        let c = clock.clone();
-        let proxy = Proxy::with_clock(&config, Arc::new(move || *c.lock().unwrap()))
-            .await
-            .unwrap();
-        let (base, shutdown) = serve(proxy.clone()).await;
+        let clock = TestClock::at(verify_at);
+        let app = TestApp::start(config.clone(), Some(&clock)).await;
         Rig {
             _storage: storage,
             registry,
             notary,
             clock,
-            proxy,
-            base,
+            app,
             repo: repo.to_string(),
             config,
-            shutdown: Some(shutdown),
         }
     }
 
     fn url(&self, rest: &str) -> String {
-        format!("{}/v2/{}/{rest}", self.base, self.repo)
+        self.app.url(&format!("/v2/{}/{rest}", self.repo))
     }
 
     async fn get(&self, rest: &str) -> reqwest::Response {
@@ -258,36 +97,20 @@ impl Rig {
             .unwrap()
     }
 
-    /// A fresh proxy over the same storage and clock (a restart).
+    /// A fresh app over the same storage and clock (a restart).
     async fn restart(&mut self) {
-        if let Some(s) = self.shutdown.take() {
-            let _ = s.send(());
-        }
-        let c = self.clock.clone();
-        self.proxy = Proxy::with_clock(&self.config, Arc::new(move || *c.lock().unwrap()))
-            .await
-            .unwrap();
-        let (base, shutdown) = serve(self.proxy.clone()).await;
-        self.base = base;
-        self.shutdown = Some(shutdown);
+        let fresh = TestApp::start(self.config.clone(), Some(&self.clock)).await;
+        std::mem::replace(&mut self.app, fresh).shutdown().await;
     }
 
     fn advance(&self, by: time::Duration) {
-        *self.clock.lock().unwrap() += by;
+        self.clock.advance(by);
     }
-}
 
-async fn serve(proxy: Arc<Proxy>) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = trustgate::api::server::serve(listener, proxy, async {
-            let _ = rx.await;
-        })
-        .await;
-    });
-    (format!("http://{addr}"), tx)
+    /// Moves the clock past the refresh interval.
+    fn past_refresh(&self) {
+        self.advance(PAST_REFRESH);
+    }
 }
 
 async fn json(resp: reqwest::Response) -> serde_json::Value {
@@ -357,10 +180,10 @@ async fn unsigned_tags_and_repositories_without_trust_data_are_refused_in_docker
     assert_eq!(rig.registry.requests().len(), 0);
 
     // A repository the Notary server knows nothing about.
-    let other = format!("{}/v2/golden/none/manifests/v1", rig.base);
+    let other = rig.app.url("/v2/golden/none/manifests/v1");
     let (status, code, message) = error_of(reqwest::get(other).await.unwrap()).await;
     assert_eq!((status, code.as_str()), (404, "MANIFEST_UNKNOWN"));
-    let notary_host = rig.notary.addr.to_string();
+    let notary_host = rig.notary.host();
     assert_eq!(
         message,
         format!("remote trust data does not exist for 127.0.0.1:5000/golden/none: {notary_host} does not have trust data for 127.0.0.1:5000/golden/none")
@@ -478,7 +301,7 @@ async fn expired_trust_data_is_refused_with_the_expiry_message() {
     let rig = Rig::start("basic", "[trust]\nrefresh = 1\n").await;
     assert_eq!(rig.get("manifests/v1").await.status(), 200);
     rig.advance(time::Duration::days(15));
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    rig.past_refresh();
     let (status, code, message) = error_of(rig.get("manifests/v1").await).await;
     assert_eq!((status, code.as_str()), (403, "DENIED"));
     assert!(
@@ -493,12 +316,12 @@ async fn expired_trust_data_is_refused_with_the_expiry_message() {
 async fn an_unreachable_notary_is_bridged_by_verified_data_until_it_expires() {
     let mut rig = Rig::start("basic", "[trust]\nrefresh = 1\n").await;
     assert_eq!(rig.get("manifests/v1").await.status(), 200);
-    rig.notary.set_dir(None); // 503 from now on
-                              // A restart loses the memory cache: the persisted state is re-verified offline.
+    rig.notary.take_down(); // 503 from now on
+    // A restart loses the memory cache: the persisted state is re-verified offline.
     rig.restart().await;
     assert_eq!(rig.get("manifests/v2").await.status(), 200);
     rig.advance(time::Duration::days(15));
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    rig.past_refresh();
     let (status, _, message) = error_of(rig.get("manifests/v1").await).await;
     assert_eq!(status, 403);
     assert!(
@@ -512,8 +335,8 @@ async fn a_proper_root_rotation_is_followed_without_a_reset() {
     let rig = Rig::start("rotated", "[trust]\nrefresh = 1\n").await;
     let exp = expected("rotated");
     assert_eq!(rig.get("manifests/v1").await.status(), 200);
-    rig.notary.set_dir(Some(&golden("rotated").join("state2")));
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    rig.notary.replace(fake_notary::from_dir(&golden("rotated").join("state2")));
+    rig.past_refresh();
     let resp = rig.get("manifests/latest").await;
     assert_eq!(resp.status(), 200);
     let want = format!(
@@ -542,9 +365,8 @@ async fn recreated_trust_data_is_refused_until_the_pins_are_reset() {
         rig.get(&format!("manifests/{first_tag}")).await.status(),
         200
     );
-    rig.notary
-        .set_dir(Some(&golden("recreated").join("state2")));
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    rig.notary.replace(fake_notary::from_dir(&golden("recreated").join("state2")));
+    rig.past_refresh();
     let (status, code, message) = error_of(rig.get(&format!("manifests/{tag}")).await).await;
     assert_eq!((status, code.as_str()), (403, "DENIED"));
     assert!(
@@ -552,12 +374,13 @@ async fn recreated_trust_data_is_refused_until_the_pins_are_reset() {
         "{message}"
     );
     assert!(rig
+        .app
         .proxy
         .trust()
         .store()
         .reset("127.0.0.1:5000/golden/recreated")
         .unwrap());
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    rig.past_refresh();
     assert_eq!(rig.get(&format!("manifests/{tag}")).await.status(), 200);
 }
 
@@ -565,10 +388,10 @@ async fn recreated_trust_data_is_refused_until_the_pins_are_reset() {
 async fn a_replayed_older_timestamp_is_refused_as_rollback() {
     let rig = Rig::start("rotated", "[trust]\nrefresh = 1\n").await;
     // Pin the newer state first, then let the server replay the older one.
-    rig.notary.set_dir(Some(&golden("rotated").join("state2")));
+    rig.notary.replace(fake_notary::from_dir(&golden("rotated").join("state2")));
     assert_eq!(rig.get("manifests/latest").await.status(), 200);
-    rig.notary.set_dir(Some(&golden("rotated").join("state1")));
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    rig.notary.replace(fake_notary::from_dir(&golden("rotated").join("state1")));
+    rig.past_refresh();
     let (status, code, message) = error_of(rig.get("manifests/latest").await).await;
     assert_eq!((status, code.as_str()), (403, "DENIED"));
     assert!(
@@ -613,9 +436,9 @@ async fn audit_mode_serves_unsigned_tags_and_counts_them() {
     )
     .await;
     assert_eq!(rig.get("manifests/unsigned").await.status(), 200);
-    assert_eq!(rig.proxy.audit_would_refuse(), 1);
+    assert_eq!(rig.app.proxy.audit_would_refuse(), 1);
     assert_eq!(rig.get("manifests/v1").await.status(), 200);
-    assert_eq!(rig.proxy.audit_would_refuse(), 1);
+    assert_eq!(rig.app.proxy.audit_would_refuse(), 1);
 }
 
 #[tokio::test]
@@ -645,8 +468,7 @@ impl Rig {
             up.name
         );
         let config = Config::from_toml(&text, Path::new("offline.toml")).unwrap();
-        let c = self.clock.clone();
-        Proxy::with_clock(&config, Arc::new(move || *c.lock().unwrap()))
+        Proxy::with_clock(&config, self.clock.clock())
             .await
             .unwrap()
     }
@@ -738,7 +560,7 @@ async fn seeding_pulls_the_whole_image_through_the_verifying_path() {
     let rig = Rig::start("multiarch", "").await;
     let exp = expected("multiarch");
     let all = seed_image(
-        &rig.proxy,
+        &rig.app.proxy,
         "golden/multiarch:multi",
         &PlatformFilter::default(),
         &(),
@@ -758,7 +580,7 @@ async fn seeding_pulls_the_whole_image_through_the_verifying_path() {
     assert_eq!(all.manifests, 3); // the index and both platforms
     assert!(all.blobs >= 2);
     let arm = seed_image(
-        &rig.proxy,
+        &rig.app.proxy,
         "golden/multiarch:multi",
         &PlatformFilter(vec!["linux/arm64".into()]),
         &(),
@@ -769,7 +591,7 @@ async fn seeding_pulls_the_whole_image_through_the_verifying_path() {
     assert!(arm.blobs < all.blobs);
     // Refused images say why.
     let e = seed_image(
-        &rig.proxy,
+        &rig.app.proxy,
         "golden/multiarch:unsigned",
         &PlatformFilter::default(),
         &(),
@@ -778,7 +600,7 @@ async fn seeding_pulls_the_whole_image_through_the_verifying_path() {
     .unwrap_err();
     assert!(e.contains("No valid trust data for unsigned"), "{e}");
     let e = seed_image(
-        &rig.proxy,
+        &rig.app.proxy,
         "golden/multiarch:multi",
         &PlatformFilter(vec!["windows/amd64".into()]),
         &(),

@@ -1,9 +1,16 @@
-//! Interop test harness: installs nothing, but starts the real upstream pieces (CNCF registry,
-//! notary-server) and real clients (skopeo, podman, dockerd, containerd/ctr) around the trustgate
-//! binary, each on 127.0.0.1 with ports the harness picks, each stopped by its own PID.
+//! The one support tree of the integration tests (issue 11).
 //!
-//! Use from an integration test file with `mod common;`. Missing tools fail the test with the
-//! Debian package to install (scripts/install-test-deps.sh).
+//! In-process: [`app`] starts exactly what `trustgate serve` starts (`trustgate::app`) on port 0,
+//! with a movable trust clock; [`fake_upstream`] is the one fake registry and [`fake_notary`]
+//! the one fake Notary server; [`upstreams`] writes configurations over fake upstreams.
+//!
+//! Interop: installs nothing, but starts the real upstream pieces (CNCF registry, notary-server)
+//! and real clients (skopeo, podman, dockerd, containerd/ctr) around the trustgate binary, each
+//! on 127.0.0.1 with ports the harness picks, each stopped by its own PID. Missing tools fail
+//! the test with the Debian package to install (scripts/install-test-deps.sh).
+//!
+//! Use from a test binary at the top of `tests/` with `mod support;` (from `tests/inproc/main.rs`
+//! with `#[path = "../support/mod.rs"]`).
 //!
 //! | module | what |
 //! |---|---|
@@ -18,20 +25,23 @@
 //! | [`notary`] | `NotaryServer` (throwaway CA, local trust service, memory) and `NotaryCli` signing |
 //! | [`signed`] | `SignedEnv`: registry + notary-server + signing CLI + skopeo, for signed-pull tests |
 //! | [`trustgate`] | `Trustgate`: writes the TOML config, runs the binary under test |
-//! | [`fake_notary`] | `FakeNotary`: plain-HTTP replay of metadata captured from the real notary-server |
-//! | [`inproc`] | `InProcess`: the proxy in the test process with a movable clock |
+//! | [`fake_notary`] | `FakeNotary`: plain-HTTP replay of captured or recorded metadata, optionally behind token auth |
+//! | [`fake_upstream`] | `FakeUpstream`: scriptable in-process registry (auth, faults, CDN redirects) |
+//! | [`app`] | `TestApp` / `InProcess`: `trustgate::app` on port 0 with a movable clock |
+//! | [`upstreams`] | `UpstreamSpec`, `config_toml`, `start`: the app over fake upstreams; test clients |
 //!
 //! Tests are plain `#[test]` functions (the harness blocks; HTTP runs on a shared tokio runtime).
 //! Set `TRUSTGATE_KEEP_TEST_DIRS=1` to keep each test's folder (logs of every server) for a
 //! post-mortem.
 #![allow(dead_code)]
 
+pub mod app;
 pub mod containerd;
 pub mod docker;
 pub mod fake_notary;
+pub mod fake_upstream;
 pub mod http;
 pub mod image;
-pub mod inproc;
 pub mod notary;
 pub mod podman;
 pub mod proc;
@@ -40,6 +50,7 @@ pub mod signed;
 pub mod skopeo;
 pub mod tools;
 pub mod trustgate;
+pub mod upstreams;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

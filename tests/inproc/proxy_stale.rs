@@ -1,29 +1,19 @@
 //! Serving on when the upstream is gone: unenforced tags answered from the digest they last
 //! resolved to, and an offline mirror that never contacts its upstream.
 
-mod fake_upstream;
+use crate::support::app::TestApp;
+use crate::support::fake_upstream;
 
 use std::path::Path;
-use std::sync::Arc;
 
 use fake_upstream::FakeUpstream;
-use tokio::net::TcpListener;
-use trustgate::config::Config;
-use trustgate::proxy::Proxy;
 
 const MT: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const MANIFEST: &[u8] = br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":2,"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[]}"#;
 
-async fn start(text: &str) -> (String, Arc<Proxy>) {
-    let config = Config::from_toml(text, Path::new("test.toml")).unwrap();
-    let proxy = Proxy::new(&config).await.unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let p = proxy.clone();
-    tokio::spawn(async move {
-        let _ = trustgate::api::server::serve(listener, p, std::future::pending()).await;
-    });
-    (format!("http://{addr}"), proxy)
+async fn start(text: &str) -> (String, TestApp) {
+    let app = TestApp::from_toml(text, Path::new("test.toml")).await;
+    (app.base.clone(), app)
 }
 
 fn config(data: &Path, url: &str, offline: bool) -> String {
@@ -107,6 +97,7 @@ async fn check_store_removes_objects_that_no_longer_match_and_they_are_fetched_a
     assert_eq!(fake.count(&format!("/v2/team/app/blobs/{blob}")), 1);
     // Served from disk now; then the disk goes bad under it.
     assert!(proxy
+        .proxy
         .store()
         .contains(&trustgate::reference::Digest::parse(&blob).unwrap()));
     let hex = blob.trim_start_matches("sha256:");

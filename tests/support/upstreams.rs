@@ -1,16 +1,11 @@
-//! Runs the whole proxy in-process for integration tests: a [`Config`] built from TOML that
-//! points at fake upstreams, `serve` on 127.0.0.1:0, and a shutdown handle.
-//!
-//! Use with `mod fake_upstream; mod proxy_support;`.
-#![allow(dead_code)]
+//! Configurations over fake upstreams ([`UpstreamSpec`], [`config_toml`]), the app started on
+//! them ([`start`], through [`super::app::TestApp`]), and the small clients and parsers the
+//! in-process suites share.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use trustgate::config::Config;
-use trustgate::proxy::Proxy;
+use super::app::TestApp;
 
 /// One `[[upstream]]` entry.
 #[derive(Clone, Debug)]
@@ -54,41 +49,23 @@ impl UpstreamSpec {
     }
 }
 
-/// A running proxy. Dropping it stops the server task.
+/// A running app over fake upstreams, with the folder of its storage and password files.
 pub struct RunningProxy {
+    pub app: TestApp,
     /// `http://127.0.0.1:<port>` (no trailing slash).
     pub base: String,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _dir: tempfile::TempDir,
 }
 
 impl RunningProxy {
     /// `base` + `path_and_query` (which starts with `/`).
     pub fn url(&self, path_and_query: &str) -> String {
-        format!("{}{}", self.base, path_and_query)
+        self.app.url(path_and_query)
     }
 
-    /// Graceful shutdown: stop accepting, let open connections finish, wait for `serve`.
-    pub async fn shutdown(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let r = tokio::time::timeout(std::time::Duration::from_secs(5), task)
-                .await
-                .expect("serve ends after shutdown")
-                .expect("serve task");
-            r.expect("serve result");
-        }
-    }
-}
-
-impl Drop for RunningProxy {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+    /// Graceful shutdown: stop accepting, let open connections finish, wait for the app.
+    pub async fn shutdown(self) {
+        self.app.shutdown().await;
     }
 }
 
@@ -117,23 +94,14 @@ pub fn config_toml(upstreams: &[UpstreamSpec], dir: &Path) -> String {
     text
 }
 
-/// Builds the config, binds 127.0.0.1:0 and spawns `serve`.
+/// Builds the config and starts the app on 127.0.0.1:0.
 pub async fn start(upstreams: &[UpstreamSpec]) -> RunningProxy {
     let dir = tempfile::tempdir().expect("tempdir");
     let text = config_toml(upstreams, dir.path());
-    let config =
-        Config::from_toml(&text, &dir.path().join("trustgate.toml")).expect("valid test config");
-    let proxy: Arc<Proxy> = Proxy::new(&config).await.expect("proxy from config");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-    let addr = listener.local_addr().expect("proxy addr");
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(trustgate::api::server::serve(listener, proxy, async move {
-        let _ = rx.await;
-    }));
+    let app = TestApp::from_toml(&text, &dir.path().join("trustgate.toml")).await;
     RunningProxy {
-        base: format!("http://{addr}"),
-        shutdown: Some(tx),
-        task: Some(task),
+        base: app.base.clone(),
+        app,
         _dir: dir,
     }
 }
@@ -141,10 +109,15 @@ pub async fn start(upstreams: &[UpstreamSpec]) -> RunningProxy {
 /// A reqwest client for talking to the proxy: no environment proxies, no redirects, short
 /// timeout.
 pub fn client() -> reqwest::Client {
+    client_with_timeout(Duration::from_secs(10))
+}
+
+/// [`client`] with another overall timeout (large blobs).
+pub fn client_with_timeout(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
-        .timeout(std::time::Duration::from_secs(10))
+        .timeout(timeout)
         .build()
         .expect("test client")
 }

@@ -1,11 +1,11 @@
 //! End-to-end tests of the pass-through proxy: reqwest → `serve` (in-process) → fake upstream(s).
 //! Every assertion is about what goes over the wire, on the client side and at the fake.
 
-mod fake_upstream;
-mod proxy_support;
+use crate::support::fake_upstream;
+use crate::support::upstreams;
 
 use fake_upstream::{digest, Auth, Behavior, FakeUpstream};
-use proxy_support::{client, dead_url, oci_error, RunningProxy, UpstreamSpec};
+use upstreams::{client, dead_url, oci_error, RunningProxy, UpstreamSpec};
 use reqwest::{Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -18,7 +18,7 @@ const API_VERSION: &str = "docker-distribution-api-version";
 async fn hub() -> (FakeUpstream, RunningProxy) {
     let fake = FakeUpstream::start().await;
     let proxy =
-        proxy_support::start(&[UpstreamSpec::new("docker.io", fake.base()).default_upstream()])
+        upstreams::start(&[UpstreamSpec::new("docker.io", fake.base()).default_upstream()])
             .await;
     (fake, proxy)
 }
@@ -368,7 +368,7 @@ async fn basic_auth_upstream_uses_the_configured_credentials() {
         password: "s3cret pw".into(),
     });
     fake.add_manifest("team/app", "v1", MT, MANIFEST);
-    let proxy = proxy_support::start(&[UpstreamSpec::new("registry.local", fake.base())
+    let proxy = upstreams::start(&[UpstreamSpec::new("registry.local", fake.base())
         .default_upstream()
         .basic("puller", "s3cret pw")])
     .await;
@@ -392,7 +392,7 @@ async fn basic_auth_upstream_uses_the_configured_credentials() {
         password: "other".into(),
     });
     fake2.add_manifest("team/app", "v1", MT, MANIFEST);
-    let proxy2 = proxy_support::start(&[UpstreamSpec::new("registry.local", fake2.base())
+    let proxy2 = upstreams::start(&[UpstreamSpec::new("registry.local", fake2.base())
         .default_upstream()
         .basic("puller", "s3cret pw")])
     .await;
@@ -648,7 +648,7 @@ async fn upstream_rate_limit_keeps_retry_after() {
 #[tokio::test]
 async fn upstream_not_listening_is_a_502_naming_it() {
     let proxy =
-        proxy_support::start(&[UpstreamSpec::new("docker.io", dead_url()).default_upstream()])
+        upstreams::start(&[UpstreamSpec::new("docker.io", dead_url()).default_upstream()])
             .await;
     let c = client();
     let d = digest(b"x");
@@ -675,7 +675,7 @@ async fn tag_list_pages_with_link_rewritten_to_the_proxy() {
     let local = FakeUpstream::start().await;
     hub_fake.set_tags("library/alpine", &["a", "b", "c", "d", "e"]);
     local.set_tags("team/app", &["v1", "v2", "v3"]);
-    let proxy = proxy_support::start(&[
+    let proxy = upstreams::start(&[
         UpstreamSpec::new("docker.io", hub_fake.base()).default_upstream(),
         UpstreamSpec::new("registry.local", local.base()),
     ])
@@ -863,7 +863,7 @@ async fn routing_by_default_prefix_and_ns() {
     hub_fake.add_manifest("library/alpine", "latest", MT, MANIFEST);
     let local_manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[],"annotations":{"at":"local"}}"#;
     local.add_manifest("team/app", "v1", MT, local_manifest);
-    let proxy = proxy_support::start(&[
+    let proxy = upstreams::start(&[
         UpstreamSpec::new("docker.io", hub_fake.base()).default_upstream(),
         UpstreamSpec::new("registry.local", local.base()),
     ])
@@ -1019,7 +1019,7 @@ async fn slow_upstream_headers_time_out_as_504() {
         "/v2/library/alpine/manifests/latest",
         Behavior::Delay(std::time::Duration::from_secs(3)),
     );
-    let proxy = proxy_support::start(&[UpstreamSpec::new("docker.io", fake.base())
+    let proxy = upstreams::start(&[UpstreamSpec::new("docker.io", fake.base())
         .default_upstream()
         .timeouts(1, 1)])
     .await;
@@ -1042,7 +1042,7 @@ async fn stalled_upstream_blob_is_a_broken_transfer() {
             stall: std::time::Duration::from_secs(3),
         },
     );
-    let proxy = proxy_support::start(&[UpstreamSpec::new("docker.io", fake.base())
+    let proxy = upstreams::start(&[UpstreamSpec::new("docker.io", fake.base())
         .default_upstream()
         .timeouts(1, 1)])
     .await;
@@ -1078,7 +1078,7 @@ async fn token_service_gets_the_configured_credentials() {
         credentials: Some(("robot".into(), "tok3n".into())),
     });
     fake.add_manifest("team/app", "v1", MT, MANIFEST);
-    let proxy = proxy_support::start(&[UpstreamSpec::new("registry.local", fake.base())
+    let proxy = upstreams::start(&[UpstreamSpec::new("registry.local", fake.base())
         .default_upstream()
         .basic("robot", "tok3n")])
     .await;
@@ -1197,7 +1197,7 @@ async fn upstreams_named_by_host_and_port_and_index_docker_io() {
     hub_fake.add_manifest("library/alpine", "latest", MT, MANIFEST);
     local.add_manifest("team/app", "v1", MT, MANIFEST);
     let local_name = local.addr.to_string(); // 127.0.0.1:<port>
-    let proxy = proxy_support::start(&[
+    let proxy = upstreams::start(&[
         UpstreamSpec::new("docker.io", hub_fake.base()),
         UpstreamSpec::new(&local_name, local.base()),
     ])
@@ -1290,7 +1290,7 @@ async fn upstream_url_path_prefix_is_kept() {
         },
     );
     let proxy =
-        proxy_support::start(&[
+        upstreams::start(&[
             UpstreamSpec::new("docker.io", format!("{}/mirror", fake.base())).default_upstream(),
         ])
         .await;
@@ -1339,7 +1339,7 @@ async fn wrong_token_service_credentials_are_not_a_client_401() {
         credentials: Some(("robot".into(), "right".into())),
     });
     fake.add_manifest("team/app", "v1", MT, MANIFEST);
-    let proxy = proxy_support::start(&[UpstreamSpec::new("registry.local", fake.base())
+    let proxy = upstreams::start(&[UpstreamSpec::new("registry.local", fake.base())
         .default_upstream()
         .basic("robot", "wr0ng-secret")])
     .await;
