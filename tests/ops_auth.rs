@@ -430,14 +430,94 @@ fn repeated_failures_from_one_address_are_held_back() {
 
 /// Writes `users` to the htpasswd file, sends SIGHUP and waits for trustgate to log the outcome.
 fn reload(fx: &Fixture, text: &str, outcome: &str) {
-    let before = fx.log_count(outcome);
     fs::write(&fx.htpasswd, text).expect("rewrite htpasswd");
+    hangup(fx, outcome);
+}
+
+/// Sends SIGHUP and waits for trustgate to log `outcome` once more.
+fn hangup(fx: &Fixture, outcome: &str) {
+    let before = fx.log_count(outcome);
     proc::signal(fx.tg.pid(), "HUP");
     assert!(
         proc::wait_until(Duration::from_secs(10), || fx.log_count(outcome) > before),
         "no {outcome:?} after SIGHUP:\n{}",
         fx.tg.log()
     );
+}
+
+/// Rewrites trustgate's configuration file with `from` replaced by `to`.
+fn edit_config(fx: &Fixture, from: &str, to: &str) {
+    let path = fx.tg.config_path();
+    let text = fs::read_to_string(path).expect("read config");
+    assert!(text.contains(from), "{from:?} not in\n{text}");
+    fs::write(path, text.replace(from, to)).expect("rewrite config");
+}
+
+const RELOADED: &str = "SIGHUP: reloaded what=\"client logins";
+
+#[test]
+fn sighup_reloads_the_access_rules_and_names_what_needs_a_restart() {
+    let access = "[[auth.access]]\nusers = [\"alice\"]\nrepositories = [\"{UP}/demo/app\"]\n";
+    let fx = Fixture::new("auth-hup-access", &[alice()], access);
+    let up = fx.reg.host();
+    assert_eq!(fx.get("/v2/demo/app/manifests/v1", Some(&alice())).status, 200);
+    assert_eq!(
+        fx.get("/v2/demo/other/manifests/v1", Some(&alice())).status,
+        403
+    );
+
+    // alice may pull all of demo/ after the reload; the log says the rules changed.
+    edit_config(&fx, &format!("\"{up}/demo/app\""), &format!("\"{up}/demo/*\""));
+    hangup(&fx, RELOADED);
+    assert!(
+        fx.tg.log().contains("[[auth.access]]: 1 rules (changed)"),
+        "{}",
+        fx.tg.log()
+    );
+    let r = fx.get("/v2/demo/other/manifests/v1", Some(&alice()));
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), fx.logs());
+
+    // A file that does not validate changes nothing, and the log names the file, key and
+    // problem.
+    edit_config(&fx, "users = [\"alice\"]", "users = \"alice\"");
+    hangup(&fx, "reload failed, keeping the configuration in force");
+    let config = fx.tg.config_path().display().to_string();
+    assert!(
+        fx.tg
+            .log()
+            .lines()
+            .any(|l| l.contains(&config) && l.contains("auth.access")),
+        "{}",
+        fx.tg.log()
+    );
+    assert_eq!(
+        fx.get("/v2/demo/other/manifests/v1", Some(&alice())).status,
+        200
+    );
+
+    // Back to one repository; a changed storage path is applied only by a restart, and said so.
+    edit_config(&fx, "users = \"alice\"", "users = [\"alice\"]");
+    edit_config(&fx, &format!("\"{up}/demo/*\""), &format!("\"{up}/demo/app\""));
+    let text = fs::read_to_string(fx.tg.config_path()).expect("read config");
+    let storage = text
+        .lines()
+        .find(|l| l.starts_with("path = "))
+        .expect("storage path line")
+        .to_string();
+    edit_config(&fx, &storage, "path = \"/tmp/tg-elsewhere\"");
+    hangup(&fx, RELOADED);
+    assert!(
+        fx.tg.log().lines().any(|l| l.contains("WARN")
+            && l.contains("takes effect only after a restart")
+            && l.contains("section=\"storage\"")),
+        "{}",
+        fx.tg.log()
+    );
+    assert_eq!(
+        fx.get("/v2/demo/other/manifests/v1", Some(&alice())).status,
+        403
+    );
+    assert_eq!(fx.get("/v2/demo/app/manifests/v1", Some(&alice())).status, 200);
 }
 
 #[test]
@@ -448,7 +528,6 @@ fn sighup_reloads_the_htpasswd_file() {
     assert_eq!(fx.get("/v2/", Some(&alice())).status, 200);
     assert_eq!(fx.get("/v2/", Some(&carol)).status, 401);
 
-    const RELOADED: &str = "SIGHUP: reloaded what=\"client logins";
     reload(&fx, &(entry(&alice()) + &entry(&carol)), RELOADED);
     assert_eq!(fx.get("/v2/", Some(&carol)).status, 200);
 
@@ -487,7 +566,7 @@ fn an_entry_from_apache_htpasswd_logs_in() {
     reload(
         &fx,
         &(entry(&bob()) + out.stdout.trim_end() + "\n"),
-        "SIGHUP: reloaded what=\"client logins",
+        RELOADED,
     );
     assert_eq!(
         fx.get("/v2/", Some(&Creds::new("erin", "erin-pw"))).status,

@@ -5,8 +5,9 @@
 //! handshakes use them) and client authentication (`[auth] htpasswd` re-read, `[[auth.access]]`
 //! rules swapped, together or not at all). Logged at warn as needing a restart: every other
 //! section that differs from the one in force (listen addresses, storage, upstreams, trust,
-//! policies, log format, TLS file paths, turning auth on or off). A file that does not parse or
-//! validate changes nothing and the error names the file, key and problem. Open connections are
+//! policies, log format, TLS file paths, turning auth on or off). A configuration file that does
+//! not parse or validate changes no setting (the error names the file, key and problem); the
+//! files the configuration in force names are still re-read. Open connections are
 //! not touched: what a reload changes applies to what comes after it.
 
 use std::path::PathBuf;
@@ -79,7 +80,7 @@ impl Reloader {
             {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::error!(error = %e, "reload: the reload task failed; reloads stop");
+                    tracing::error!(error = %e, "SIGHUP: the reload task failed; reloads stop");
                     return;
                 }
             };
@@ -91,45 +92,49 @@ impl Reloader {
         let next = match &self.file {
             None => self.current.clone(),
             Some(file) => match Config::load(file) {
-                Ok(c) => c,
+                Ok(c) => {
+                    tracing::info!(file = %file.display(), "SIGHUP: configuration re-read");
+                    c
+                }
+                // The files it names (TLS, htpasswd) are still re-read below, as before the
+                // configuration file itself was re-read.
                 Err(e) => {
-                    tracing::error!(file = %file.display(), "reload: the configuration is not valid; keeping the one in force: {e}");
-                    return;
+                    tracing::error!(
+                        "SIGHUP: reload failed, keeping the configuration in force: {e}"
+                    );
+                    self.current.clone()
                 }
             },
         };
-        if let Some(file) = &self.file {
-            tracing::info!(file = %file.display(), "reload: configuration read");
-        }
         for section in needs_restart(&self.current, &next) {
             tracing::warn!(
                 section,
-                "reload: changed in the file, but takes effect only after a restart"
+                "SIGHUP: changed in the file, but takes effect only after a restart"
             );
         }
         let mut applied = false;
         if let Some(tls) = &self.tls {
             applied = true;
             match tls.reload() {
-                Ok(summary) => tracing::info!(what = "server TLS (tls_cert, tls_key, client_ca)", %summary, "reload: reloaded"),
+                Ok(summary) => tracing::info!(what = "server TLS (tls_cert, tls_key, client_ca)", %summary, "SIGHUP: reloaded"),
                 Err(e) => tracing::error!(
                     what = "server TLS (tls_cert, tls_key, client_ca)",
-                    "reload: failed, keeping the previous one: {e}"
+                    "SIGHUP: reload failed, keeping the previous one: {e}"
                 ),
             }
         }
         if let Some(gate) = &self.gate {
             applied = true;
             match gate.reload(&next.auth) {
-                Ok(summary) => tracing::info!(what = "client logins (auth.htpasswd, auth.access)", %summary, "reload: reloaded"),
+                Ok(summary) => tracing::info!(what = "client logins (auth.htpasswd, auth.access)", %summary, "SIGHUP: reloaded"),
                 Err(e) => tracing::error!(
                     what = "client logins (auth.htpasswd, auth.access)",
-                    "reload: failed, keeping the previous one: auth.htpasswd: {e}"
+                    "SIGHUP: reload failed, keeping the previous one: auth.htpasswd: {e}"
                 ),
             }
         }
         if !applied {
-            tracing::info!("reload: nothing to reload");
+            tracing::info!("SIGHUP: nothing to reload");
         }
         // What is in force now: the sections applied take the new values; the others keep
         // theirs until a restart (so a later reload warns again while they still differ).

@@ -642,7 +642,7 @@ fn kill9_during_a_cold_download_leaves_nothing_corrupt() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
-            "kill9_child_mode",
+            "store::kill9_child_mode",
             "--exact",
             "--nocapture",
             "--test-threads=1",
