@@ -245,23 +245,11 @@ fn signed_fixture(name: &str) -> Signed {
     let skopeo = Skopeo::new(&t.sub("skopeo"));
     let v1 = Layout::image(
         &t.sub("img-v1"),
-        &ImageSpec::new(
-            "v1",
-            vec![
-                LayerSpec::text("etc/v1", "v1\n"),
-                LayerSpec::random("opt/v1.bin", 512 << 10, 11),
-            ],
-        ),
+        &ImageSpec::text_and_random("v1", ("etc/v1", "v1\n"), ("opt/v1.bin", 512 << 10, 11)),
     );
     let v2 = Layout::image(
         &t.sub("img-v2"),
-        &ImageSpec::new(
-            "v2",
-            vec![
-                LayerSpec::text("etc/v2", "v2\n"),
-                LayerSpec::random("opt/v2.bin", 256 << 10, 12),
-            ],
-        ),
+        &ImageSpec::text_and_random("v2", ("etc/v2", "v2\n"), ("opt/v2.bin", 256 << 10, 12)),
     );
     let unsigned = Layout::image(&t.sub("img-unsigned"), &ImageSpec::small("unsigned", 1));
     v1.push(&skopeo, &reg.host(), "demo/app", "v1", None);

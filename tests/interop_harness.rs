@@ -22,13 +22,7 @@ fn registry_serves_pushed_bytes_exactly() {
     let skopeo = Skopeo::new(&t.sub("skopeo"));
     let layout = Layout::image(
         &t.sub("img"),
-        &ImageSpec::new(
-            "push",
-            vec![
-                LayerSpec::text("etc/a.txt", "a\n"),
-                LayerSpec::random("big.bin", 3 << 20, 7),
-            ],
-        ),
+        &ImageSpec::text_and_random("push", ("etc/a.txt", "a\n"), ("big.bin", 3 << 20, 7)),
     );
     timed("skopeo push (3 MiB layer)", || {
         layout.push(&skopeo, &reg.host(), "demo/app", "v1", None)

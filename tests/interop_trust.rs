@@ -17,11 +17,11 @@ mod support;
 use std::fs;
 use std::time::Duration;
 
+use support::app::InProcess;
 use support::docker::Dockerd;
 use support::fake_notary::{self, FakeNotary};
 use support::http::{self, Req, Response, MANIFEST_ACCEPT};
-use support::image::{Format, ImageSpec, LayerSpec, Layout};
-use support::app::InProcess;
+use support::image::{Format, ImageSpec, Layout};
 use support::notary::NotaryCli;
 use support::podman::Podman;
 use support::signed::SignedEnv;
@@ -93,12 +93,10 @@ fn clients_pull_signed_tags_and_show_refusals() {
     let env = SignedEnv::new("t-clients");
     let single = Layout::image(
         &env.dir("img-single"),
-        &ImageSpec::new(
+        &ImageSpec::text_and_random(
             "signed-single",
-            vec![
-                LayerSpec::text("etc/motd", "signed\n"),
-                LayerSpec::random("opt/big.bin", 1 << 20, 11),
-            ],
+            ("etc/motd", "signed\n"),
+            ("opt/big.bin", 1 << 20, 11),
         ),
     );
     let multi = Layout::index(

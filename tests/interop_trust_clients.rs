@@ -12,7 +12,7 @@ mod support;
 
 use support::containerd::Containerd;
 use support::docker::Dockerd;
-use support::image::{ImageSpec, LayerSpec, Layout};
+use support::image::{ImageSpec, Layout};
 use support::notary::{NotaryCli, NotaryServer};
 use support::podman::Podman;
 use support::registry::Registry;
@@ -43,12 +43,10 @@ impl TrustFixture {
         let skopeo = Skopeo::new(&t.sub("skopeo"));
         let signed = Layout::image(
             &t.sub("img-signed"),
-            &ImageSpec::new(
+            &ImageSpec::text_and_random(
                 "signed",
-                vec![
-                    LayerSpec::text("etc/signed", "signed\n"),
-                    LayerSpec::random("opt/blob.bin", 1 << 20, 9),
-                ],
+                ("etc/signed", "signed\n"),
+                ("opt/blob.bin", 1 << 20, 9),
             ),
         );
         let unsigned = Layout::image(&t.sub("img-unsigned"), &ImageSpec::small("unsigned", 1));

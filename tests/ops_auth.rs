@@ -460,14 +460,21 @@ fn sighup_reloads_the_access_rules_and_names_what_needs_a_restart() {
     let access = "[[auth.access]]\nusers = [\"alice\"]\nrepositories = [\"{UP}/demo/app\"]\n";
     let fx = Fixture::new("auth-hup-access", &[alice()], access);
     let up = fx.reg.host();
-    assert_eq!(fx.get("/v2/demo/app/manifests/v1", Some(&alice())).status, 200);
+    assert_eq!(
+        fx.get("/v2/demo/app/manifests/v1", Some(&alice())).status,
+        200
+    );
     assert_eq!(
         fx.get("/v2/demo/other/manifests/v1", Some(&alice())).status,
         403
     );
 
     // alice may pull all of demo/ after the reload; the log says the rules changed.
-    edit_config(&fx, &format!("\"{up}/demo/app\""), &format!("\"{up}/demo/*\""));
+    edit_config(
+        &fx,
+        &format!("\"{up}/demo/app\""),
+        &format!("\"{up}/demo/*\""),
+    );
     hangup(&fx, RELOADED);
     assert!(
         fx.tg.log().contains("[[auth.access]]: 1 rules (changed)"),
@@ -497,7 +504,11 @@ fn sighup_reloads_the_access_rules_and_names_what_needs_a_restart() {
 
     // Back to one repository; a changed storage path is applied only by a restart, and said so.
     edit_config(&fx, "users = \"alice\"", "users = [\"alice\"]");
-    edit_config(&fx, &format!("\"{up}/demo/*\""), &format!("\"{up}/demo/app\""));
+    edit_config(
+        &fx,
+        &format!("\"{up}/demo/*\""),
+        &format!("\"{up}/demo/app\""),
+    );
     let text = fs::read_to_string(fx.tg.config_path()).expect("read config");
     let storage = text
         .lines()
@@ -517,7 +528,10 @@ fn sighup_reloads_the_access_rules_and_names_what_needs_a_restart() {
         fx.get("/v2/demo/other/manifests/v1", Some(&alice())).status,
         403
     );
-    assert_eq!(fx.get("/v2/demo/app/manifests/v1", Some(&alice())).status, 200);
+    assert_eq!(
+        fx.get("/v2/demo/app/manifests/v1", Some(&alice())).status,
+        200
+    );
 }
 
 #[test]

@@ -5,6 +5,7 @@
 
 mod support;
 
+use serde_json::Value;
 use support::http::{self, Req, MANIFEST_ACCEPT};
 use support::image::{ImageSpec, Layout};
 use support::notary::{NotaryCli, NotaryServer};
@@ -12,7 +13,6 @@ use support::registry::Registry;
 use support::skopeo::Skopeo;
 use support::trustgate::{Trustgate, TrustgateOptions, UpstreamConfig};
 use support::TestDir;
-use serde_json::Value;
 
 /// The JSON objects trustgate logged; panics on a line that is not one.
 fn json_lines(log: &str) -> Vec<Value> {

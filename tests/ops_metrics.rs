@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::http::{self, Req};
-use support::image::{Blob, ImageSpec, LayerSpec, Layout};
+use support::image::{Blob, ImageSpec, Layout};
 use support::proc;
 use support::signed::SignedEnv;
 use support::trustgate::{self as tgc, PolicySpec, Trustgate, TrustgateOptions, UpstreamConfig};
@@ -203,12 +203,10 @@ fn metrics_follow_pulls_and_refusals() {
     let env = SignedEnv::new("ops-metrics");
     let signed = Layout::image(
         &env.dir("img-signed"),
-        &ImageSpec::new(
+        &ImageSpec::text_and_random(
             "metrics-signed",
-            vec![
-                LayerSpec::text("etc/motd", "signed\n"),
-                LayerSpec::random("opt/blob.bin", 256 << 10, 6),
-            ],
+            ("etc/motd", "signed\n"),
+            ("opt/blob.bin", 256 << 10, 6),
         ),
     );
     let unsigned = Layout::image(

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use support::http::{self, sha256_digest, Req};
 use support::image::{random_bytes, ImageSpec, Layout};
 use support::proc;
@@ -23,7 +24,6 @@ use support::registry::Registry;
 use support::skopeo::{assert_same_tree, Skopeo};
 use support::trustgate::{Trustgate, TrustgateOptions, UpstreamConfig};
 use support::TestDir;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 
 // ---------------------------------------------------------------------------------------------
 // Test PKI

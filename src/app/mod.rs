@@ -41,12 +41,18 @@ pub struct Listeners {
 impl Listeners {
     /// Binds the addresses `config` names; the error names the key.
     pub async fn bind(config: &Config) -> Result<Listeners, AppError> {
-        let admin = TcpListener::bind(config.admin.listen)
-            .await
-            .map_err(|e| AppError(format!("admin.listen {}: cannot listen: {e}", config.admin.listen)))?;
-        let api = TcpListener::bind(config.server.listen)
-            .await
-            .map_err(|e| AppError(format!("server.listen {}: cannot listen: {e}", config.server.listen)))?;
+        let admin = TcpListener::bind(config.admin.listen).await.map_err(|e| {
+            AppError(format!(
+                "admin.listen {}: cannot listen: {e}",
+                config.admin.listen
+            ))
+        })?;
+        let api = TcpListener::bind(config.server.listen).await.map_err(|e| {
+            AppError(format!(
+                "server.listen {}: cannot listen: {e}",
+                config.server.listen
+            ))
+        })?;
         Ok(Listeners { api, admin })
     }
 
@@ -215,7 +221,8 @@ impl App {
             .map(|u| format!("{} ({})", u.name, u.url))
             .collect();
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let show = |a: Option<std::net::SocketAddr>| a.map_or_else(|| "?".to_string(), |a| a.to_string());
+        let show =
+            |a: Option<std::net::SocketAddr>| a.map_or_else(|| "?".to_string(), |a| a.to_string());
         tracing::info!(listen = %format!("{scheme}://{}", show(api_addr)), admin = %show(admin_addr), upstreams = %upstreams.join(", "), storage = %config.storage.path.display(), "trustgate serving");
         if let Some(tx) = started {
             let _ = tx.send(Started {

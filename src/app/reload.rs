@@ -116,7 +116,9 @@ impl Reloader {
         if let Some(tls) = &self.tls {
             applied = true;
             match tls.reload() {
-                Ok(summary) => tracing::info!(what = "server TLS (tls_cert, tls_key, client_ca)", %summary, "SIGHUP: reloaded"),
+                Ok(summary) => {
+                    tracing::info!(what = "server TLS (tls_cert, tls_key, client_ca)", %summary, "SIGHUP: reloaded")
+                }
                 Err(e) => tracing::error!(
                     what = "server TLS (tls_cert, tls_key, client_ca)",
                     "SIGHUP: reload failed, keeping the previous one: {e}"
@@ -126,7 +128,9 @@ impl Reloader {
         if let Some(gate) = &self.gate {
             applied = true;
             match gate.reload(&next.auth) {
-                Ok(summary) => tracing::info!(what = "client logins (auth.htpasswd, auth.access)", %summary, "SIGHUP: reloaded"),
+                Ok(summary) => {
+                    tracing::info!(what = "client logins (auth.htpasswd, auth.access)", %summary, "SIGHUP: reloaded")
+                }
                 Err(e) => tracing::error!(
                     what = "client logins (auth.htpasswd, auth.access)",
                     "SIGHUP: reload failed, keeping the previous one: auth.htpasswd: {e}"
@@ -223,6 +227,9 @@ mod tests {
         let c = config(&format!(
             "{BASE}[[auth.access]]\nusers = [\"a\"]\nrepositories = [\"*\"]\n"
         ));
-        assert!(needs_restart(&a, &c).is_empty(), "access rules apply in place");
+        assert!(
+            needs_restart(&a, &c).is_empty(),
+            "access rules apply in place"
+        );
     }
 }

@@ -236,7 +236,11 @@ impl Gate {
         Ok(format!(
             "{}: {n} users (was {before}); [[auth.access]]: {rules} rules ({})",
             self.path.display(),
-            if rules_changed { "changed" } else { "unchanged" }
+            if rules_changed {
+                "changed"
+            } else {
+                "unchanged"
+            }
         ))
     }
 

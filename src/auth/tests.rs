@@ -277,9 +277,15 @@ async fn reload_swaps_the_users_and_forgets_remembered_logins() {
         "bob"
     );
     std::fs::write(&fx.path, "# nobody\n").unwrap();
-    assert!(matches!(gate.reload(&AuthConfig::default()), Err(AuthError::NoUsers { .. })));
+    assert!(matches!(
+        gate.reload(&AuthConfig::default()),
+        Err(AuthError::NoUsers { .. })
+    ));
     std::fs::remove_file(&fx.path).unwrap();
-    assert!(matches!(gate.reload(&AuthConfig::default()), Err(AuthError::Read { .. })));
+    assert!(matches!(
+        gate.reload(&AuthConfig::default()),
+        Err(AuthError::Read { .. })
+    ));
     assert!(gate
         .authenticate(Some(&basic("bob", "bob-pw")), CLIENT)
         .await

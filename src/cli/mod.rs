@@ -211,8 +211,7 @@ pub fn seed(path: &std::path::Path, file: &std::path::Path, platforms: Vec<Strin
         for image in &images {
             let bar = bars.add(indicatif::ProgressBar::new(0).with_style(style.clone()));
             bar.set_prefix(image.clone());
-            let result =
-                crate::seed::seed_image(&proxy, image, &filter, &Bar(bar.clone())).await;
+            let result = crate::seed::seed_image(&proxy, image, &filter, &Bar(bar.clone())).await;
             bar.finish_with_message(if result.is_ok() {
                 "verified"
             } else {
@@ -265,9 +264,7 @@ pub fn check_store(path: &std::path::Path) -> ExitCode {
                 if let Ok(files) = std::fs::read_dir(prefix.path()) {
                     for f in files.flatten() {
                         let name = f.file_name().to_string_lossy().to_string();
-                        if let Ok(d) =
-                            crate::reference::Digest::parse(&format!("sha256:{name}"))
-                        {
+                        if let Ok(d) = crate::reference::Digest::parse(&format!("sha256:{name}")) {
                             digests.push(d);
                         }
                     }
@@ -293,7 +290,6 @@ pub fn check_store(path: &std::path::Path) -> ExitCode {
         }
     })
 }
-
 
 fn signer_name(role: &str) -> String {
     match role.strip_prefix("targets/") {

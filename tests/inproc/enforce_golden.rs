@@ -317,7 +317,7 @@ async fn an_unreachable_notary_is_bridged_by_verified_data_until_it_expires() {
     let mut rig = Rig::start("basic", "[trust]\nrefresh = 1\n").await;
     assert_eq!(rig.get("manifests/v1").await.status(), 200);
     rig.notary.take_down(); // 503 from now on
-    // A restart loses the memory cache: the persisted state is re-verified offline.
+                            // A restart loses the memory cache: the persisted state is re-verified offline.
     rig.restart().await;
     assert_eq!(rig.get("manifests/v2").await.status(), 200);
     rig.advance(time::Duration::days(15));
@@ -335,7 +335,8 @@ async fn a_proper_root_rotation_is_followed_without_a_reset() {
     let rig = Rig::start("rotated", "[trust]\nrefresh = 1\n").await;
     let exp = expected("rotated");
     assert_eq!(rig.get("manifests/v1").await.status(), 200);
-    rig.notary.replace(fake_notary::from_dir(&golden("rotated").join("state2")));
+    rig.notary
+        .replace(fake_notary::from_dir(&golden("rotated").join("state2")));
     rig.past_refresh();
     let resp = rig.get("manifests/latest").await;
     assert_eq!(resp.status(), 200);
@@ -365,7 +366,8 @@ async fn recreated_trust_data_is_refused_until_the_pins_are_reset() {
         rig.get(&format!("manifests/{first_tag}")).await.status(),
         200
     );
-    rig.notary.replace(fake_notary::from_dir(&golden("recreated").join("state2")));
+    rig.notary
+        .replace(fake_notary::from_dir(&golden("recreated").join("state2")));
     rig.past_refresh();
     let (status, code, message) = error_of(rig.get(&format!("manifests/{tag}")).await).await;
     assert_eq!((status, code.as_str()), (403, "DENIED"));
@@ -388,9 +390,11 @@ async fn recreated_trust_data_is_refused_until_the_pins_are_reset() {
 async fn a_replayed_older_timestamp_is_refused_as_rollback() {
     let rig = Rig::start("rotated", "[trust]\nrefresh = 1\n").await;
     // Pin the newer state first, then let the server replay the older one.
-    rig.notary.replace(fake_notary::from_dir(&golden("rotated").join("state2")));
+    rig.notary
+        .replace(fake_notary::from_dir(&golden("rotated").join("state2")));
     assert_eq!(rig.get("manifests/latest").await.status(), 200);
-    rig.notary.replace(fake_notary::from_dir(&golden("rotated").join("state1")));
+    rig.notary
+        .replace(fake_notary::from_dir(&golden("rotated").join("state1")));
     rig.past_refresh();
     let (status, code, message) = error_of(rig.get("manifests/latest").await).await;
     assert_eq!((status, code.as_str()), (403, "DENIED"));

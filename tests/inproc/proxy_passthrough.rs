@@ -5,9 +5,9 @@ use crate::support::fake_upstream;
 use crate::support::upstreams;
 
 use fake_upstream::{digest, Auth, Behavior, FakeUpstream};
-use upstreams::{client, dead_url, oci_error, RunningProxy, UpstreamSpec};
 use reqwest::{Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use upstreams::{client, dead_url, oci_error, RunningProxy, UpstreamSpec};
 
 const MT: &str = "application/vnd.oci.image.manifest.v1+json";
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -18,8 +18,7 @@ const API_VERSION: &str = "docker-distribution-api-version";
 async fn hub() -> (FakeUpstream, RunningProxy) {
     let fake = FakeUpstream::start().await;
     let proxy =
-        upstreams::start(&[UpstreamSpec::new("docker.io", fake.base()).default_upstream()])
-            .await;
+        upstreams::start(&[UpstreamSpec::new("docker.io", fake.base()).default_upstream()]).await;
     (fake, proxy)
 }
 
@@ -648,8 +647,7 @@ async fn upstream_rate_limit_keeps_retry_after() {
 #[tokio::test]
 async fn upstream_not_listening_is_a_502_naming_it() {
     let proxy =
-        upstreams::start(&[UpstreamSpec::new("docker.io", dead_url()).default_upstream()])
-            .await;
+        upstreams::start(&[UpstreamSpec::new("docker.io", dead_url()).default_upstream()]).await;
     let c = client();
     let d = digest(b"x");
     for path in [

@@ -12,13 +12,7 @@ fn load(dir: &str) -> MemorySource {
         .join("tests/data/notary-fixtures")
         .join(dir);
     let mut src = MemorySource::new();
-    for name in [
-        "root.json",
-        "timestamp.json",
-        "snapshot.json",
-        "targets.json",
-        "targets/releases.json",
-    ] {
+    for name in crate::support::fake_notary::METADATA_FILES {
         if let Ok(b) = std::fs::read(base.join(name)) {
             src.insert(name, b);
         }

@@ -74,7 +74,10 @@ impl TestApp {
     pub async fn start(config: Config, clock: Option<&TestClock>) -> TestApp {
         let listeners = Listeners::local().await.expect("bind 127.0.0.1:0");
         let base = format!("http://{}", listeners.api.local_addr().expect("api addr"));
-        let admin = format!("http://{}", listeners.admin.local_addr().expect("admin addr"));
+        let admin = format!(
+            "http://{}",
+            listeners.admin.local_addr().expect("admin addr")
+        );
         let (stop, stopped) = oneshot::channel::<()>();
         let (reload, reloads) = mpsc::channel(1);
         let (started_tx, started) = oneshot::channel::<Started>();

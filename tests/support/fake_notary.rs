@@ -28,17 +28,21 @@ use super::notary::NotaryServer;
 /// Metadata files by name relative to `_trust/tuf/` (`root.json`, `targets/releases.json`, …).
 pub type Files = BTreeMap<String, Vec<u8>>;
 
+/// The metadata files of a repository as Docker reads them (`targets/releases.json` only when
+/// the repository has that delegation).
+pub const METADATA_FILES: [&str; 5] = [
+    "root.json",
+    "timestamp.json",
+    "snapshot.json",
+    "targets.json",
+    "targets/releases.json",
+];
+
 /// The current metadata of `gun` on the real server: root, timestamp, snapshot, targets and
 /// `targets/releases` when the repository has that delegation.
 pub fn capture(server: &NotaryServer, gun: &str) -> Files {
     let mut files = Files::new();
-    for name in [
-        "root.json",
-        "timestamp.json",
-        "snapshot.json",
-        "targets.json",
-        "targets/releases.json",
-    ] {
+    for name in METADATA_FILES {
         let r = server.get_metadata(gun, name);
         match r.status {
             200 => {
@@ -212,7 +216,12 @@ fn serve_one(mut stream: TcpStream, state: &Mutex<State>, port: u16) -> std::io:
 const NOT_FOUND: &[u8] = br#"{"errors":[{"code":"METADATA_NOT_FOUND","message":"You have requested metadata that does not exist.","detail":{}}]}"#;
 
 /// (status line, extra header lines, body) for one request.
-fn answer(st: &mut State, target: &str, authorized: bool, port: u16) -> (&'static str, String, Vec<u8>) {
+fn answer(
+    st: &mut State,
+    target: &str,
+    authorized: bool,
+    port: u16,
+) -> (&'static str, String, Vec<u8>) {
     st.requests.push(target.to_string());
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     if path == "/v2/" || path == "/v2" {

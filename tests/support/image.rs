@@ -109,6 +109,22 @@ impl ImageSpec {
         }
     }
 
+    /// The usual two-layer image: one text file (`path`, `content`) and `size` seeded random
+    /// bytes at `random_path`.
+    pub fn text_and_random(
+        label: &str,
+        (path, content): (&str, &str),
+        (random_path, size, seed): (&str, usize, u64),
+    ) -> ImageSpec {
+        ImageSpec::new(
+            label,
+            vec![
+                LayerSpec::text(path, content),
+                LayerSpec::random(random_path, size, seed),
+            ],
+        )
+    }
+
     /// A small image with `n` text layers.
     pub fn small(label: &str, n: usize) -> ImageSpec {
         let layers = (0..n)

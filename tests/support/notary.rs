@@ -229,23 +229,7 @@ impl NotaryCli {
 
     /// `notary -s URL -d TRUSTDIR --tlscacert CA ARGS` with every passphrase in the environment.
     pub fn run(&self, args: &[&str]) -> CmdOutput {
-        let mut c = Command::new(&self.bin);
-        for v in [
-            "NOTARY_ROOT_PASSPHRASE",
-            "NOTARY_TARGETS_PASSPHRASE",
-            "NOTARY_SNAPSHOT_PASSPHRASE",
-            "NOTARY_DELEGATION_PASSPHRASE",
-        ] {
-            c.env(v, PASSPHRASE);
-        }
-        c.arg("-s")
-            .arg(&self.server_url)
-            .arg("-d")
-            .arg(&self.trust_dir)
-            .arg("--tlscacert")
-            .arg(&self.ca_cert)
-            .args(args);
-        proc::run(c, Duration::from_secs(60), &self.dir.join("out"))
+        self.run_as(Command::new(&self.bin), args)
     }
 
     /// As [`NotaryCli::run`], answering `yes` to the CLI's confirmation prompt (e.g. `key rotate
@@ -255,6 +239,11 @@ impl NotaryCli {
         c.arg("-c")
             .arg("echo yes | exec \"$0\" \"$@\"")
             .arg(&self.bin);
+        self.run_as(c, args)
+    }
+
+    /// `c` (the CLI, or a shell that execs it) with the passphrases, server, trust dir and CA.
+    fn run_as(&self, mut c: Command, args: &[&str]) -> CmdOutput {
         for v in [
             "NOTARY_ROOT_PASSPHRASE",
             "NOTARY_TARGETS_PASSPHRASE",
