@@ -5,6 +5,8 @@
 //! together), [`enforce`] (verified trust per repository), [`trust`] (Notary client and the pure
 //! TUF verifier), [`store`] (content-addressed disk cache), [`upstream`] (registry client),
 //! [`policy`], [`seed`], [`config`]; [`metrics`] and the [`admin`] listener for operators.
+//! [`app`] assembles them into the server `trustgate serve` runs (and the integration tests
+//! start); [`cli`] holds the other subcommands.
 #![forbid(unsafe_code)]
 // Errors here are values with a client-facing face (code, message, detail, headers); they are
 // built on the cold path only, so their size costs nothing worth a Box on every signature.

@@ -108,14 +108,14 @@ fn main() -> ExitCode {
 /// as soon as a port answers must reach the graceful path), then the configured addresses
 /// bound, then the app.
 fn serve(path: &std::path::Path) -> ExitCode {
-    let path = path.to_path_buf();
-    cli::with_config(&path.clone(), |config| async move {
+    let file = path.to_path_buf();
+    cli::with_config(path, |config| async move {
         let hangups = ReloadTrigger::sighup();
         let shutdown = app::signals::shutdown_signal();
         let result = match Listeners::bind(&config).await {
             Ok(listeners) => {
                 App::new(config)
-                    .config_file(path)
+                    .config_file(file)
                     .reloads(hangups)
                     .run(listeners, shutdown)
                     .await

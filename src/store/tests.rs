@@ -1,5 +1,5 @@
 //! Unit tests for the store internals: layout, LRU order and guards in an eviction pass, and the
-//! fill shortcuts. The end-to-end behaviour is in `tests/store.rs`.
+//! fill shortcuts. The end-to-end behaviour is in `tests/inproc/store.rs`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

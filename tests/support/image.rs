@@ -4,7 +4,7 @@
 //! registry stores exactly these bytes and the tests know every digest in advance.
 //!
 //! Do not round-trip through skopeo's `oci:` transport when the digest must stay: skopeo converts
-//! schema2 to OCI there (real-pieces.md).
+//! schema2 to OCI there.
 
 use std::fs;
 use std::io::Write;

@@ -1,6 +1,6 @@
 //! notary-server 0.7 without notary-signer (`trust_service: local`, memory storage) behind a
 //! throwaway CA, and a `notary` CLI wrapper that signs tags the way `DOCKER_CONTENT_TRUST=1 docker
-//! push` does (real-pieces.md, "Signing a tag exactly as ... docker push does").
+//! push` does.
 //!
 //! Memory storage forgets everything on restart: a restarted server needs a fresh [`NotaryCli`]
 //! (fresh trust dir) too.

@@ -3,7 +3,7 @@
 //!
 //! The `vfs` storage driver is used so that nothing is mounted under the temp dir (with podman's
 //! default overlay driver an overlay mount stays under the storage root and must be unmounted
-//! before the folder can be deleted, real-pieces.md).
+//! before the folder can be deleted).
 
 use std::fs;
 use std::path::{Path, PathBuf};

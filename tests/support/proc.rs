@@ -39,7 +39,7 @@ pub fn proc_state(pid: u32) -> Option<char> {
 }
 
 /// True while `pid` exists and is not a zombie. On this machine exited processes stay zombies for
-/// about 2 s (real-pieces.md), so `Z` counts as gone.
+/// about 2 s (measured when the harness was written), so `Z` counts as gone.
 pub fn pid_alive(pid: u32) -> bool {
     matches!(proc_state(pid), Some(s) if s != 'Z' && s != 'X')
 }
