@@ -224,12 +224,17 @@ mod tests {
                 "storage"
             ]
         );
-        let c = config(&format!(
-            "{BASE}[[auth.access]]\nusers = [\"a\"]\nrepositories = [\"*\"]\n"
+        // Access rules apply in place (with the same htpasswd file).
+        let dir = tempfile::tempdir().unwrap();
+        let htpasswd = dir.path().join("htpasswd");
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        std::fs::write(&htpasswd, format!("a:{hash}\n")).unwrap();
+        let auth = format!("[auth]\nhtpasswd = {:?}\n", htpasswd.display().to_string());
+        let c = config(&format!("{BASE}{auth}"));
+        let d = config(&format!(
+            "{BASE}{auth}[[auth.access]]\nusers = [\"a\"]\nrepositories = [\"*\"]\n"
         ));
-        assert!(
-            needs_restart(&a, &c).is_empty(),
-            "access rules apply in place"
-        );
+        assert!(needs_restart(&c, &d).is_empty());
+        assert_eq!(needs_restart(&a, &c), ["auth.htpasswd path or auth.realm"]);
     }
 }
