@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// One entry of an OCI / Registry v2 error body: `{"errors":[{"code","message","detail"}]}`
-/// (registry-api.md §7). Upstream entries are kept as they came so they can be passed through.
+/// (OCI distribution-spec, "Error Codes"). Upstream entries are kept as they came so they can be passed through.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OciErrorEntry {
     /// Upper-case code such as `MANIFEST_UNKNOWN`; `UNKNOWN` when the upstream omitted it.
@@ -206,7 +206,7 @@ impl UpstreamError {
     /// - upstream 4xx → the same status, codes and messages passed through, **except 401**,
     ///   which becomes 403: the client authenticated with *us*, and a 401 from us would make it
     ///   retry its own credentials, which cannot fix the proxy's relationship with the upstream
-    ///   (registry-api.md §3, "two auth relationships"). Docker Hub also answers 401 for a
+    ///   (the proxy's credentials are its own, never the client's). Docker Hub also answers 401 for a
     ///   repository that does not exist.
     /// - upstream 5xx, unreachable, protocol errors, interrupted bodies, auth failures → 502
     ///   (bad gateway), or 503 when the upstream itself said 503 or its token service is down;
