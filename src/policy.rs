@@ -1,16 +1,86 @@
-//! Which trust rules apply to a repository: pure matching of `[[policy]]` globs against a GUN.
+//! Which trust rules apply to a repository: the `[[policy]]` section of the configuration
+//! ([`PolicyConfig`], [`TrustMode`]) and pure matching of its globs against a GUN.
 //!
-//! Globs are matched against the GUN (`<upstream name>/<repository>`); `*` matches any run of
-//! characters, `/` included, so `docker.io/library/*` covers every official image. When several
-//! policies match, the most specific wins: an exact name beats any glob, and among globs the one
-//! with more literal characters wins; on a tie the one written first.
+//! Globs are matched against the GUN (`<upstream name>/<repository>`) by [`crate::glob`]. When
+//! several policies match, the most specific wins: an exact name beats any glob, and among globs
+//! the one with more literal characters wins; on a tie the one written first.
 //! Without a matching policy, repositories of an upstream that has a Notary server are enforced
 //! (with trust on first use) and the others are served unchecked.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
-use crate::config::{PolicyConfig, TrustMode};
+use serde::Deserialize;
+
+use crate::glob;
 use crate::trust::{PublicKey, TrustPinning};
+
+/// What to do with content-trust data for matching repositories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrustMode {
+    /// Serve only what is signed.
+    Enforce,
+    /// Serve everything, but log and count what `enforce` would refuse.
+    Audit,
+    /// No trust checks (plain pull-through).
+    Off,
+}
+
+/// `[[policy]]`: rules for the repositories its globs match (`<upstream name>/<repository>`,
+/// i.e. the GUN). The most specific matching policy wins.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub repositories: Vec<String>,
+    pub trust: TrustMode,
+    /// Roles that must all have signed a tag (e.g. `["targets/releases"]`).
+    #[serde(default)]
+    pub signers: Vec<String>,
+    /// PEM files of root certificates this repository's root must use.
+    #[serde(default)]
+    pub root_certs: Vec<PathBuf>,
+    /// PEM file of a CA the repository's root certificate must chain to.
+    pub root_ca: Option<PathBuf>,
+    /// Trust the first root seen when nothing is pinned (Docker's behaviour).
+    #[serde(default = "default_true")]
+    pub tofu: bool,
+    /// Serve digests only when reachable from a signed tag (index → manifests → config, layers).
+    #[serde(default = "default_true")]
+    pub require_signed_closure: bool,
+    /// Filled in by config validation: the PEM texts of `root_certs`, and of `root_ca`.
+    #[serde(skip)]
+    pub root_cert_pems: Vec<String>,
+    #[serde(skip)]
+    pub root_ca_pem: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl PolicyConfig {
+    /// The checks that need no file: at least one glob, each a usable one, and not both kinds of
+    /// root pinning. Returns the key (relative to this entry, e.g. `repositories[1]`) and the
+    /// problem.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.repositories.is_empty() {
+            return Err(("repositories".into(), "must list at least one glob".into()));
+        }
+        for (j, g) in self.repositories.iter().enumerate() {
+            if let Some(problem) = glob::problem(g) {
+                return Err((format!("repositories[{j}]"), problem));
+            }
+        }
+        if !self.root_certs.is_empty() && self.root_ca.is_some() {
+            return Err((
+                "root_ca".into(),
+                "root_certs and root_ca are alternatives; set one of them".into(),
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// The rules for one GUN.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,8 +112,8 @@ impl Policies {
             .filter_map(|(i, p)| {
                 p.repositories
                     .iter()
-                    .filter(|g| glob_match(g, gun))
-                    .map(|g| specificity(g))
+                    .filter(|g| glob::matches(g, gun))
+                    .map(|g| glob::specificity(g))
                     .max()
                     .map(|s| (s, i))
             })
@@ -94,42 +164,9 @@ impl Policies {
     }
 }
 
-/// Exact names rank above every glob; globs by their count of literal characters.
-fn specificity(glob: &str) -> usize {
-    if glob.contains('*') {
-        glob.chars().filter(|c| *c != '*').count()
-    } else {
-        usize::MAX
-    }
-}
-
-/// `*` matches any (possibly empty) run of characters; everything else matches itself.
-pub fn glob_match(glob: &str, name: &str) -> bool {
-    let parts: Vec<&str> = glob.split('*').collect();
-    if parts.len() == 1 {
-        return glob == name;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !name.starts_with(first) || !name[first.len()..].ends_with(last) {
-        return false;
-    }
-    if name.len() < first.len() + last.len() {
-        return false;
-    }
-    let mut rest = &name[first.len()..name.len() - last.len()];
-    for mid in &parts[1..parts.len() - 1] {
-        match rest.find(mid) {
-            Some(pos) => rest = &rest[pos + mid.len()..],
-            None => return false,
-        }
-    }
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
 
     fn policy(globs: &[&str], mode: TrustMode) -> PolicyConfig {
         PolicyConfig {
@@ -143,28 +180,6 @@ mod tests {
             root_cert_pems: vec![],
             root_ca_pem: None,
         }
-    }
-
-    #[test]
-    fn globs() {
-        assert!(glob_match(
-            "docker.io/library/*",
-            "docker.io/library/alpine"
-        ));
-        assert!(glob_match(
-            "127.0.0.1:5101/team/*",
-            "127.0.0.1:5101/team/sub/app"
-        ));
-        assert!(!glob_match(
-            "127.0.0.1:5101/team/*",
-            "127.0.0.1:5101/other/app"
-        ));
-        assert!(glob_match("*", "anything/at/all"));
-        assert!(glob_match("a/*/c", "a/b/c"));
-        assert!(!glob_match("a/*/c", "a/b/d"));
-        assert!(glob_match("exact/name", "exact/name"));
-        assert!(!glob_match("exact/name", "exact/name2"));
-        assert!(!glob_match("ab*ba", "aba"));
     }
 
     #[test]
@@ -217,15 +232,5 @@ mod tests {
             got.pinning.ca.get("a.io/app").map(String::as_str),
             Some("PEM")
         );
-    }
-
-    proptest! {
-        #[test]
-        fn a_glob_made_from_the_name_matches_it(name in "[a-z/.:0-9]{0,30}", cut in 0usize..30) {
-            let cut = cut.min(name.len());
-            let glob = format!("{}*", &name[..cut]);
-            prop_assert!(glob_match(&glob, &name));
-            prop_assert!(glob_match(&name, &name));
-        }
     }
 }

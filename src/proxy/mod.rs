@@ -130,7 +130,7 @@ impl Proxy {
             notaries,
             config.upstreams.iter().map(|u| u.name.clone()).collect(),
             TrustStore::new(&config.storage.path),
-            Duration::from_secs(config.trust.refresh),
+            config.trust.refresh(),
             clock,
         )
         .with_offline(
@@ -139,7 +139,7 @@ impl Proxy {
                 .iter()
                 .map(|u| UpstreamTrust { offline: u.offline })
                 .collect(),
-            config.trust.offline_grace,
+            config.trust.offline_grace().as_secs(),
         );
         let manifests = moka::sync::Cache::builder()
             .max_capacity(config.trust.manifest_cache_bytes)

@@ -4,6 +4,16 @@
 //! such as `upstream[1].url`) and what is wrong with it, so that `trustgate check-config` can be
 //! run before a restart. Unknown keys are errors: a typo must not silently fall back to a default.
 //! Relative paths in the file are taken relative to the working directory of the process.
+//!
+//! Each subsystem owns its section (issue 11): [`crate::auth::AuthConfig`] for `[auth]`,
+//! [`crate::policy::PolicyConfig`] for `[[policy]]`; they are re-exported here. Loading the
+//! configuration parses the TOML and checks what can be checked without the subsystems (types,
+//! ranges, keys that go together, the password and CA files of upstreams, the PEM files of
+//! policies). The files a subsystem loads itself (the htpasswd file, the listener's TLS files)
+//! are loaded by that subsystem's `from_config`, which `serve` calls, and which
+//! [`crate::check::check_config`] calls for `trustgate check-config`.
+
+mod units;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -11,6 +21,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+pub use crate::auth::{AccessRule, AuthConfig};
+pub use crate::policy::{PolicyConfig, TrustMode};
+pub use units::Seconds;
+use units::{de_opt_size, de_size};
 
 /// Where `serve` and the other subcommands look when no `--config` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/trustgate.toml";
@@ -56,44 +71,6 @@ pub struct Config {
     pub log: LogConfig,
 }
 
-/// `[auth]`: who may pull through trustgate. Without `htpasswd`, anyone who can reach the
-/// listener may pull.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthConfig {
-    /// htpasswd file with bcrypt entries (`htpasswd -B`). Re-read on SIGHUP.
-    pub htpasswd: Option<PathBuf>,
-    /// The realm of the Basic challenge.
-    #[serde(default = "default_realm")]
-    pub realm: String,
-    /// Per-user repository globs. Without any rule every authenticated user may pull every
-    /// repository; with rules, a user may pull only what a rule naming them (or `"*"`) matches.
-    #[serde(default)]
-    pub access: Vec<AccessRule>,
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        Self {
-            htpasswd: None,
-            realm: default_realm(),
-            access: Vec::new(),
-        }
-    }
-}
-
-fn default_realm() -> String {
-    "trustgate".into()
-}
-
-/// `[[auth.access]]`: these users may pull these repositories (GUN globs, as in `[[policy]]`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AccessRule {
-    pub users: Vec<String>,
-    pub repositories: Vec<String>,
-}
-
 /// `[admin]`: the operator's listener (metrics, health), apart from the registry API.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -136,15 +113,15 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrustConfig {
-    /// Seconds a verified trust verdict is reused before `timestamp.json` is fetched again
+    /// How long a verified trust verdict is reused before `timestamp.json` is fetched again
     /// (never past the metadata's own expiry).
-    #[serde(default = "default_refresh", deserialize_with = "de_duration_secs")]
-    pub refresh: u64,
+    #[serde(default = "default_refresh")]
+    pub refresh: Seconds,
     /// For `offline = true` upstreams only: how long past their expiry the timestamp and
     /// snapshot metadata are still accepted (signatures, hashes and the targets' own expiry are
     /// still checked). Every use is logged. Default 0: never.
-    #[serde(default, deserialize_with = "de_duration_secs")]
-    pub offline_grace: u64,
+    #[serde(default)]
+    pub offline_grace: Seconds,
     /// Bytes of verified manifests kept in memory.
     #[serde(default = "default_manifest_cache_bytes")]
     pub manifest_cache_bytes: u64,
@@ -154,61 +131,26 @@ impl Default for TrustConfig {
     fn default() -> Self {
         Self {
             refresh: default_refresh(),
-            offline_grace: 0,
+            offline_grace: Seconds::ZERO,
             manifest_cache_bytes: default_manifest_cache_bytes(),
         }
     }
 }
 
-fn default_refresh() -> u64 {
-    60
+impl TrustConfig {
+    pub fn refresh(&self) -> Duration {
+        self.refresh.as_duration()
+    }
+    pub fn offline_grace(&self) -> Duration {
+        self.offline_grace.as_duration()
+    }
+}
+
+fn default_refresh() -> Seconds {
+    Seconds::from_secs(60)
 }
 fn default_manifest_cache_bytes() -> u64 {
     64 * 1024 * 1024
-}
-
-/// What to do with content-trust data for matching repositories.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TrustMode {
-    /// Serve only what is signed.
-    Enforce,
-    /// Serve everything, but log and count what `enforce` would refuse.
-    Audit,
-    /// No trust checks (plain pull-through).
-    Off,
-}
-
-/// `[[policy]]`: rules for the repositories its globs match (`<upstream name>/<repository>`,
-/// i.e. the GUN). The most specific matching policy wins.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyConfig {
-    pub repositories: Vec<String>,
-    pub trust: TrustMode,
-    /// Roles that must all have signed a tag (e.g. `["targets/releases"]`).
-    #[serde(default)]
-    pub signers: Vec<String>,
-    /// PEM files of root certificates this repository's root must use.
-    #[serde(default)]
-    pub root_certs: Vec<PathBuf>,
-    /// PEM file of a CA the repository's root certificate must chain to.
-    pub root_ca: Option<PathBuf>,
-    /// Trust the first root seen when nothing is pinned (Docker's behaviour).
-    #[serde(default = "default_true")]
-    pub tofu: bool,
-    /// Serve digests only when reachable from a signed tag (index → manifests → config, layers).
-    #[serde(default = "default_true")]
-    pub require_signed_closure: bool,
-    /// Filled in by validation: the PEM texts of `root_certs`, and of `root_ca`.
-    #[serde(skip)]
-    pub root_cert_pems: Vec<String>,
-    #[serde(skip)]
-    pub root_ca_pem: Option<String>,
-}
-
-fn default_true() -> bool {
-    true
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -230,24 +172,15 @@ pub struct ServerConfig {
     /// Largest request head (request line and headers) accepted, in bytes.
     #[serde(default = "default_max_header_bytes", deserialize_with = "de_size")]
     pub max_header_bytes: u64,
-    /// Seconds a client has to send a complete request head (slow-loris defence).
-    #[serde(
-        default = "default_header_read_timeout",
-        deserialize_with = "de_duration_secs"
-    )]
-    pub header_read_timeout: u64,
-    /// Seconds a connection may pass without any byte read or written before it is closed.
-    #[serde(
-        default = "default_server_idle_timeout",
-        deserialize_with = "de_duration_secs"
-    )]
-    pub idle_timeout: u64,
-    /// Seconds in-flight responses get to finish after SIGTERM before trustgate exits anyway.
-    #[serde(
-        default = "default_shutdown_grace",
-        deserialize_with = "de_duration_secs"
-    )]
-    pub shutdown_grace: u64,
+    /// Time a client has to send a complete request head (slow-loris defence).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: Seconds,
+    /// Time a connection may pass without any byte read or written before it is closed.
+    #[serde(default = "default_server_idle_timeout")]
+    pub idle_timeout: Seconds,
+    /// Time in-flight responses get to finish after SIGTERM before trustgate exits anyway.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: Seconds,
 }
 
 impl Default for ServerConfig {
@@ -267,17 +200,14 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    pub fn tls_enabled(&self) -> bool {
-        self.tls_cert.is_some()
-    }
     pub fn header_read_timeout(&self) -> Duration {
-        Duration::from_secs(self.header_read_timeout)
+        self.header_read_timeout.as_duration()
     }
     pub fn idle_timeout(&self) -> Duration {
-        Duration::from_secs(self.idle_timeout)
+        self.idle_timeout.as_duration()
     }
     pub fn shutdown_grace(&self) -> Duration {
-        Duration::from_secs(self.shutdown_grace)
+        self.shutdown_grace.as_duration()
     }
 }
 
@@ -287,14 +217,14 @@ fn default_max_connections() -> usize {
 fn default_max_header_bytes() -> u64 {
     64 * 1024
 }
-fn default_header_read_timeout() -> u64 {
-    10
+fn default_header_read_timeout() -> Seconds {
+    Seconds::from_secs(10)
 }
-fn default_server_idle_timeout() -> u64 {
-    120
+fn default_server_idle_timeout() -> Seconds {
+    Seconds::from_secs(120)
 }
-fn default_shutdown_grace() -> u64 {
-    30
+fn default_shutdown_grace() -> Seconds {
+    Seconds::from_secs(30)
 }
 
 fn default_listen() -> SocketAddr {
@@ -322,85 +252,6 @@ impl Default for StorageConfig {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum SizeOrText {
-    Number(u64),
-    Text(String),
-}
-
-fn de_opt_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    match SizeOrText::deserialize(d)? {
-        SizeOrText::Number(n) => Ok(Some(n)),
-        SizeOrText::Text(t) => parse_size(&t).map(Some).map_err(serde::de::Error::custom),
-    }
-}
-
-fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    match SizeOrText::deserialize(d)? {
-        SizeOrText::Number(n) => Ok(n),
-        SizeOrText::Text(t) => parse_size(&t).map_err(serde::de::Error::custom),
-    }
-}
-
-fn de_duration_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    match SizeOrText::deserialize(d)? {
-        SizeOrText::Number(n) => Ok(n),
-        SizeOrText::Text(t) => parse_duration_secs(&t).map_err(serde::de::Error::custom),
-    }
-}
-
-/// `"20GiB"`, `"500 MB"`, `"1024"`: binary (KiB, MiB, GiB, TiB) and decimal (KB, MB, GB, TB) units.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size such as \"20GiB\" or \"500MB\""))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        "tb" => 1_000_000_000_000,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        "tib" => 1 << 40,
-        other => {
-            return Err(format!(
-            "unknown size unit {other:?} in {text:?} (use KiB, MiB, GiB, TiB, KB, MB, GB or TB)"
-        ))
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{text:?} is too large"))
-}
-
-/// `"30s"`, `"15m"`, `"12h"`, `"7d"` or a plain number of seconds.
-pub fn parse_duration_secs(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as \"7d\", \"12h\" or \"90s\""))?;
-    let mult = match unit.trim() {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        other => {
-            return Err(format!(
-                "unknown duration unit {other:?} in {text:?} (use s, m, h or d)"
-            ))
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{text:?} is too large"))
-}
-
 fn default_storage_path() -> PathBuf {
     PathBuf::from("./trustgate-data")
 }
@@ -425,15 +276,20 @@ pub struct UpstreamConfig {
     pub password_file: Option<PathBuf>,
     /// PEM bundle of extra CA certificates trusted for this upstream.
     pub ca_file: Option<PathBuf>,
-    /// Seconds allowed for the TCP+TLS connection.
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout_secs: u64,
-    /// Seconds allowed between sending a request and receiving the response headers.
-    #[serde(default = "default_first_byte_timeout")]
-    pub first_byte_timeout_secs: u64,
-    /// Seconds a response body may stall between two chunks.
-    #[serde(default = "default_idle_timeout")]
-    pub idle_timeout_secs: u64,
+    /// Time allowed for the TCP+TLS connection. `connect_timeout_secs`, its name before
+    /// issue 11, is still read.
+    #[serde(default = "default_connect_timeout", alias = "connect_timeout_secs")]
+    pub connect_timeout: Seconds,
+    /// Time allowed between sending a request and receiving the response headers
+    /// (`first_byte_timeout_secs` is still read).
+    #[serde(
+        default = "default_first_byte_timeout",
+        alias = "first_byte_timeout_secs"
+    )]
+    pub first_byte_timeout: Seconds,
+    /// Time a response body may stall between two chunks (`idle_timeout_secs` is still read).
+    #[serde(default = "default_idle_timeout", alias = "idle_timeout_secs")]
+    pub idle_timeout: Seconds,
     /// URL of the Notary server holding this registry's trust data
     /// (Docker Hub's is `https://notary.docker.io`). Without it, repositories of this upstream
     /// are not enforced unless a policy says so (and then nothing can be served).
@@ -454,25 +310,25 @@ pub struct UpstreamConfig {
     pub ca_pem: Option<Vec<u8>>,
 }
 
-fn default_connect_timeout() -> u64 {
-    10
+fn default_connect_timeout() -> Seconds {
+    Seconds::from_secs(10)
 }
-fn default_first_byte_timeout() -> u64 {
-    30
+fn default_first_byte_timeout() -> Seconds {
+    Seconds::from_secs(30)
 }
-fn default_idle_timeout() -> u64 {
-    60
+fn default_idle_timeout() -> Seconds {
+    Seconds::from_secs(60)
 }
 
 impl UpstreamConfig {
     pub fn connect_timeout(&self) -> Duration {
-        Duration::from_secs(self.connect_timeout_secs)
+        self.connect_timeout.as_duration()
     }
     pub fn first_byte_timeout(&self) -> Duration {
-        Duration::from_secs(self.first_byte_timeout_secs)
+        self.first_byte_timeout.as_duration()
     }
     pub fn idle_timeout(&self) -> Duration {
-        Duration::from_secs(self.idle_timeout_secs)
+        self.idle_timeout.as_duration()
     }
 
     /// Docker Hub's single-component names live under `library/`.
@@ -634,11 +490,11 @@ impl Config {
                 up.notary_ca_pem = Some(pem.into_bytes());
             }
             for (k, v) in [
-                ("connect_timeout_secs", up.connect_timeout_secs),
-                ("first_byte_timeout_secs", up.first_byte_timeout_secs),
-                ("idle_timeout_secs", up.idle_timeout_secs),
+                ("connect_timeout", up.connect_timeout),
+                ("first_byte_timeout", up.first_byte_timeout),
+                ("idle_timeout", up.idle_timeout),
             ] {
-                if v == 0 {
+                if v.is_zero() {
                     return Err(invalid(key(k), "must be at least 1 second".into()));
                 }
             }
@@ -651,7 +507,7 @@ impl Config {
                 ));
             }
         }
-        if self.trust.refresh == 0 {
+        if self.trust.refresh.is_zero() {
             return Err(invalid(
                 "trust.refresh".into(),
                 "must be at least 1 second".into(),
@@ -659,37 +515,23 @@ impl Config {
         }
         for (i, p) in self.policies.iter_mut().enumerate() {
             let key = |k: &str| format!("policy[{i}].{k}");
-            if p.repositories.is_empty() {
-                return Err(invalid(
-                    key("repositories"),
-                    "must list at least one glob".into(),
-                ));
-            }
-            for (j, g) in p.repositories.iter().enumerate() {
-                if g.is_empty() || g.contains(char::is_whitespace) {
-                    return Err(invalid(
-                        format!("policy[{i}].repositories[{j}]"),
-                        format!("{g:?} is not a repository glob such as docker.io/library/*"),
-                    ));
-                }
-            }
+            p.validate()
+                .map_err(|(k, problem)| invalid(key(&k), problem))?;
+            // Filled in here until the policy layer loads its own files (see `PolicyConfig`).
+            p.root_cert_pems.clear();
             for (j, path) in p.root_certs.iter().enumerate() {
-                let pem = read_pem(path)
-                    .map_err(|e| invalid(format!("policy[{i}].root_certs[{j}]"), e))?;
+                let pem =
+                    read_pem(path).map_err(|e| invalid(key(&format!("root_certs[{j}]")), e))?;
                 p.root_cert_pems.push(pem);
             }
             if let Some(path) = &p.root_ca {
                 p.root_ca_pem = Some(read_pem(path).map_err(|e| invalid(key("root_ca"), e))?);
             }
-            if !p.root_certs.is_empty() && p.root_ca.is_some() {
-                return Err(invalid(
-                    key("root_ca"),
-                    "root_certs and root_ca are alternatives; set one of them".into(),
-                ));
-            }
         }
         self.validate_server().map_err(|(k, p)| invalid(k, p))?;
-        self.validate_auth().map_err(|(k, p)| invalid(k, p))?;
+        self.auth
+            .validate()
+            .map_err(|(k, p)| invalid(format!("auth.{k}"), p))?;
         if defaults.len() > 1 {
             return Err(invalid(
                 "upstream.default".into(),
@@ -721,26 +563,12 @@ impl Config {
             }
             _ => {}
         }
-        if let Some(path) = &s.tls_cert {
-            read_pem(path).map_err(|p| ("server.tls_cert".to_string(), p))?;
-        }
-        if let Some(path) = &s.tls_key {
-            let text = read_text(path).map_err(|p| ("server.tls_key".to_string(), p))?;
-            if !text.contains("PRIVATE KEY-----") {
-                return Err((
-                    "server.tls_key".into(),
-                    format!("{} holds no PEM private key", path.display()),
-                ));
-            }
-        }
-        if let Some(path) = &s.client_ca {
-            if s.tls_cert.is_none() {
-                return Err((
-                    "server.client_ca".into(),
-                    "client certificates need TLS: set tls_cert and tls_key too".into(),
-                ));
-            }
-            read_pem(path).map_err(|p| ("server.client_ca".to_string(), p))?;
+        // The files themselves are loaded by `api::tls::TlsFiles::load`, as `serve` loads them.
+        if s.client_ca.is_some() && s.tls_cert.is_none() {
+            return Err((
+                "server.client_ca".into(),
+                "client certificates need TLS: set tls_cert and tls_key too".into(),
+            ));
         }
         if s.max_connections == 0 {
             return Err(("server.max_connections".into(), "must be at least 1".into()));
@@ -756,7 +584,7 @@ impl Config {
             ("server.header_read_timeout", s.header_read_timeout),
             ("server.idle_timeout", s.idle_timeout),
         ] {
-            if v == 0 {
+            if v.is_zero() {
                 return Err((k.into(), "must be at least 1 second".into()));
             }
         }
@@ -770,56 +598,6 @@ impl Config {
             ));
         }
         Ok(())
-    }
-
-    /// `[auth]`: the htpasswd file must hold bcrypt entries only; access rules must name users
-    /// and globs.
-    fn validate_auth(&self) -> Result<(), (String, String)> {
-        let a = &self.auth;
-        if let Some(path) = &a.htpasswd {
-            // `<path> line N: …` for a bad entry, so check-config points at the line to fix.
-            crate::auth::load_htpasswd(path)
-                .map_err(|e| ("auth.htpasswd".to_string(), e.to_string()))?;
-        } else if !a.access.is_empty() {
-            return Err((
-                "auth.access".into(),
-                "per-user rules need users: set auth.htpasswd too".into(),
-            ));
-        }
-        if a.realm.is_empty() || a.realm.contains(['"', '\\', '\r', '\n']) {
-            return Err((
-                "auth.realm".into(),
-                format!("{:?} cannot be used in a Basic challenge", a.realm),
-            ));
-        }
-        for (i, rule) in a.access.iter().enumerate() {
-            if rule.users.is_empty() {
-                return Err((
-                    format!("auth.access[{i}].users"),
-                    "must list at least one user (or \"*\")".into(),
-                ));
-            }
-            if rule.repositories.is_empty() {
-                return Err((
-                    format!("auth.access[{i}].repositories"),
-                    "must list at least one glob".into(),
-                ));
-            }
-            for (j, g) in rule.repositories.iter().enumerate() {
-                if g.is_empty() || g.contains(char::is_whitespace) {
-                    return Err((
-                        format!("auth.access[{i}].repositories[{j}]"),
-                        format!("{g:?} is not a repository glob such as docker.io/library/*"),
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The upstream that bare names go to, if any.
-    pub fn default_upstream(&self) -> Option<&UpstreamConfig> {
-        self.upstreams.iter().find(|u| u.default)
     }
 }
 
@@ -837,11 +615,7 @@ fn read_pem(path: &Path) -> Result<String, String> {
 
 /// toml's own message without its multi-line source excerpt (the key is reported separately).
 fn toml_problem(e: &toml::de::Error) -> String {
-    let msg = e.message().trim().to_string();
-    match e.span() {
-        Some(_) => msg,
-        None => msg,
-    }
+    e.message().trim().to_string()
 }
 
 /// A registry host as image references spell it: DNS name or IPv4 address, optional port.
@@ -962,26 +736,109 @@ mod tests {
 
     #[test]
     fn sizes_and_durations_take_units() {
-        assert_eq!(parse_size("20GiB").unwrap(), 20 << 30);
-        assert_eq!(parse_size("500 MB").unwrap(), 500_000_000);
-        assert_eq!(parse_size("1024").unwrap(), 1024);
-        assert!(parse_size("5 parsecs")
-            .unwrap_err()
-            .contains("unknown size unit"));
-        assert_eq!(parse_duration_secs("7d").unwrap(), 7 * 86_400);
-        assert_eq!(parse_duration_secs("90").unwrap(), 90);
-        assert!(parse_duration_secs("soon").is_err());
         let c =
             load("[storage]\nmax_size = \"1GiB\"\n[trust]\noffline_grace = \"30d\"\nrefresh = 5\n")
                 .unwrap();
         assert_eq!(c.storage.max_size, Some(1 << 30));
-        assert_eq!(c.trust.offline_grace, 30 * 86_400);
+        assert_eq!(c.trust.offline_grace(), Duration::from_secs(30 * 86_400));
+        assert_eq!(c.trust.refresh(), Duration::from_secs(5));
         let e = err("[storage]\nmax_size = \"lots\"\n");
         assert!(e.starts_with("test.toml: storage.max_size: "), "{e}");
+        let e = err("[trust]\nrefresh = \"soon\"\n");
+        assert!(e.starts_with("test.toml: trust.refresh: "), "{e}");
+        assert!(e.contains("not a duration"), "{e}");
+        let e = err("[server]\nidle_timeout = -5\n");
+        assert!(e.starts_with("test.toml: server.idle_timeout: "), "{e}");
     }
 
+    /// Every key that configures a time takes both spellings: a number of seconds and a number
+    /// with a unit (issue 11).
     #[test]
-    fn server_tls_files_come_in_pairs_and_must_be_pem() {
+    fn every_duration_key_takes_a_number_or_a_unit() {
+        let keys = [
+            ("server", "header_read_timeout"),
+            ("server", "idle_timeout"),
+            ("server", "shutdown_grace"),
+            ("trust", "refresh"),
+            ("trust", "offline_grace"),
+        ];
+        for (section, key) in keys {
+            let a = load(&format!("[{section}]\n{key} = 300\n")).unwrap();
+            let b = load(&format!("[{section}]\n{key} = \"5m\"\n")).unwrap();
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "{section}.{key}");
+        }
+        let up = "[[upstream]]\nname = \"a.io\"\nurl = \"https://a.io\"\n";
+        for key in ["connect_timeout", "first_byte_timeout", "idle_timeout"] {
+            let a = load(&format!("{up}{key} = 120\n")).unwrap();
+            let b = load(&format!("{up}{key} = \"2m\"\n")).unwrap();
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "upstream.{key}");
+        }
+    }
+
+    /// The upstream timeouts were `*_secs` before issue 11; files written then still load, to
+    /// the same configuration.
+    #[test]
+    fn old_secs_keys_still_load_to_the_same_config() {
+        let up = "[[upstream]]\nname = \"a.io\"\nurl = \"https://a.io\"\n";
+        let old = load(&format!(
+            "{up}connect_timeout_secs = 2\nfirst_byte_timeout_secs = 7\nidle_timeout_secs = 9\n"
+        ))
+        .unwrap();
+        let new = load(&format!(
+            "{up}connect_timeout = \"2s\"\nfirst_byte_timeout = 7\nidle_timeout = \"9s\"\n"
+        ))
+        .unwrap();
+        assert_eq!(format!("{old:?}"), format!("{new:?}"));
+        let u = &new.upstreams[0];
+        assert_eq!(u.connect_timeout(), Duration::from_secs(2));
+        assert_eq!(u.first_byte_timeout(), Duration::from_secs(7));
+        assert_eq!(u.idle_timeout(), Duration::from_secs(9));
+        // The old keys take units too now.
+        let old_units = load(&format!("{up}first_byte_timeout_secs = \"7s\"\n")).unwrap();
+        assert_eq!(
+            old_units.upstreams[0].first_byte_timeout(),
+            Duration::from_secs(7)
+        );
+        // Zero is refused under either name, reported under the canonical one.
+        let e = err(&format!("{up}idle_timeout_secs = 0\n"));
+        assert!(
+            e.contains("upstream[0].idle_timeout: must be at least 1 second"),
+            "{e}"
+        );
+    }
+
+    /// Giving a timeout under both its names is an error, not a silent choice of one.
+    #[test]
+    fn old_and_new_name_together_is_an_error() {
+        let up = "[[upstream]]\nname = \"a.io\"\nurl = \"https://a.io\"\n";
+        let e = err(&format!(
+            "{up}connect_timeout = 5\nconnect_timeout_secs = 5\n"
+        ));
+        assert!(e.starts_with("test.toml: upstream[0]"), "{e}");
+        assert!(e.contains("duplicate field `connect_timeout`"), "{e}");
+    }
+
+    /// Every configuration file in the repository loads: the shipped one, the compose stack's
+    /// (with its certificate paths, which only exist inside the container, set aside).
+    #[test]
+    fn the_example_configs_load() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let c = Config::load(&root.join("config/trustgate.toml")).unwrap();
+        assert_eq!(c.server.header_read_timeout(), Duration::from_secs(10));
+        assert_eq!(c.upstreams[0].connect_timeout(), Duration::from_secs(10));
+        assert_eq!(c.trust.refresh(), Duration::from_secs(60));
+        assert_eq!(c.trust.offline_grace(), Duration::ZERO);
+        let compose = std::fs::read_to_string(root.join("config/compose/trustgate.toml")).unwrap();
+        let compose = compose.replace("notary_ca_file = \"/certs/root-ca.crt\"\n", "");
+        let c = load(&compose).unwrap();
+        assert_eq!(c.upstreams.len(), 2);
+        assert_eq!(c.log.format, LogFormat::Json);
+    }
+
+    /// The files are loaded by `api::tls` (see `crate::check`); configuration only checks that
+    /// they come in pairs.
+    #[test]
+    fn server_tls_files_come_in_pairs() {
         let e = err("[server]\ntls_cert = \"/nonexistent/cert.pem\"\n");
         assert!(
             e.contains("server.tls_cert: is set but tls_key is not"),
@@ -992,32 +849,10 @@ mod tests {
             e.contains("server.tls_key: is set but tls_cert is not"),
             "{e}"
         );
-        let e = err(
+        assert!(load(
             "[server]\ntls_cert = \"/nonexistent/cert.pem\"\ntls_key = \"/nonexistent/key.pem\"\n",
-        );
-        assert!(
-            e.contains("server.tls_cert: cannot read /nonexistent/cert.pem"),
-            "{e}"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let cert = dir.path().join("cert.pem");
-        let key = dir.path().join("key.pem");
-        std::fs::write(
-            &cert,
-            "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
         )
-        .unwrap();
-        std::fs::write(&key, "not a key\n").unwrap();
-        let tls = format!(
-            "[server]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
-            cert.display(),
-            key.display()
-        );
-        let e = err(&tls);
-        assert!(
-            e.contains("server.tls_key:") && e.contains("no PEM private key"),
-            "{e}"
-        );
+        .is_ok());
         let e = err("[server]\nclient_ca = \"/x.pem\"\n");
         assert!(
             e.contains("server.client_ca: client certificates need TLS"),
@@ -1029,8 +864,8 @@ mod tests {
     fn server_limits_and_admin_address_are_checked() {
         let c = load("[server]\nmax_header_bytes = \"16KiB\"\nheader_read_timeout = \"5s\"\nshutdown_grace = \"1m\"\n").unwrap();
         assert_eq!(c.server.max_header_bytes, 16 * 1024);
-        assert_eq!(c.server.header_read_timeout, 5);
-        assert_eq!(c.server.shutdown_grace, 60);
+        assert_eq!(c.server.header_read_timeout(), Duration::from_secs(5));
+        assert_eq!(c.server.shutdown_grace(), Duration::from_secs(60));
         assert_eq!(c.admin.listen.to_string(), "127.0.0.1:5001");
         let e = err("[server]\nmax_header_bytes = 100\n");
         assert!(
@@ -1046,42 +881,14 @@ mod tests {
         );
     }
 
+    /// The htpasswd file is loaded by `auth::Gate::from_config` (see `crate::check`); the
+    /// configuration checks the section itself.
     #[test]
-    fn auth_files_and_rules_are_checked() {
-        let e = err("[auth]\nhtpasswd = \"/nonexistent/htpasswd\"\n");
-        assert!(
-            e.contains("auth.htpasswd: cannot read /nonexistent/htpasswd"),
-            "{e}"
-        );
+    fn auth_rules_are_checked_without_reading_the_htpasswd() {
+        assert!(load("[auth]\nhtpasswd = \"/nonexistent/htpasswd\"\n").is_ok());
         let e = err("[[auth.access]]\nusers = [\"a\"]\nrepositories = [\"*\"]\n");
         assert!(e.contains("auth.access: per-user rules need users"), "{e}");
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("htpasswd");
-        std::fs::write(&file, "").unwrap();
-        let base = format!("[auth]\nhtpasswd = \"{}\"\n", file.display());
-        let e = err(&base);
-        assert!(
-            e.contains("auth.htpasswd: ") && e.contains("holds no user entries"),
-            "{e}"
-        );
-        std::fs::write(
-            &file,
-            "# users\nalice:$apr1$6/pqEV72$z/gHYk8zeqeBiK3/mOJb10\n",
-        )
-        .unwrap();
-        let e = err(&base);
-        assert!(
-            e.contains(&format!(
-                "auth.htpasswd: {} line 2: user \"alice\": MD5 ($apr1$, htpasswd -m) entry; only bcrypt",
-                file.display()
-            )),
-            "{e}"
-        );
-        std::fs::write(
-            &file,
-            "alice:$2y$04$xhFpuB1l54acMlpkV.xFqORVpj/6YHoYQMa/5FhqHN2tqp4TxXVh2\n",
-        )
-        .unwrap();
+        let base = "[auth]\nhtpasswd = \"/nonexistent/htpasswd\"\n";
         let e = err(&format!(
             "{base}[[auth.access]]\nusers = []\nrepositories = [\"*\"]\n"
         ));
@@ -1089,12 +896,34 @@ mod tests {
             e.contains("auth.access[0].users: must list at least one user"),
             "{e}"
         );
+        let e = err(&format!(
+            "{base}[[auth.access]]\nusers = [\"a\"]\nrepositories = [\"x y\"]\n"
+        ));
+        assert!(
+            e.contains("auth.access[0].repositories[0]: \"x y\" is not a repository glob"),
+            "{e}"
+        );
+        let e = err("[auth]\nhtpasswd = \"/h\"\nrealm = \"a\\\"b\"\n");
+        assert!(e.contains("auth.realm: "), "{e}");
         let c = load(&format!(
             "{base}[[auth.access]]\nusers = [\"alice\"]\nrepositories = [\"docker.io/library/*\"]\n"
         ))
         .unwrap();
         assert_eq!(c.auth.realm, "trustgate");
         assert_eq!(c.auth.access[0].users, vec!["alice".to_string()]);
+    }
+
+    #[test]
+    fn policy_globs_and_pinning_are_checked() {
+        let e = err("[[policy]]\nrepositories = []\ntrust = \"audit\"\n");
+        assert!(
+            e.contains("policy[0].repositories: must list at least one glob"),
+            "{e}"
+        );
+        let e = err("[[policy]]\nrepositories = [\"\"]\ntrust = \"audit\"\n");
+        assert!(e.contains("policy[0].repositories[0]: "), "{e}");
+        let e = err("[[policy]]\nrepositories = [\"*\"]\ntrust = \"always\"\n");
+        assert!(e.starts_with("test.toml: policy[0].trust: "), "{e}");
     }
 
     #[test]
@@ -1112,7 +941,7 @@ mod tests {
     fn shipped_config_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG_PATH);
         let c = Config::load(&path).unwrap();
-        let hub = c.default_upstream().unwrap();
+        let hub = c.upstreams.iter().find(|u| u.default).unwrap();
         assert_eq!(hub.name, "docker.io");
         assert!(hub.is_docker_hub());
     }
