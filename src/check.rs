@@ -1,11 +1,13 @@
 //! `trustgate check-config FILE`: the configuration and every file it names, loaded the way
 //! `serve` loads them, before a restart (as zot's `verify` subcommand does for its config).
 //!
-//! The configuration layer parses and checks the TOML ([`Config::load`]); each subsystem then
-//! loads its own files through the same `from_config` that `serve` calls: the htpasswd file
-//! ([`Gate::from_config`]) and the listener's TLS files ([`TlsFiles::from_config`] and
-//! [`TlsFiles::load`]). Nothing here listens, connects or writes. The CLI only prints what
-//! [`check_config`] returns.
+//! The configuration layer parses and checks the TOML ([`Config::load`]) and reads no file; each
+//! subsystem then loads its own files through the same `from_config` that `serve` calls: the
+//! listener's TLS files ([`TlsFiles::from_config`] and [`TlsFiles::load`]), the htpasswd file
+//! ([`Gate::from_config`]), each upstream's password and CA files
+//! ([`UpstreamSettings::from_config`], [`UpstreamSettings::notary_from_config`]) and the
+//! certificates policies pin ([`Policies::from_config`]). Nothing here listens, connects or
+//! writes. The CLI only prints what [`check_config`] returns.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -14,6 +16,8 @@ use std::path::{Path, PathBuf};
 use crate::api::tls::{TlsError, TlsFiles};
 use crate::auth::{AuthError, Gate};
 use crate::config::{Config, ConfigError};
+use crate::policy::{Policies, PolicyError};
+use crate::upstream::settings::{SettingsError, UpstreamSettings};
 
 /// What a valid configuration sets up; its `Display` is the summary `check-config` prints after
 /// the file name: `valid (2 upstreams, listening on 127.0.0.1:5000 (HTTPS))`.
@@ -72,6 +76,21 @@ pub enum CheckError {
         #[source]
         source: TlsError,
     },
+    /// `[[upstream]]`: a password or CA file of the entry at `index`.
+    #[error("{}: upstream[{index}].{}: {}", file.display(), source.key, source.problem)]
+    Upstream {
+        file: PathBuf,
+        index: usize,
+        #[source]
+        source: SettingsError,
+    },
+    /// `[[policy]]`: a pinned certificate file (the error names its own key).
+    #[error("{}: {source}", file.display())]
+    Policy {
+        file: PathBuf,
+        #[source]
+        source: PolicyError,
+    },
 }
 
 /// Loads `file` and every file it names, as `serve` would, without starting anything.
@@ -98,6 +117,19 @@ pub fn check_loaded(config: &Config, file: &Path) -> Result<Summary, CheckError>
         }
     };
     let gate = Gate::from_config(&config.auth).map_err(|source| CheckError::Auth {
+        file: file.to_path_buf(),
+        source,
+    })?;
+    for (index, up) in config.upstreams.iter().enumerate() {
+        let fail = |source| CheckError::Upstream {
+            file: file.to_path_buf(),
+            index,
+            source,
+        };
+        UpstreamSettings::from_config(up).map_err(fail)?;
+        UpstreamSettings::notary_from_config(up).map_err(fail)?;
+    }
+    Policies::from_config(&config.policies).map_err(|source| CheckError::Policy {
         file: file.to_path_buf(),
         source,
     })?;
@@ -209,6 +241,48 @@ mod tests {
         let e = err(d, "[server]\nclient_ca = \"/x.pem\"\n");
         assert!(
             e.contains("server.client_ca: client certificates need TLS"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn upstream_and_policy_files_name_file_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let t = d.join("t.toml");
+        let up = "[[upstream]]\nname = \"a.io\"\nurl = \"https://a.io\"\n";
+        let e = err(
+            d,
+            &format!("{up}{up}username = \"u\"\npassword_file = \"/nonexistent/pw\"\n")
+                .replacen("a.io", "b.io", 2),
+        );
+        assert!(
+            e.starts_with(&format!(
+                "{}: upstream[1].password_file: cannot read /nonexistent/pw",
+                t.display()
+            )),
+            "{e}"
+        );
+        let e = err(
+            d,
+            &format!("{up}notary = \"https://n.io\"\nnotary_ca_file = \"/nonexistent/ca\"\n"),
+        );
+        assert!(
+            e.starts_with(&format!(
+                "{}: upstream[0].notary_ca_file: cannot read /nonexistent/ca",
+                t.display()
+            )),
+            "{e}"
+        );
+        let e = err(
+            d,
+            "[[policy]]\nrepositories = [\"*\"]\ntrust = \"enforce\"\nroot_ca = \"/nonexistent/ca\"\n",
+        );
+        assert!(
+            e.starts_with(&format!(
+                "{}: policy[0].root_ca: cannot read /nonexistent/ca",
+                t.display()
+            )),
             "{e}"
         );
     }

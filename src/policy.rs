@@ -8,7 +8,7 @@
 //! (with trust on first use) and the others are served unchecked.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -48,11 +48,6 @@ pub struct PolicyConfig {
     /// Serve digests only when reachable from a signed tag (index → manifests → config, layers).
     #[serde(default = "default_true")]
     pub require_signed_closure: bool,
-    /// Filled in by config validation: the PEM texts of `root_certs`, and of `root_ca`.
-    #[serde(skip)]
-    pub root_cert_pems: Vec<String>,
-    #[serde(skip)]
-    pub root_ca_pem: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -94,14 +89,62 @@ pub struct Policy {
     pub from: Option<usize>,
 }
 
+/// A `[[policy]]` file that cannot be used, printed as `policy[0].root_certs[1]: cannot read …`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("policy[{index}].{key}: {problem}")]
+pub struct PolicyError {
+    pub index: usize,
+    pub key: String,
+    pub problem: String,
+}
+
+/// One `[[policy]]` entry with the PEM texts of its pinned root certificates or CA.
+#[derive(Debug, Clone)]
+struct Entry {
+    config: PolicyConfig,
+    root_cert_pems: Vec<String>,
+    root_ca_pem: Option<String>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Policies {
-    entries: Vec<PolicyConfig>,
+    entries: Vec<Entry>,
 }
 
 impl Policies {
-    pub fn new(entries: Vec<PolicyConfig>) -> Self {
-        Self { entries }
+    /// The policies `[[policy]]` lists, with the PEM files they pin (`root_certs`, `root_ca`)
+    /// read; `serve` and `check-config` both build them here.
+    pub fn from_config(entries: &[PolicyConfig]) -> Result<Self, PolicyError> {
+        let entries = entries
+            .iter()
+            .enumerate()
+            .map(|(index, p)| {
+                let fail = |key: String, problem: String| PolicyError {
+                    index,
+                    key,
+                    problem,
+                };
+                let root_cert_pems = p
+                    .root_certs
+                    .iter()
+                    .enumerate()
+                    .map(|(j, path)| {
+                        read_pem(path).map_err(|e| fail(format!("root_certs[{j}]"), e))
+                    })
+                    .collect::<Result<_, _>>()?;
+                let root_ca_pem = p
+                    .root_ca
+                    .as_deref()
+                    .map(|path| read_pem(path).map_err(|e| fail("root_ca".into(), e)))
+                    .transpose()?;
+                Ok(Entry {
+                    config: p.clone(),
+                    root_cert_pems,
+                    root_ca_pem,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { entries })
     }
 
     pub fn for_gun(&self, gun: &str, upstream_has_notary: bool) -> Policy {
@@ -109,8 +152,9 @@ impl Policies {
             .entries
             .iter()
             .enumerate()
-            .filter_map(|(i, p)| {
-                p.repositories
+            .filter_map(|(i, e)| {
+                e.config
+                    .repositories
                     .iter()
                     .filter(|g| glob::matches(g, gun))
                     .map(|g| glob::specificity(g))
@@ -132,14 +176,15 @@ impl Policies {
                 from: None,
             };
         };
-        let p = &self.entries[i];
+        let entry = &self.entries[i];
+        let p = &entry.config;
         let mut pinning = TrustPinning {
             certs: BTreeMap::new(),
             ca: BTreeMap::new(),
             tofu: p.tofu,
         };
-        if !p.root_cert_pems.is_empty() {
-            let ids = p
+        if !entry.root_cert_pems.is_empty() {
+            let ids = entry
                 .root_cert_pems
                 .iter()
                 .flat_map(|pem| {
@@ -151,7 +196,7 @@ impl Policies {
                 .collect();
             pinning.certs.insert(gun.to_string(), ids);
         }
-        if let Some(ca) = &p.root_ca_pem {
+        if let Some(ca) = &entry.root_ca_pem {
             pinning.ca.insert(gun.to_string(), ca.clone());
         }
         Policy {
@@ -162,6 +207,16 @@ impl Policies {
             from: Some(i),
         }
     }
+}
+
+/// A PEM file that must hold at least one certificate (the verifier parses it).
+fn read_pem(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !text.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -177,14 +232,16 @@ mod tests {
             root_ca: None,
             tofu: true,
             require_signed_closure: true,
-            root_cert_pems: vec![],
-            root_ca_pem: None,
         }
+    }
+
+    fn policies(entries: Vec<PolicyConfig>) -> Policies {
+        Policies::from_config(&entries).unwrap()
     }
 
     #[test]
     fn the_most_specific_policy_wins() {
-        let ps = Policies::new(vec![
+        let ps = policies(vec![
             policy(&["docker.io/*"], TrustMode::Audit),
             policy(&["docker.io/library/*"], TrustMode::Off),
             policy(&["docker.io/library/alpine"], TrustMode::Enforce),
@@ -205,7 +262,7 @@ mod tests {
 
     #[test]
     fn defaults_depend_on_whether_the_upstream_has_a_notary() {
-        let ps = Policies::new(vec![]);
+        let ps = policies(vec![]);
         assert_eq!(ps.for_gun("a.io/x", true).mode, TrustMode::Enforce);
         assert_eq!(ps.for_gun("a.io/x", false).mode, TrustMode::Off);
         assert!(ps.for_gun("a.io/x", true).pinning.tofu);
@@ -213,7 +270,7 @@ mod tests {
 
     #[test]
     fn ties_go_to_the_first_entry() {
-        let ps = Policies::new(vec![
+        let ps = policies(vec![
             policy(&["a.io/x*"], TrustMode::Audit),
             policy(&["a.io/*y"], TrustMode::Off),
         ]);
@@ -223,14 +280,43 @@ mod tests {
 
     #[test]
     fn tofu_switch_and_ca_reach_the_pinning() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let pem = "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n";
+        std::fs::write(&ca, pem).unwrap();
         let mut p = policy(&["a.io/*"], TrustMode::Enforce);
         p.tofu = false;
-        p.root_ca_pem = Some("PEM".into());
-        let got = Policies::new(vec![p]).for_gun("a.io/app", true);
+        p.root_ca = Some(ca);
+        let got = policies(vec![p]).for_gun("a.io/app", true);
         assert!(!got.pinning.tofu);
         assert_eq!(
             got.pinning.ca.get("a.io/app").map(String::as_str),
-            Some("PEM")
+            Some(pem)
+        );
+    }
+
+    #[test]
+    fn pinned_files_must_exist_and_hold_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key.pem");
+        std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\n").unwrap();
+        let mut p = policy(&["a.io/*"], TrustMode::Enforce);
+        p.root_certs = vec![key.clone()];
+        let e =
+            Policies::from_config(&[policy(&["b.io/*"], TrustMode::Off), p.clone()]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "policy[1].root_certs[0]: {} holds no PEM certificate",
+                key.display()
+            )
+        );
+        p.root_certs = vec![];
+        p.root_ca = Some(dir.path().join("missing.pem"));
+        let e = Policies::from_config(&[p]).unwrap_err();
+        assert!(
+            e.to_string().starts_with("policy[0].root_ca: cannot read "),
+            "{e}"
         );
     }
 }

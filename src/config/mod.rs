@@ -15,7 +15,6 @@
 
 mod units;
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -298,16 +297,6 @@ pub struct UpstreamConfig {
     pub notary_ca_file: Option<PathBuf>,
     pub notary_username: Option<String>,
     pub notary_password_file: Option<PathBuf>,
-    /// Filled in by validation from `password_file`.
-    #[serde(skip)]
-    pub password: Option<Secret>,
-    #[serde(skip)]
-    pub notary_password: Option<Secret>,
-    #[serde(skip)]
-    pub notary_ca_pem: Option<Vec<u8>>,
-    /// Filled in by validation from `ca_file`.
-    #[serde(skip)]
-    pub ca_pem: Option<Vec<u8>>,
 }
 
 fn default_connect_timeout() -> Seconds {
@@ -337,25 +326,6 @@ impl UpstreamConfig {
     }
 }
 
-/// A secret read from a file: printable only on purpose.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
 impl Config {
     /// Reads, parses and validates `file`.
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
@@ -375,7 +345,7 @@ impl Config {
             problem,
         };
         let de = toml::Deserializer::new(text);
-        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
             let key = if key == "." {
                 "(top level)".into()
@@ -388,14 +358,14 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(&mut self, file: &Path) -> Result<(), ConfigError> {
+    fn validate(&self, file: &Path) -> Result<(), ConfigError> {
         let invalid = |key: String, problem: String| ConfigError::Invalid {
             file: file.to_path_buf(),
             key,
             problem,
         };
         let mut defaults = Vec::new();
-        for (i, up) in self.upstreams.iter_mut().enumerate() {
+        for (i, up) in self.upstreams.iter().enumerate() {
             let key = |k: &str| format!("upstream[{i}].{k}");
             if !is_valid_upstream_name(&up.name) {
                 return Err(invalid(
@@ -438,31 +408,6 @@ impl Config {
                     "is set but password_file is not; set both or neither".into(),
                 ));
             }
-            if let Some(path) = &up.password_file {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    invalid(
-                        key("password_file"),
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                })?;
-                // `echo secret > file` leaves a newline that is not part of the password.
-                up.password = Some(Secret::new(text.trim_end_matches(['\r', '\n'])));
-            }
-            if let Some(path) = &up.ca_file {
-                let pem = std::fs::read(path).map_err(|e| {
-                    invalid(
-                        key("ca_file"),
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                })?;
-                if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
-                    return Err(invalid(
-                        key("ca_file"),
-                        format!("{} holds no PEM certificate", path.display()),
-                    ));
-                }
-                up.ca_pem = Some(pem);
-            }
             if let Some(n) = &up.notary {
                 if n.scheme() != "https" && n.scheme() != "http" {
                     return Err(invalid(
@@ -480,14 +425,6 @@ impl Config {
                     "notary_username and notary_password_file go together; set both or neither"
                         .into(),
                 ));
-            }
-            if let Some(path) = &up.notary_password_file {
-                let text = read_text(path).map_err(|p| invalid(key("notary_password_file"), p))?;
-                up.notary_password = Some(Secret::new(text.trim_end_matches(['\r', '\n'])));
-            }
-            if let Some(path) = &up.notary_ca_file {
-                let pem = read_pem(path).map_err(|p| invalid(key("notary_ca_file"), p))?;
-                up.notary_ca_pem = Some(pem.into_bytes());
             }
             for (k, v) in [
                 ("connect_timeout", up.connect_timeout),
@@ -513,20 +450,10 @@ impl Config {
                 "must be at least 1 second".into(),
             ));
         }
-        for (i, p) in self.policies.iter_mut().enumerate() {
+        for (i, p) in self.policies.iter().enumerate() {
             let key = |k: &str| format!("policy[{i}].{k}");
             p.validate()
                 .map_err(|(k, problem)| invalid(key(&k), problem))?;
-            // Filled in here until the policy layer loads its own files (see `PolicyConfig`).
-            p.root_cert_pems.clear();
-            for (j, path) in p.root_certs.iter().enumerate() {
-                let pem =
-                    read_pem(path).map_err(|e| invalid(key(&format!("root_certs[{j}]")), e))?;
-                p.root_cert_pems.push(pem);
-            }
-            if let Some(path) = &p.root_ca {
-                p.root_ca_pem = Some(read_pem(path).map_err(|e| invalid(key("root_ca"), e))?);
-            }
         }
         self.validate_server().map_err(|(k, p)| invalid(k, p))?;
         self.auth
@@ -599,18 +526,6 @@ impl Config {
         }
         Ok(())
     }
-}
-
-fn read_text(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-}
-
-fn read_pem(path: &Path) -> Result<String, String> {
-    let text = read_text(path)?;
-    if !text.contains("-----BEGIN CERTIFICATE-----") {
-        return Err(format!("{} holds no PEM certificate", path.display()));
-    }
-    Ok(text)
 }
 
 /// toml's own message without its multi-line source excerpt (the key is reported separately).
@@ -708,30 +623,22 @@ mod tests {
         );
     }
 
+    /// The files are read by `upstream::UpstreamSettings::from_config` (see `crate::check`);
+    /// configuration checks that the keys come in pairs, and reads nothing.
     #[test]
-    fn credentials_come_in_pairs_and_files_must_exist() {
+    fn credentials_come_in_pairs() {
         let e = err("[[upstream]]\nname = \"a.io\"\nurl = \"https://a\"\nusername = \"u\"\n");
         assert!(e.contains("upstream[0].username"), "{e}");
-        let e = err("[[upstream]]\nname = \"a.io\"\nurl = \"https://a\"\nusername = \"u\"\npassword_file = \"/nonexistent/pw\"\n");
+        let e =
+            err("[[upstream]]\nname = \"a.io\"\nurl = \"https://a\"\npassword_file = \"/pw\"\n");
         assert!(
-            e.contains("upstream[0].password_file: cannot read /nonexistent/pw"),
+            e.contains("upstream[0].password_file: is set but username is not"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn password_file_is_read_and_never_printed() {
-        let dir = tempfile::tempdir().unwrap();
-        let pw = dir.path().join("pw");
-        std::fs::write(&pw, "s3cret\n").unwrap();
-        let c = load(&format!(
-            "[[upstream]]\nname = \"a.io\"\nurl = \"https://a\"\nusername = \"u\"\npassword_file = \"{}\"\n",
-            pw.display()
-        ))
-        .unwrap();
-        let up = &c.upstreams[0];
-        assert_eq!(up.password.as_ref().unwrap().expose(), "s3cret");
-        assert!(!format!("{c:?}").contains("s3cret"));
+        let e =
+            err("[[upstream]]\nname = \"a.io\"\nurl = \"https://a\"\nnotary_username = \"u\"\n");
+        assert!(e.contains("upstream[0].notary_username: "), "{e}");
+        assert!(load("[[upstream]]\nname = \"a.io\"\nurl = \"https://a\"\nusername = \"u\"\npassword_file = \"/nonexistent/pw\"\nca_file = \"/nonexistent/ca\"\n").is_ok());
     }
 
     #[test]
