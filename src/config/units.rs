@@ -23,10 +23,6 @@ impl Seconds {
         Seconds(secs)
     }
 
-    pub const fn as_secs(self) -> u64 {
-        self.0
-    }
-
     pub const fn as_duration(self) -> Duration {
         Duration::from_secs(self.0)
     }

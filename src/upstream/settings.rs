@@ -18,9 +18,10 @@ pub struct UpstreamSettings {
     /// Base URL, e.g. `https://registry-1.docker.io`. `http://` is allowed (the config layer
     /// warns). A path prefix is kept: requests go to `<url>/v2/…`.
     pub url: url::Url,
-    /// Credentials for the upstream (never the client's, registry-api.md §3). With a `Bearer`
-    /// challenge they are sent as Basic to the token service; with a `Basic` challenge to the
-    /// registry. Anonymous when `None`.
+    /// Credentials for the upstream, never the client's: a client logs in to trustgate, and its
+    /// credentials are not forwarded. With a `Bearer` challenge they are sent as Basic to the
+    /// token service (Docker "Token Authentication Specification"); with a `Basic` challenge to
+    /// the registry. Anonymous when `None`.
     pub username: Option<String>,
     pub password: Option<String>,
     /// PEM bundle of extra trusted roots (added to the built-in webpki roots).
