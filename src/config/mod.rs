@@ -122,7 +122,7 @@ pub struct TrustConfig {
     #[serde(default)]
     pub offline_grace: Seconds,
     /// Bytes of verified manifests kept in memory.
-    #[serde(default = "default_manifest_cache_bytes")]
+    #[serde(default = "default_manifest_cache_bytes", deserialize_with = "de_size")]
     pub manifest_cache_bytes: u64,
 }
 
@@ -528,9 +528,24 @@ impl Config {
     }
 }
 
-/// toml's own message without its multi-line source excerpt (the key is reported separately).
+/// Keys renamed by issue 11 (one duration type, no `_secs` suffix): the current name and the old
+/// one, which serde still reads as an alias.
+const RENAMED_KEYS: [(&str, &str); 3] = [
+    ("connect_timeout", "connect_timeout_secs"),
+    ("first_byte_timeout", "first_byte_timeout_secs"),
+    ("idle_timeout", "idle_timeout_secs"),
+];
+
+/// toml's own message without its multi-line source excerpt (the key is reported separately);
+/// a key given under both its names says so.
 fn toml_problem(e: &toml::de::Error) -> String {
-    e.message().trim().to_string()
+    let msg = e.message().trim();
+    for (new, old) in RENAMED_KEYS {
+        if msg == format!("duplicate field `{new}`") {
+            return format!("{msg}: `{old}` is its older name; give only one of the two");
+        }
+    }
+    msg.to_string()
 }
 
 /// A registry host as image references spell it: DNS name or IPv4 address, optional port.
@@ -647,6 +662,8 @@ mod tests {
             load("[storage]\nmax_size = \"1GiB\"\n[trust]\noffline_grace = \"30d\"\nrefresh = 5\n")
                 .unwrap();
         assert_eq!(c.storage.max_size, Some(1 << 30));
+        let c2 = load("[trust]\nmanifest_cache_bytes = \"32MiB\"\n").unwrap();
+        assert_eq!(c2.trust.manifest_cache_bytes, 32 << 20);
         assert_eq!(c.trust.offline_grace(), Duration::from_secs(30 * 86_400));
         assert_eq!(c.trust.refresh(), Duration::from_secs(5));
         let e = err("[storage]\nmax_size = \"lots\"\n");
@@ -722,7 +739,10 @@ mod tests {
             "{up}connect_timeout = 5\nconnect_timeout_secs = 5\n"
         ));
         assert!(e.starts_with("test.toml: upstream[0]"), "{e}");
-        assert!(e.contains("duplicate field `connect_timeout`"), "{e}");
+        assert!(
+            e.ends_with("duplicate field `connect_timeout`: `connect_timeout_secs` is its older name; give only one of the two"),
+            "{e}"
+        );
     }
 
     /// Every configuration file in the repository loads: the shipped one, the compose stack's
