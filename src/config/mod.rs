@@ -320,6 +320,76 @@ impl UpstreamConfig {
         self.idle_timeout.as_duration()
     }
 
+    /// The checks of one entry that need no file; returns the key within the entry and the
+    /// problem.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if !is_valid_upstream_name(&self.name) {
+            return Err((
+                "name".into(),
+                format!(
+                    "{:?} is not a registry host name (expected something like docker.io, ghcr.io or 127.0.0.1:5101)",
+                    self.name
+                ),
+            ));
+        }
+        match self.url.scheme() {
+            "https" => {}
+            "http" => tracing::warn!(
+                upstream = %self.name,
+                url = %self.url,
+                "upstream uses plain http: traffic to it is neither encrypted nor authenticated"
+            ),
+            other => {
+                return Err((
+                    "url".into(),
+                    format!("scheme {other:?} is not supported; use https:// (or http://)"),
+                ))
+            }
+        }
+        if self.url.host_str().is_none() {
+            return Err(("url".into(), "the URL has no host".into()));
+        }
+        if self.password_file.is_some() && self.username.is_none() {
+            return Err((
+                "password_file".into(),
+                "is set but username is not; set both or neither".into(),
+            ));
+        }
+        if self.username.is_some() && self.password_file.is_none() {
+            return Err((
+                "username".into(),
+                "is set but password_file is not; set both or neither".into(),
+            ));
+        }
+        if let Some(n) = &self.notary {
+            if n.scheme() != "https" && n.scheme() != "http" {
+                return Err((
+                    "notary".into(),
+                    format!("scheme {:?} is not supported; use https://", n.scheme()),
+                ));
+            }
+            if n.host_str().is_none() {
+                return Err(("notary".into(), "the URL has no host".into()));
+            }
+        }
+        if self.notary_username.is_some() != self.notary_password_file.is_some() {
+            return Err((
+                "notary_username".into(),
+                "notary_username and notary_password_file go together; set both or neither".into(),
+            ));
+        }
+        for (k, v) in [
+            ("connect_timeout", self.connect_timeout),
+            ("first_byte_timeout", self.first_byte_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if v.is_zero() {
+                return Err((k.into(), "must be at least 1 second".into()));
+            }
+        }
+        Ok(())
+    }
+
     /// Docker Hub's single-component names live under `library/`.
     pub fn is_docker_hub(&self) -> bool {
         self.name == "docker.io"
@@ -336,8 +406,8 @@ impl Config {
         Self::from_toml(&text, file)
     }
 
-    /// Parses and validates `text`; `file` is only used in error messages and to read the files
-    /// the configuration names.
+    /// Parses and validates `text`; `file` is only used in error messages (no file is read:
+    /// each subsystem reads its own, see [`crate::check`]).
     pub fn from_toml(text: &str, file: &Path) -> Result<Self, ConfigError> {
         let invalid = |key: String, problem: String| ConfigError::Invalid {
             file: file.to_path_buf(),
@@ -366,74 +436,10 @@ impl Config {
         };
         let mut defaults = Vec::new();
         for (i, up) in self.upstreams.iter().enumerate() {
-            let key = |k: &str| format!("upstream[{i}].{k}");
-            if !is_valid_upstream_name(&up.name) {
-                return Err(invalid(
-                    key("name"),
-                    format!(
-                        "{:?} is not a registry host name (expected something like docker.io, ghcr.io or 127.0.0.1:5101)",
-                        up.name
-                    ),
-                ));
-            }
-            match up.url.scheme() {
-                "https" => {}
-                "http" => tracing::warn!(
-                    upstream = %up.name,
-                    url = %up.url,
-                    "upstream uses plain http: traffic to it is neither encrypted nor authenticated"
-                ),
-                other => {
-                    return Err(invalid(
-                        key("url"),
-                        format!("scheme {other:?} is not supported; use https:// (or http://)"),
-                    ))
-                }
-            }
-            if up.url.host_str().is_none() {
-                return Err(invalid(key("url"), "the URL has no host".into()));
-            }
+            up.validate()
+                .map_err(|(k, problem)| invalid(format!("upstream[{i}].{k}"), problem))?;
             if up.default {
                 defaults.push(up.name.clone());
-            }
-            if up.password_file.is_some() && up.username.is_none() {
-                return Err(invalid(
-                    key("password_file"),
-                    "is set but username is not; set both or neither".into(),
-                ));
-            }
-            if up.username.is_some() && up.password_file.is_none() {
-                return Err(invalid(
-                    key("username"),
-                    "is set but password_file is not; set both or neither".into(),
-                ));
-            }
-            if let Some(n) = &up.notary {
-                if n.scheme() != "https" && n.scheme() != "http" {
-                    return Err(invalid(
-                        key("notary"),
-                        format!("scheme {:?} is not supported; use https://", n.scheme()),
-                    ));
-                }
-                if n.host_str().is_none() {
-                    return Err(invalid(key("notary"), "the URL has no host".into()));
-                }
-            }
-            if up.notary_username.is_some() != up.notary_password_file.is_some() {
-                return Err(invalid(
-                    key("notary_username"),
-                    "notary_username and notary_password_file go together; set both or neither"
-                        .into(),
-                ));
-            }
-            for (k, v) in [
-                ("connect_timeout", up.connect_timeout),
-                ("first_byte_timeout", up.first_byte_timeout),
-                ("idle_timeout", up.idle_timeout),
-            ] {
-                if v.is_zero() {
-                    return Err(invalid(key(k), "must be at least 1 second".into()));
-                }
             }
         }
         for (i, up) in self.upstreams.iter().enumerate() {
