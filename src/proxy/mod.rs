@@ -101,7 +101,9 @@ impl Proxy {
 
     /// As [`Proxy::new`], checking trust data against `clock` instead of the system time.
     pub async fn with_clock(config: &Config, clock: Clock) -> Result<Arc<Self>, SetupError> {
-        let store = Store::open(&config.storage.path, config.storage.max_size).await?;
+        // The files the configuration names first (policy pins, upstream passwords and CAs): a
+        // missing one must not wait for the store to be indexed.
+        let policies = Policies::from_config(&config.policies)?;
         let mut upstreams = Vec::new();
         let mut notaries = Vec::new();
         for up in &config.upstreams {
@@ -129,6 +131,7 @@ impl Proxy {
                 client,
             });
         }
+        let store = Store::open(&config.storage.path, config.storage.max_size).await?;
         let trust = TrustService::new(
             notaries,
             config.upstreams.iter().map(|u| u.name.clone()).collect(),
@@ -159,7 +162,7 @@ impl Proxy {
                 .build(),
             router: Router::from_config(config),
             upstreams,
-            policies: Policies::from_config(&config.policies)?,
+            policies,
             policy_memo: moka::sync::Cache::new(100_000),
             trust,
             manifests,
