@@ -13,8 +13,10 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod check;
 pub mod config;
 pub mod enforce;
+pub mod glob;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;

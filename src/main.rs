@@ -104,35 +104,20 @@ fn main() -> ExitCode {
     }
 }
 
-/// `check-config FILE`: load and validate the file (and every file it names), and load the TLS
-/// files exactly as `serve` would (chain, key, the key matching the chain, the client CA); print
-/// a summary.
+/// `check-config FILE`: load and validate the file and every file it names, as `serve` would
+/// (`trustgate::check`); print a summary.
 fn check_config(file: &std::path::Path) -> ExitCode {
     init_tracing(LogFormat::Text);
-    let c = match Config::load(file) {
-        Ok(c) => c,
+    match trustgate::check::check_config(file) {
+        Ok(summary) => {
+            println!("{}: {summary}", file.display());
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("invalid configuration: {e}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-    };
-    let tls = match TlsFiles::from_config(&c.server).map(|f| f.load()) {
-        None => "",
-        Some(Ok(_)) if c.server.client_ca.is_some() => " (HTTPS, client certificates required)",
-        Some(Ok(_)) => " (HTTPS)",
-        Some(Err(e)) => {
-            eprintln!("invalid configuration: {}: {e}", file.display());
-            return ExitCode::FAILURE;
-        }
-    };
-    println!(
-        "{}: valid ({} upstream{}, listening on {}{tls})",
-        file.display(),
-        c.upstreams.len(),
-        if c.upstreams.len() == 1 { "" } else { "s" },
-        c.server.listen
-    );
-    ExitCode::SUCCESS
+    }
 }
 
 /// Log lines go to stderr, as text or JSON (`[log] format`), filtered by `RUST_LOG`.
@@ -459,15 +444,12 @@ async fn run(config: Config) -> Result<(), String> {
     if let Some(gate) = &gate {
         tracing::info!(htpasswd = %gate.htpasswd_path().display(), realm = %config.auth.realm, "clients must log in");
         let gate = gate.clone();
+        let auth_config = config.auth.clone();
         reloads.push(Reload {
             what: "client logins (auth.htpasswd)",
             run: Box::new(move || {
-                gate.reload().map_err(|e| format!("auth.htpasswd: {e}"))?;
-                Ok(format!(
-                    "{}: {} users",
-                    gate.htpasswd_path().display(),
-                    gate.user_count()
-                ))
+                gate.reload(&auth_config)
+                    .map_err(|e| format!("{}: {e}", e.config_key()))
             }),
         });
     }

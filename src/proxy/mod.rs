@@ -28,7 +28,7 @@ use crate::policy::Policies;
 use crate::reference::{Digest, ManifestRef, Tag};
 use crate::store::{FillError, Store};
 use crate::trust::notary::NotaryClient;
-use crate::upstream::{RegistryClient, Timeouts, UpstreamError, UpstreamRole, UpstreamSettings};
+use crate::upstream::{RegistryClient, UpstreamError, UpstreamSettings};
 use enforced::{Closure, VerifiedManifest};
 pub use upstream_error::to_api_error;
 
@@ -81,6 +81,16 @@ pub enum SetupError {
     },
     #[error("storage.path: {0}")]
     Store(#[from] crate::store::StoreError),
+    /// A file an `[[upstream]]` entry names (password, CA bundle).
+    #[error("upstream {name}: {source}")]
+    Settings {
+        name: String,
+        #[source]
+        source: crate::upstream::settings::SettingsError,
+    },
+    /// A file a `[[policy]]` entry pins.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
 }
 
 impl Proxy {
@@ -91,32 +101,27 @@ impl Proxy {
 
     /// As [`Proxy::new`], checking trust data against `clock` instead of the system time.
     pub async fn with_clock(config: &Config, clock: Clock) -> Result<Arc<Self>, SetupError> {
-        let store = Store::open(&config.storage.path, config.storage.max_size).await?;
+        // The files the configuration names first (policy pins, upstream passwords and CAs): a
+        // missing one must not wait for the store to be indexed.
+        let policies = Policies::from_config(&config.policies)?;
         let mut upstreams = Vec::new();
         let mut notaries = Vec::new();
         for up in &config.upstreams {
-            let notary = match &up.notary {
-                Some(url) => {
-                    let mut s = upstream_settings(up);
-                    // Errors then read "upstream Notary server of docker.io (https://…)".
-                    s.name = format!("Notary server of {}", up.name);
-                    s.role = UpstreamRole::Notary;
-                    s.metrics_name = Some(up.name.clone());
-                    s.url = url.clone();
-                    s.username = up.notary_username.clone();
-                    s.password = up.notary_password.as_ref().map(|p| p.expose().to_string());
-                    s.ca_pem = up.notary_ca_pem.clone();
-                    Some(
-                        NotaryClient::new(&s).map_err(|source| SetupError::Upstream {
-                            name: up.name.clone(),
-                            source,
-                        })?,
-                    )
-                }
+            let settings_error = |source| SetupError::Settings {
+                name: up.name.clone(),
+                source,
+            };
+            let notary = match UpstreamSettings::notary_from_config(up).map_err(settings_error)? {
+                Some(s) => Some(
+                    NotaryClient::new(&s).map_err(|source| SetupError::Upstream {
+                        name: up.name.clone(),
+                        source,
+                    })?,
+                ),
                 None => None,
             };
             notaries.push(notary);
-            let settings = upstream_settings(up);
+            let settings = UpstreamSettings::from_config(up).map_err(settings_error)?;
             let client = RegistryClient::new(&settings).map_err(|source| SetupError::Upstream {
                 name: up.name.clone(),
                 source,
@@ -126,11 +131,12 @@ impl Proxy {
                 client,
             });
         }
+        let store = Store::open(&config.storage.path, config.storage.max_size).await?;
         let trust = TrustService::new(
             notaries,
             config.upstreams.iter().map(|u| u.name.clone()).collect(),
             TrustStore::new(&config.storage.path),
-            Duration::from_secs(config.trust.refresh),
+            config.trust.refresh(),
             clock,
         )
         .with_offline(
@@ -139,7 +145,7 @@ impl Proxy {
                 .iter()
                 .map(|u| UpstreamTrust { offline: u.offline })
                 .collect(),
-            config.trust.offline_grace,
+            config.trust.offline_grace().as_secs(),
         );
         let manifests = moka::sync::Cache::builder()
             .max_capacity(config.trust.manifest_cache_bytes)
@@ -156,7 +162,7 @@ impl Proxy {
                 .build(),
             router: Router::from_config(config),
             upstreams,
-            policies: Policies::new(config.policies.clone()),
+            policies,
             policy_memo: moka::sync::Cache::new(100_000),
             trust,
             manifests,
@@ -624,20 +630,6 @@ impl Proxy {
         let next = link.as_deref().and_then(next_page_query);
         tag_list_response(route, tags, next)
     }
-}
-
-/// Translates our config into the upstream client's settings.
-fn upstream_settings(up: &UpstreamConfig) -> UpstreamSettings {
-    let mut s = UpstreamSettings::new(up.name.clone(), up.url.clone());
-    s.username = up.username.clone();
-    s.password = up.password.as_ref().map(|p| p.expose().to_string());
-    s.ca_pem = up.ca_pem.clone();
-    s.timeouts = Timeouts {
-        connect: up.connect_timeout(),
-        first_byte: up.first_byte_timeout(),
-        idle: up.idle_timeout(),
-    };
-    s
 }
 
 fn internal(e: http::Error) -> ApiError {
