@@ -20,11 +20,27 @@ pub enum Endpoint {
     },
 }
 
+/// A configured upstream, by its position in the `[[upstream]]` list: issued by the [`Router`],
+/// resolved to the proxy's `Upstream` (client, Notary client, offline flag) in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UpstreamId(usize);
+
+impl UpstreamId {
+    /// The id of the `index`-th configured upstream.
+    pub fn new(index: usize) -> Self {
+        Self(index)
+    }
+
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
 /// A validated request for repository content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    /// Index into the configured upstreams.
-    pub upstream: usize,
+    /// Which configured upstream serves it.
+    pub upstream: UpstreamId,
     /// The repository as the upstream names it (`library/alpine` on Docker Hub).
     pub repository: RepoName,
     /// The name as it appeared in the client's path, used to build `Link` headers.
@@ -139,7 +155,7 @@ impl Router {
             repo
         };
         Ok(Routed::Content(Route {
-            upstream,
+            upstream: UpstreamId(upstream),
             repository,
             client_name: name.to_string(),
             ns: params.ns.clone(),
@@ -319,7 +335,7 @@ mod tests {
     #[test]
     fn bare_names_go_to_the_default_upstream_with_docker_hubs_library_rule() {
         let r = content("/v2/alpine/manifests/latest", None);
-        assert_eq!(r.upstream, 0);
+        assert_eq!(r.upstream.index(), 0);
         assert_eq!(r.repository.as_str(), "library/alpine");
         assert_eq!(r.client_name, "alpine");
         let r = content("/v2/user/app/manifests/latest", None);
@@ -329,11 +345,11 @@ mod tests {
     #[test]
     fn a_leading_upstream_name_selects_it() {
         let r = content(&format!("/v2/ghcr.io/owner/repo/blobs/{D}"), None);
-        assert_eq!(r.upstream, 1);
+        assert_eq!(r.upstream.index(), 1);
         assert_eq!(r.repository.as_str(), "owner/repo");
         assert_eq!(r.endpoint, Endpoint::Blob(Digest::parse(D).unwrap()));
         let r = content("/v2/127.0.0.1:5101/team/app/tags/list", Some("n=2&last=b"));
-        assert_eq!(r.upstream, 2);
+        assert_eq!(r.upstream.index(), 2);
         assert_eq!(
             r.endpoint,
             Endpoint::Tags {
@@ -349,9 +365,9 @@ mod tests {
     #[test]
     fn ns_parameter_selects_the_upstream() {
         let r = content("/v2/library/alpine/manifests/latest", Some("ns=docker.io"));
-        assert_eq!((r.upstream, r.repository.as_str()), (0, "library/alpine"));
+        assert_eq!((r.upstream.index(), r.repository.as_str()), (0, "library/alpine"));
         let r = content("/v2/owner/repo/manifests/latest", Some("ns=ghcr.io"));
-        assert_eq!((r.upstream, r.repository.as_str()), (1, "owner/repo"));
+        assert_eq!((r.upstream.index(), r.repository.as_str()), (1, "owner/repo"));
     }
 
     #[test]
