@@ -144,7 +144,7 @@ pub enum SetupError {
 }
 
 /// Distinct policies remembered (one per GUN asked for).
-const POLICY_MEMO_ENTRIES: u64 = 100_000;
+const POLICY_MEMO_ENTRIES: u64 = 10_000;
 /// Repositories remembered as served stale (for logging once per outage).
 const STALE_ENTRIES: u64 = 10_000;
 
