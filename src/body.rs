@@ -34,4 +34,3 @@ where
     )
     .boxed_unsync()
 }
-

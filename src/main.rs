@@ -668,4 +668,3 @@ fn render_inspection(report: &trustgate::proxy::Inspection) -> String {
     let _ = writeln!(out, "  Root Key:\t{}", roots.join(", "));
     out
 }
-

@@ -116,7 +116,11 @@ async fn nonexistent_repository_names_leave_no_memory_behind() {
         }
     };
     for i in 0..2_000 {
-        assert_eq!(ask(NAMES + i).await, 404, "no trust data: 404 MANIFEST_UNKNOWN");
+        assert_eq!(
+            ask(NAMES + i).await,
+            404,
+            "no trust data: 404 MANIFEST_UNKNOWN"
+        );
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = rss_kib(tg.pid());

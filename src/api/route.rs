@@ -365,9 +365,15 @@ mod tests {
     #[test]
     fn ns_parameter_selects_the_upstream() {
         let r = content("/v2/library/alpine/manifests/latest", Some("ns=docker.io"));
-        assert_eq!((r.upstream.index(), r.repository.as_str()), (0, "library/alpine"));
+        assert_eq!(
+            (r.upstream.index(), r.repository.as_str()),
+            (0, "library/alpine")
+        );
         let r = content("/v2/owner/repo/manifests/latest", Some("ns=ghcr.io"));
-        assert_eq!((r.upstream.index(), r.repository.as_str()), (1, "owner/repo"));
+        assert_eq!(
+            (r.upstream.index(), r.repository.as_str()),
+            (1, "owner/repo")
+        );
     }
 
     #[test]

@@ -361,7 +361,12 @@ async fn handle_in_span(
                 Ok(()) => ctx
                     .scope(proxy.handle(&method, &route, req.headers()))
                     .await
-                    .map_err(ApiError::from)
+                    .map_err(|e| {
+                        // Who failed and whether a retry may help: for the operator, not the
+                        // client (whose answer `api::pull` makes from the same value).
+                        tracing::debug!(origin = ?e.origin(), retryable = e.is_retryable(), error = %e, "pull failed");
+                        ApiError::from(e)
+                    })
                     .and_then(|pulled| super::pull::response(&method, &route, pulled)),
                 Err(e) => Err(e),
             }

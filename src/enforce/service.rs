@@ -222,10 +222,7 @@ impl TrustService {
         )
         .await;
         let elapsed = started.elapsed();
-        crate::metrics::metrics().verify_done(
-            result.as_ref().err().map(reason_of),
-            elapsed,
-        );
+        crate::metrics::metrics().verify_done(result.as_ref().err().map(reason_of), elapsed);
         tracing::debug!(
             gun,
             ms = elapsed.as_millis() as u64,

@@ -66,12 +66,12 @@ impl Proxy {
             });
         }
         let client = up.client.clone();
-        let fill = self
-            .content
-            .fill_from(Some(up.name()), *digest, None, None, move || async move {
-                let resp = client.blob(&repo, &digest_text, None, Method::GET).await?;
-                Ok((resp.content_length(), resp.into_stream()))
-            });
+        let fill =
+            self.content
+                .fill_from(Some(up.name()), *digest, None, None, move || async move {
+                    let resp = client.blob(&repo, &digest_text, None, Method::GET).await?;
+                    Ok((resp.content_length(), resp.into_stream()))
+                });
         // Every waiter of a failed fill gets the fill's error, whose source is the upstream's.
         let total = fill.total().await?;
         let window = match total {

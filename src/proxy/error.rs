@@ -52,7 +52,10 @@ pub enum Missing {
     Manifest(Digest),
     Blob(Digest),
     /// An unenforced tag never resolved through this mirror.
-    Tag { repository: String, tag: String },
+    Tag {
+        repository: String,
+        tag: String,
+    },
 }
 
 /// Why a pull failed.
@@ -96,7 +99,9 @@ pub enum PullError {
     },
     /// Manifest bytes that do not hash to the digest they were fetched by (not under a signature:
     /// under one, the enforcing handler turns this into [`PullError::Tampered`]).
-    #[error("upstream {upstream} served a manifest for {digest} whose bytes hash to {actual}; refused")]
+    #[error(
+        "upstream {upstream} served a manifest for {digest} whose bytes hash to {actual}; refused"
+    )]
     DigestMismatch {
         upstream: String,
         digest: Digest,
@@ -168,9 +173,9 @@ impl PullError {
             Self::SignedManifestUnavailable { cause, .. } => cause.origin(),
             Self::Fill { source } if source.is_upstream() => Origin::Upstream,
             Self::Fill { .. } | Self::Internal(_) => Origin::Internal,
-            Self::NotAcceptable { .. } | Self::OfflineMiss { .. } | Self::RangeUnsatisfiable { .. } => {
-                Origin::Client
-            }
+            Self::NotAcceptable { .. }
+            | Self::OfflineMiss { .. }
+            | Self::RangeUnsatisfiable { .. } => Origin::Client,
         }
     }
 

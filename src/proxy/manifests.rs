@@ -86,7 +86,9 @@ impl Proxy {
                 },
                 e => e,
             })
-            .inspect_err(|e| audit::refused(e, image.clone(), Some(&signed.signer), Some(&digest)))?;
+            .inspect_err(|e| {
+                audit::refused(e, image.clone(), Some(&signed.signer), Some(&digest))
+            })?;
         if m.media_type.starts_with(SCHEMA1_PREFIX) {
             return Err(PullError::NotAcceptable {
                 tag: tag.to_string(),
@@ -151,7 +153,9 @@ impl Proxy {
         let served = self.manifest_by_tag(t, tag, headers).await?;
         if let Some(signed) = signed {
             if served.digest != signed.to_string() {
-                self.stats.audit_would_refuse.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .audit_would_refuse
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(gun = %t.gun, tag = %tag, signed = %signed, served = %served.digest,
                     "audit: the upstream's tag differs from the signed digest; enforce would serve the signed one");
             }
@@ -168,7 +172,9 @@ impl Proxy {
                 Some(s.digest)
             }
             Err(e) => {
-                self.stats.audit_would_refuse.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .audit_would_refuse
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(gun = %t.gun, tag = %tag, reason = %e, "audit: enforce would refuse this tag; serving it unverified");
                 audit::record(Decision {
                     verdict: Verdict::AuditWouldDeny,

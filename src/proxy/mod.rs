@@ -235,10 +235,9 @@ impl Proxy {
                 .blob(&t, digest, method, headers)
                 .await
                 .map(Pulled::Blob),
-            Endpoint::Tags { n, last } => self
-                .tags(&t, *n, last.as_deref())
-                .await
-                .map(Pulled::Tags),
+            Endpoint::Tags { n, last } => {
+                self.tags(&t, *n, last.as_deref()).await.map(Pulled::Tags)
+            }
         }
     }
 
@@ -261,7 +260,6 @@ impl Proxy {
             route,
         }
     }
-
 }
 
 /// One configured upstream, with its clients.

@@ -22,7 +22,7 @@ use super::UseGuard;
 use crate::range::ByteRange;
 use crate::reference::Digest;
 
-/// Read size for serving: design.md measured 256 KiB as the lowest peak RSS at 16 clients with no
+/// Read size for serving: BENCHMARKS.md measured 256 KiB as the lowest peak RSS at 16 clients with no
 /// throughput lost against bigger chunks. Also the write-buffer size of a fill.
 pub(crate) const CHUNK: usize = 256 * 1024;
 

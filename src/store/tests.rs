@@ -105,7 +105,8 @@ fn fill_errors_say_who_failed_and_keep_their_source() {
     };
     assert!(up.is_upstream() && wrong.is_upstream() && !disk.is_upstream());
     assert_eq!(
-        up.upstream_source::<std::io::Error>().map(|e| e.to_string()),
+        up.upstream_source::<std::io::Error>()
+            .map(|e| e.to_string()),
         Some("reset".to_string())
     );
     assert!(disk.upstream_source::<std::io::Error>().is_none());
