@@ -58,22 +58,39 @@ pub enum Routed {
     Content(Route),
 }
 
+/// What the router knows of one upstream.
+#[derive(Debug, Clone)]
+struct Known {
+    name: String,
+    /// Whether Docker Hub's `library/` rule applies.
+    docker_hub: bool,
+}
+
 /// The upstream names the router knows, and which one takes bare names.
 #[derive(Debug, Clone)]
 pub struct Router {
-    names: Vec<String>,
-    default: Option<usize>,
-    /// Per upstream: whether Docker Hub's `library/` rule applies.
-    docker_hub: Vec<bool>,
+    /// In configuration order: the position is the [`UpstreamId`].
+    upstreams: Vec<Known>,
+    default: Option<UpstreamId>,
 }
 
 impl Router {
+    /// `upstreams`: (name, Docker Hub's `library/` rule applies) in configuration order.
     pub fn new(upstreams: &[(String, bool)], default: Option<usize>) -> Self {
         Self {
-            names: upstreams.iter().map(|(n, _)| n.clone()).collect(),
-            docker_hub: upstreams.iter().map(|(_, hub)| *hub).collect(),
-            default,
+            upstreams: upstreams
+                .iter()
+                .map(|(name, docker_hub)| Known {
+                    name: name.clone(),
+                    docker_hub: *docker_hub,
+                })
+                .collect(),
+            default: default.map(UpstreamId),
         }
+    }
+
+    fn names(&self) -> Vec<&str> {
+        self.upstreams.iter().map(|u| u.name.as_str()).collect()
     }
 
     pub fn from_config(config: &crate::config::Config) -> Self {
@@ -85,27 +102,30 @@ impl Router {
         Self::new(&ups, config.upstreams.iter().position(|u| u.default))
     }
 
-    fn find(&self, name: &str) -> Option<usize> {
+    fn find(&self, name: &str) -> Option<UpstreamId> {
         // `index.docker.io` is Docker Hub's old name; clients still send it.
         let name = if name == "index.docker.io" {
             "docker.io"
         } else {
             name
         };
-        self.names.iter().position(|n| n == name)
+        self.upstreams
+            .iter()
+            .position(|u| u.name == name)
+            .map(UpstreamId)
     }
 
     fn unknown_upstream(&self, name: &str) -> ApiError {
-        let configured = if self.names.is_empty() {
+        let configured = if self.upstreams.is_empty() {
             "none".to_string()
         } else {
-            self.names.join(", ")
+            self.names().join(", ")
         };
         ApiError::new(
             ErrorCode::NameUnknown,
             format!("unknown upstream registry {name:?}; configured upstreams: {configured}"),
         )
-        .with_detail(serde_json::json!({ "upstream": name, "configured": self.names }))
+        .with_detail(serde_json::json!({ "upstream": name, "configured": self.names() }))
     }
 
     /// Routes one request. `query` is the raw query string, if any.
@@ -149,13 +169,13 @@ impl Router {
 
         let (upstream, repo_part) = self.pick_upstream(name, params.ns.as_deref())?;
         let repo = RepoName::parse(repo_part).map_err(reference_error)?;
-        let repository = if self.docker_hub[upstream] {
+        let repository = if self.upstreams[upstream.0].docker_hub {
             repo.with_library_prefix()
         } else {
             repo
         };
         Ok(Routed::Content(Route {
-            upstream: UpstreamId(upstream),
+            upstream,
             repository,
             client_name: name.to_string(),
             ns: params.ns.clone(),
@@ -171,7 +191,7 @@ impl Router {
         &self,
         name: &'a str,
         ns: Option<&str>,
-    ) -> Result<(usize, &'a str), ApiError> {
+    ) -> Result<(UpstreamId, &'a str), ApiError> {
         if let Some(ns) = ns {
             let i = self.find(ns).ok_or_else(|| self.unknown_upstream(ns))?;
             return Ok((i, name));
@@ -190,7 +210,7 @@ impl Router {
                 ErrorCode::NameUnknown,
                 format!(
                     "no default upstream is configured; name one in the path (<upstream>/{name}); configured upstreams: {}",
-                    if self.names.is_empty() { "none".to_string() } else { self.names.join(", ") }
+                    if self.upstreams.is_empty() { "none".to_string() } else { self.names().join(", ") }
                 ),
             )),
         }

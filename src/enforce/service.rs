@@ -149,11 +149,6 @@ impl TrustService {
         &self.store
     }
 
-    /// Entries of the per-GUN lock map (for tests of its bound).
-    pub fn pending_locks(&self) -> usize {
-        self.locks.len()
-    }
-
     fn fresh(&self, gun: &str) -> Option<Arc<VerifiedRepository>> {
         let c = self.cache.get(gun)?;
         let now = self.now();

@@ -22,8 +22,9 @@ use super::UseGuard;
 use crate::range::ByteRange;
 use crate::reference::Digest;
 
-/// Read size for serving: BENCHMARKS.md measured 256 KiB as the lowest peak RSS at 16 clients with no
-/// throughput lost against bigger chunks. Also the write-buffer size of a fill.
+/// Read size for serving, and the write-buffer size of a fill: 256 KiB kept peak RSS lowest at 16
+/// clients with no throughput lost against bigger chunks (what a connection holds with it is
+/// in BENCHMARKS.md).
 pub(crate) const CHUNK: usize = 256 * 1024;
 
 const TYPE_SUFFIX: &str = ".type";
