@@ -23,9 +23,7 @@ use super::route::Route;
 use crate::body::{empty_body, full_body, stream_body, Body};
 use crate::decision::Reason;
 use crate::media;
-use crate::proxy::{
-    Fetching, Missing, PullError, Pulled, Served, ServedBlob, TagList, Unacceptable,
-};
+use crate::proxy::{Fetching, Missing, PullError, Pulled, Served, ServedBlob, TagList};
 use crate::upstream::UpstreamError;
 
 impl From<PullError> for ApiError {
@@ -81,12 +79,10 @@ impl From<PullError> for ApiError {
                 }
                 api
             }
-            PullError::DigestMismatch { .. } | PullError::UnreadableTagList { .. } => {
-                let code = match e {
-                    PullError::DigestMismatch { .. } => ErrorCode::ManifestInvalid,
-                    _ => ErrorCode::Unavailable,
-                };
-                ApiError::new(code, message).with_status(StatusCode::BAD_GATEWAY)
+            PullError::DigestMismatch { .. } => ApiError::new(ErrorCode::ManifestInvalid, message)
+                .with_status(StatusCode::BAD_GATEWAY),
+            PullError::UnreadableTagList { .. } => {
+                ApiError::new(ErrorCode::Unavailable, message).with_status(StatusCode::BAD_GATEWAY)
             }
             PullError::Fill { source } => {
                 match source.upstream_source::<UpstreamError>() {
@@ -102,10 +98,8 @@ impl From<PullError> for ApiError {
                     }
                 }
             }
-            PullError::NotAcceptable { why, .. } => {
-                let _: Unacceptable = why;
-                ApiError::new(ErrorCode::ManifestUnknown, message)
-            }
+            // 404, not 406: clients print a 404's message, and pull nothing else.
+            PullError::NotAcceptable { .. } => ApiError::new(ErrorCode::ManifestUnknown, message),
             PullError::OfflineMiss { missing, .. } => match missing {
                 Missing::Blob(_) => ApiError::new(ErrorCode::BlobUnknown, message),
                 Missing::Manifest(_) | Missing::Tag { .. } => {
@@ -282,6 +276,7 @@ mod tests {
     use crate::enforce::persist::PersistError;
     use crate::enforce::TrustFailure;
     use crate::proxy::audit::Decision;
+    use crate::proxy::Unacceptable;
     use crate::reference::Digest;
     use crate::store::FillError;
     use crate::trust::TrustError;
