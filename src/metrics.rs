@@ -43,7 +43,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
-pub use crate::decision::{Reason, Verdict};
+use crate::decision::{Reason, Verdict};
 
 /// The OpenMetrics text format, what Prometheus asks for first.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
