@@ -316,7 +316,7 @@ impl Proxy {
         tag: Option<&str>,
     ) -> Result<Arc<crate::trust::VerifiedRepository>, PullError> {
         self.verifier
-            .signed_set(&t.upstream.notary_source(), &t.gun, &t.policy)
+            .signed_set(&t.subject(), &t.policy)
             .await
             .map_err(|failure| refused(t, failure, tag))
     }
@@ -328,7 +328,7 @@ impl Proxy {
         tag: &crate::reference::Tag,
     ) -> Result<crate::verify::SignedTag, PullError> {
         self.verifier
-            .resolve_tag(&t.upstream.notary_source(), &t.gun, &t.policy, tag)
+            .resolve_tag(&t.subject(), &t.policy, tag)
             .await
             .map_err(|failure| refused(t, failure, Some(tag.as_str())))
     }

@@ -9,6 +9,7 @@ use crate::enforce::NotarySource;
 use crate::policy::Policy;
 use crate::trust::notary::NotaryClient;
 use crate::upstream::RegistryClient;
+use crate::verify::Subject;
 
 /// One configured upstream: its configuration, its registry client, its Notary client (when
 /// one is configured) and whether the mirror is offline.
@@ -49,6 +50,16 @@ impl Target<'_> {
     /// The repository as the upstream names it.
     pub fn repository(&self) -> &str {
         self.route.repository.as_str()
+    }
+
+    /// What the verifier seam is asked about.
+    pub fn subject(&self) -> Subject<'_> {
+        Subject {
+            gun: &self.gun,
+            repository: self.repository(),
+            registry: &self.upstream.client,
+            notary: self.upstream.notary_source(),
+        }
     }
 
     /// The Notary server's `host[:port]`, for refusal details.

@@ -1,7 +1,8 @@
 //! The verifier seam: where the enforcement path asks "what is signed here?".
 //!
 //! The proxy's handlers (`proxy::manifests`, `proxy::blobs`, `proxy::tags`, `proxy::closure`)
-//! ask a [`Verifier`] two questions and nothing else:
+//! ask a [`Verifier`] two questions about a [`Subject`] (the repository, its upstream registry
+//! client and its Notary source) and nothing else:
 //! - [`Verifier::resolve_tag`]: which digest (and, when signed, which length) a tag must serve,
 //!   with the evidence that decided;
 //! - [`Verifier::signed_set`]: every signed target of the repository, the roots of its signed
@@ -13,7 +14,7 @@
 //! refresh`, persisted, re-verified offline).
 //!
 //! How cosign and Notation join (issues 12 and 13): they sign DIGESTS, not tags. A `Cosign`
-//! (or `Notation`) variant resolves a tag by asking the upstream for its digest (HEAD), then
+//! (or `Notation`) variant resolves a tag by asking `subject.registry` for its digest (HEAD), then
 //! finds the signatures of that digest (the OCI referrers API, `GET /v2/<name>/referrers/<digest>`,
 //! or the `sha256-<hex>.sig` tag and the `sha256-<hex>` fallback index) and verifies them; its
 //! `signed_set` is the set of digests it has verified for the repository (a digest's verdict is
@@ -29,6 +30,21 @@ use crate::enforce::{NotarySource, TrustFailure, TrustService};
 use crate::policy::Policy;
 use crate::reference::{Digest, Tag};
 use crate::trust::{SignedTarget, VerifiedRepository};
+use crate::upstream::RegistryClient;
+
+/// What a verifier is asked about: one repository, and where its signatures can be found.
+#[derive(Clone, Copy)]
+pub struct Subject<'a> {
+    /// `<upstream name>/<repository>`: the name trust data is signed for.
+    pub gun: &'a str,
+    /// The repository as the upstream registry names it.
+    pub repository: &'a str,
+    /// The upstream registry: where digest-signing verifiers (cosign, Notation) resolve a tag
+    /// and find the signatures of a digest (referrers API, `.sig` tags). Notary v1 needs none.
+    pub registry: &'a RegistryClient,
+    /// The upstream's Notary v1 server (or its stored trust data, offline).
+    pub notary: NotarySource<'a>,
+}
 
 /// What a verifier established for a tag.
 #[derive(Debug, Clone)]
@@ -63,26 +79,24 @@ impl Verifier {
     /// refresh interval.
     pub async fn signed_set(
         &self,
-        source: &NotarySource<'_>,
-        gun: &str,
+        subject: &Subject<'_>,
         policy: &Policy,
     ) -> Result<Arc<VerifiedRepository>, TrustFailure> {
         match self {
-            Self::NotaryV1(t) => t.verified(source, gun, policy).await,
+            Self::NotaryV1(t) => t.verified(&subject.notary, subject.gun, policy).await,
         }
     }
 
     /// The signed digest of `tag`, with the policy's required signers checked.
     pub async fn resolve_tag(
         &self,
-        source: &NotarySource<'_>,
-        gun: &str,
+        subject: &Subject<'_>,
         policy: &Policy,
         tag: &Tag,
     ) -> Result<SignedTag, TrustFailure> {
         match self {
             Self::NotaryV1(t) => {
-                let basis = t.verified(source, gun, policy).await?;
+                let basis = t.verified(&subject.notary, subject.gun, policy).await?;
                 let signers = (!policy.signers.is_empty()).then_some(policy.signers.as_slice());
                 let target = basis.lookup(tag.as_str(), signers)?;
                 Ok(SignedTag {
