@@ -223,7 +223,7 @@ fn verify(path: &std::path::Path, image: &str) -> ExitCode {
                 ExitCode::FAILURE
             }
             Ok(report) => {
-                print!("{}", trustgate::proxy::enforced::render_inspection(&report));
+                print!("{}", render_inspection(&report));
                 match &report.tag {
                     Some((tag, Err(e))) => {
                         eprintln!("{}:{tag} is not trusted: {}", report.gun, e.message);
@@ -590,4 +590,63 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
         }
         tracing::info!("shutdown requested: no new connections; finishing in-flight requests");
     }
+}
+
+// Moved from src/proxy (issue 11: rendering is the CLI's); H2's src/cli/ takes it over.
+/// Docker's name for a signer role: `targets/releases` → `releases`, `targets` → `Repo Admin`.
+fn signer_name(role: &str) -> String {
+    match role.strip_prefix("targets/") {
+        Some(r) => r.to_string(),
+        None => "(Repo Admin)".to_string(),
+    }
+}
+
+/// The `docker trust inspect --pretty`-like text of an inspection.
+fn render_inspection(report: &trustgate::proxy::Inspection) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "Signatures for {}\n", report.gun);
+    let _ = writeln!(out, "{:<24}{:<67}SIGNERS", "SIGNED TAG", "DIGEST");
+    let mut targets = report.repo.signed_targets();
+    targets.sort_by(|a, b| a.name.cmp(&b.name));
+    for t in &targets {
+        let _ = writeln!(
+            out,
+            "{:<24}{:<67}{}",
+            t.name,
+            hex::encode(t.sha256),
+            signer_name(&t.role)
+        );
+    }
+    let delegations: Vec<_> = report
+        .repo
+        .roles
+        .iter()
+        .filter(|r| r.name != "targets")
+        .collect();
+    if !delegations.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nList of signers and their keys for {}:\n",
+            report.gun
+        );
+        let _ = writeln!(out, "{:<24}KEYS", "SIGNER");
+        for r in delegations {
+            let keys: Vec<&str> = r.signers.iter().map(|k| k.canonical_id.as_str()).collect();
+            let _ = writeln!(out, "{:<24}{}", signer_name(&r.name), keys.join(", "));
+        }
+    }
+    let _ = writeln!(out, "\nAdministrative keys for {}:\n", report.gun);
+    if let Some(t) = report.repo.role("targets") {
+        let keys: Vec<&str> = t.signers.iter().map(|k| k.canonical_id.as_str()).collect();
+        let _ = writeln!(out, "  Repository Key:\t{}", keys.join(", "));
+    }
+    let roots: Vec<&str> = report
+        .repo
+        .root_signers
+        .iter()
+        .map(|k| k.canonical_id.as_str())
+        .collect();
+    let _ = writeln!(out, "  Root Key:\t{}", roots.join(", "));
+    out
 }

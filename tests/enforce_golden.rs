@@ -478,7 +478,7 @@ async fn expired_trust_data_is_refused_with_the_expiry_message() {
     let rig = Rig::start("basic", "[trust]\nrefresh = 1\n").await;
     assert_eq!(rig.get("manifests/v1").await.status(), 200);
     rig.advance(time::Duration::days(15));
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    rig.advance(time::Duration::milliseconds(1100)); // past `refresh = 1`, by the injected clock
     let (status, code, message) = error_of(rig.get("manifests/v1").await).await;
     assert_eq!((status, code.as_str()), (403, "DENIED"));
     assert!(
@@ -498,7 +498,7 @@ async fn an_unreachable_notary_is_bridged_by_verified_data_until_it_expires() {
     rig.restart().await;
     assert_eq!(rig.get("manifests/v2").await.status(), 200);
     rig.advance(time::Duration::days(15));
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    rig.advance(time::Duration::milliseconds(1100)); // past `refresh = 1`, by the injected clock
     let (status, _, message) = error_of(rig.get("manifests/v1").await).await;
     assert_eq!(status, 403);
     assert!(
@@ -513,7 +513,7 @@ async fn a_proper_root_rotation_is_followed_without_a_reset() {
     let exp = expected("rotated");
     assert_eq!(rig.get("manifests/v1").await.status(), 200);
     rig.notary.set_dir(Some(&golden("rotated").join("state2")));
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    rig.advance(time::Duration::milliseconds(1100)); // past `refresh = 1`, by the injected clock
     let resp = rig.get("manifests/latest").await;
     assert_eq!(resp.status(), 200);
     let want = format!(
@@ -544,7 +544,7 @@ async fn recreated_trust_data_is_refused_until_the_pins_are_reset() {
     );
     rig.notary
         .set_dir(Some(&golden("recreated").join("state2")));
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    rig.advance(time::Duration::milliseconds(1100)); // past `refresh = 1`, by the injected clock
     let (status, code, message) = error_of(rig.get(&format!("manifests/{tag}")).await).await;
     assert_eq!((status, code.as_str()), (403, "DENIED"));
     assert!(
@@ -557,7 +557,7 @@ async fn recreated_trust_data_is_refused_until_the_pins_are_reset() {
         .store()
         .reset("127.0.0.1:5000/golden/recreated")
         .unwrap());
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    rig.advance(time::Duration::milliseconds(1100)); // past `refresh = 1`, by the injected clock
     assert_eq!(rig.get(&format!("manifests/{tag}")).await.status(), 200);
 }
 
@@ -568,7 +568,7 @@ async fn a_replayed_older_timestamp_is_refused_as_rollback() {
     rig.notary.set_dir(Some(&golden("rotated").join("state2")));
     assert_eq!(rig.get("manifests/latest").await.status(), 200);
     rig.notary.set_dir(Some(&golden("rotated").join("state1")));
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    rig.advance(time::Duration::milliseconds(1100)); // past `refresh = 1`, by the injected clock
     let (status, code, message) = error_of(rig.get("manifests/latest").await).await;
     assert_eq!((status, code.as_str()), (403, "DENIED"));
     assert!(

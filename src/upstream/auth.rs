@@ -19,7 +19,7 @@ use super::challenge::{self, Scheme};
 use super::error::{parse_error_body, TimeoutPhase, UpstreamError};
 use super::response::{duration_ms, origin, root_cause, UpstreamResponse};
 use super::settings::{Timeouts, UpstreamRole, UpstreamSettings};
-use crate::metrics::{metrics, UpstreamErrorKind, UpstreamKind};
+use crate::metrics::{metrics, UpstreamKind};
 use base64::Engine as _;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, LOCATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
@@ -343,7 +343,7 @@ impl AuthClient {
                 _ => Some(self.inner.kind),
             };
             if let Some(kind) = kind {
-                metrics().upstream_error(&self.inner.metrics_name, kind, UpstreamErrorKind::of(e));
+                metrics().upstream_error(&self.inner.metrics_name, kind, e.kind());
             }
         }
         result
@@ -676,7 +676,7 @@ impl AuthClient {
         if let Err(e @ (UpstreamError::Unreachable { .. } | UpstreamError::Timeout { .. })) =
             &result
         {
-            m.upstream_error(&self.inner.metrics_name, kind, UpstreamErrorKind::of(e));
+            m.upstream_error(&self.inner.metrics_name, kind, e.kind());
         }
         result
     }

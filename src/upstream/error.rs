@@ -172,6 +172,25 @@ impl UpstreamError {
         }
     }
 
+    /// The class of this error, as the `error` label of `trustgate_upstream_errors_total`.
+    pub fn kind(&self) -> crate::metrics::UpstreamErrorKind {
+        use crate::metrics::UpstreamErrorKind as K;
+        let by_status = |s: u16| if s >= 500 { K::Status5xx } else { K::Status4xx };
+        match self {
+            UpstreamError::Unreachable { .. } => K::Connect,
+            UpstreamError::Timeout { .. } => K::Timeout,
+            UpstreamError::Status { status, .. } => by_status(*status),
+            UpstreamError::Auth {
+                status: Some(s), ..
+            } => by_status(*s),
+            UpstreamError::Auth { status: None, .. } => K::Auth,
+            UpstreamError::BodyInterrupted { .. } => K::BodyInterrupted,
+            UpstreamError::Config { .. }
+            | UpstreamError::Protocol { .. }
+            | UpstreamError::TooLarge { .. } => K::Protocol,
+        }
+    }
+
     /// Is the upstream down (as opposed to answering "no")? Refused connections, timeouts and
     /// 5xx answers (from the registry or its token service). Used to decide whether serving a
     /// stale cached copy is acceptable.
@@ -264,6 +283,32 @@ pub(crate) fn parse_error_body(body: &[u8]) -> (Vec<OciErrorEntry>, Option<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_are_classed_for_metrics() {
+        use crate::metrics::UpstreamErrorKind as K;
+        let status = |s| UpstreamError::Status {
+            upstream: "u".into(),
+            status: s,
+            errors: vec![],
+            text: None,
+            retry_after: None,
+        };
+        assert_eq!(status(503).kind(), K::Status5xx);
+        assert_eq!(status(404).kind(), K::Status4xx);
+        let unreachable = UpstreamError::Unreachable {
+            upstream: "u".into(),
+            url: "http://u".into(),
+            reason: "refused".into(),
+        };
+        assert_eq!(unreachable.kind(), K::Connect);
+        let auth = UpstreamError::Auth {
+            upstream: "u".into(),
+            reason: "no".into(),
+            status: Some(401),
+        };
+        assert_eq!(auth.kind(), K::Status4xx);
+    }
 
     fn status(code: u16) -> UpstreamError {
         UpstreamError::Status {
