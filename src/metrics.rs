@@ -43,9 +43,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::enforce::TrustFailure;
-use crate::trust::{TrustError, TrustErrorKind};
-use crate::upstream::UpstreamError;
+use crate::decision::{Reason, Verdict};
 
 /// The OpenMetrics text format, what Prometheus asks for first.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -148,158 +146,6 @@ impl UpstreamErrorKind {
             Self::Protocol => "protocol",
             Self::BodyInterrupted => "body_interrupted",
             Self::DigestMismatch => "digest_mismatch",
-        }
-    }
-
-    /// The class of an upstream error.
-    pub fn of(e: &UpstreamError) -> Self {
-        let by_status = |s: u16| {
-            if s >= 500 {
-                Self::Status5xx
-            } else {
-                Self::Status4xx
-            }
-        };
-        match e {
-            UpstreamError::Unreachable { .. } => Self::Connect,
-            UpstreamError::Timeout { .. } => Self::Timeout,
-            UpstreamError::Status { status, .. } => by_status(*status),
-            UpstreamError::Auth {
-                status: Some(s), ..
-            } => by_status(*s),
-            UpstreamError::Auth { status: None, .. } => Self::Auth,
-            UpstreamError::BodyInterrupted { .. } => Self::BodyInterrupted,
-            UpstreamError::Config { .. }
-            | UpstreamError::Protocol { .. }
-            | UpstreamError::TooLarge { .. } => Self::Protocol,
-        }
-    }
-}
-
-/// What became of a request that trust policy decided on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    Allow,
-    Deny,
-    /// Audit mode: served, but enforce would have refused it.
-    AuditWouldDeny,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Allow => "allow",
-            Self::Deny => "deny",
-            Self::AuditWouldDeny => "audit_would_deny",
-        }
-    }
-}
-
-/// Why trust policy decided as it did: a fixed set, so it can be a label. The names are the
-/// audit log's reason labels (`crate::proxy::audit`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Reason {
-    /// A tag whose signed target was verified (and whose bytes matched it).
-    Signed,
-    /// A digest reachable from a signed tag.
-    InSignedClosure,
-    NoTrustData,
-    UnsignedTag,
-    /// A signer role the policy requires did not sign the tag.
-    SignerMissing,
-    Expired,
-    Rollback,
-    BadSignature,
-    RootMismatch,
-    Malformed,
-    /// The Notary server could not be reached and nothing verified could stand in.
-    Fetch,
-    OutsideSignedClosure,
-    /// Upstream bytes that are not what was signed.
-    Tampered,
-    /// Audit mode: the tag could not be checked for a reason that is not a trust verdict.
-    Unverifiable,
-    /// A label this version does not know (keeps the label set bounded whatever the caller
-    /// passes).
-    Other,
-}
-
-impl Reason {
-    /// Every reason, for documentation and tests.
-    pub const ALL: [Reason; 15] = [
-        Self::Signed,
-        Self::InSignedClosure,
-        Self::NoTrustData,
-        Self::UnsignedTag,
-        Self::SignerMissing,
-        Self::Expired,
-        Self::Rollback,
-        Self::BadSignature,
-        Self::RootMismatch,
-        Self::Malformed,
-        Self::Fetch,
-        Self::OutsideSignedClosure,
-        Self::Tampered,
-        Self::Unverifiable,
-        Self::Other,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Signed => "signed",
-            Self::InSignedClosure => "in_signed_closure",
-            Self::NoTrustData => "no_trust_data",
-            Self::UnsignedTag => "unsigned_tag",
-            Self::SignerMissing => "signer_missing",
-            Self::Expired => "expired",
-            Self::Rollback => "rollback",
-            Self::BadSignature => "bad_signature",
-            Self::RootMismatch => "root_mismatch",
-            Self::Malformed => "malformed",
-            Self::Fetch => "fetch",
-            Self::OutsideSignedClosure => "outside_signed_closure",
-            Self::Tampered => "tampered",
-            Self::Unverifiable => "unverifiable",
-            Self::Other => "other",
-        }
-    }
-
-    /// The reason named by a label (`unsigned_tag`); [`Reason::Other`] for an unknown one.
-    pub fn from_label(label: &str) -> Self {
-        Self::ALL
-            .into_iter()
-            .find(|r| r.as_str() == label)
-            .unwrap_or(Self::Other)
-    }
-
-    /// The reason for a broad class of verifier error.
-    pub fn of_kind(kind: TrustErrorKind) -> Self {
-        match kind {
-            TrustErrorKind::NoTrustData => Self::NoTrustData,
-            TrustErrorKind::UnsignedTag => Self::UnsignedTag,
-            TrustErrorKind::Expired => Self::Expired,
-            TrustErrorKind::Rollback => Self::Rollback,
-            TrustErrorKind::BadSignature => Self::BadSignature,
-            TrustErrorKind::RootMismatch => Self::RootMismatch,
-            TrustErrorKind::Malformed => Self::Malformed,
-            TrustErrorKind::Fetch => Self::Fetch,
-        }
-    }
-
-    /// The reason for a verifier error; finer than its kind where the kind lumps causes an
-    /// operator would act on differently.
-    pub fn of_error(e: &TrustError) -> Self {
-        match e {
-            TrustError::RequiredSignerMissing { .. } => Self::SignerMissing,
-            _ => Self::of_kind(e.kind()),
-        }
-    }
-
-    /// The reason trust could not be established.
-    pub fn of_failure(f: &TrustFailure) -> Self {
-        match f {
-            TrustFailure::Verify(e) => Self::of_error(e),
-            _ => Self::of_kind(f.kind()),
         }
     }
 }
@@ -609,7 +455,7 @@ impl Metrics {
     }
 
     /// One trust policy decision. Called where the proxy decides (and by the audit log).
-    pub fn trust_decision(&self, outcome: Outcome, reason: Reason) {
+    pub fn trust_decision(&self, outcome: Verdict, reason: Reason) {
         self.decisions
             .get_or_create(&DecisionLabels {
                 outcome: outcome.as_str(),
@@ -729,8 +575,8 @@ mod tests {
             UpstreamKind::Registry,
             UpstreamErrorKind::DigestMismatch,
         );
-        m.trust_decision(Outcome::Deny, Reason::UnsignedTag);
-        m.trust_decision(Outcome::Deny, Reason::UnsignedTag);
+        m.trust_decision(Verdict::Deny, Reason::UnsignedTag);
+        m.trust_decision(Verdict::Deny, Reason::UnsignedTag);
         m.verify_done(None, Duration::from_millis(40));
         m.verify_done(Some(Reason::Expired), Duration::from_millis(40));
 
@@ -839,87 +685,6 @@ mod tests {
         drop(b);
         drop(a);
         assert_eq!(gauge(m), Some(0.0));
-    }
-
-    #[test]
-    fn reasons_are_a_bounded_set_of_plain_labels() {
-        let names: std::collections::HashSet<&str> =
-            Reason::ALL.iter().map(|r| r.as_str()).collect();
-        assert_eq!(names.len(), Reason::ALL.len(), "names are distinct");
-        for n in &names {
-            assert!(
-                n.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
-                "{n}"
-            );
-        }
-        use TrustErrorKind as K;
-        for k in [
-            K::NoTrustData,
-            K::UnsignedTag,
-            K::Expired,
-            K::Rollback,
-            K::BadSignature,
-            K::RootMismatch,
-            K::Malformed,
-            K::Fetch,
-        ] {
-            assert!(names.contains(Reason::of_kind(k).as_str()), "{k:?}");
-        }
-        for r in Reason::ALL {
-            assert_eq!(Reason::from_label(r.as_str()), r);
-        }
-        assert_eq!(Reason::from_label("sha256:abc"), Reason::Other);
-        assert_eq!(Reason::from_label(""), Reason::Other);
-        let unsigned = TrustError::UnsignedTag { tag: "v1".into() };
-        assert_eq!(Reason::of_error(&unsigned), Reason::UnsignedTag);
-        let signer = TrustError::RequiredSignerMissing {
-            tag: "v1".into(),
-            role: "targets/releases".into(),
-        };
-        assert_eq!(Reason::of_error(&signer), Reason::SignerMissing);
-        let f = TrustFailure::NoNotary {
-            upstream: "u".into(),
-            gun: "u/a".into(),
-        };
-        assert_eq!(Reason::of_failure(&f), Reason::NoTrustData);
-        assert_eq!(
-            Reason::of_failure(&TrustFailure::Verify(signer)),
-            Reason::SignerMissing
-        );
-    }
-
-    #[test]
-    fn upstream_errors_are_classed() {
-        let status = |s| UpstreamError::Status {
-            upstream: "u".into(),
-            status: s,
-            errors: vec![],
-            text: None,
-            retry_after: None,
-        };
-        assert_eq!(
-            UpstreamErrorKind::of(&status(503)),
-            UpstreamErrorKind::Status5xx
-        );
-        assert_eq!(
-            UpstreamErrorKind::of(&status(404)),
-            UpstreamErrorKind::Status4xx
-        );
-        let unreachable = UpstreamError::Unreachable {
-            upstream: "u".into(),
-            url: "http://u".into(),
-            reason: "refused".into(),
-        };
-        assert_eq!(
-            UpstreamErrorKind::of(&unreachable),
-            UpstreamErrorKind::Connect
-        );
-        let auth = UpstreamError::Auth {
-            upstream: "u".into(),
-            reason: "no".into(),
-            status: Some(401),
-        };
-        assert_eq!(UpstreamErrorKind::of(&auth), UpstreamErrorKind::Status4xx);
     }
 
     #[test]

@@ -3,17 +3,17 @@
 //!
 //! Seeding is a client of the proxy's own request handler: every manifest and blob goes through
 //! routing, policy, trust verification, the signed-closure rule and digest checks exactly as a
-//! pull would, and draining a response is what fills the cache.
+//! pull would, and draining a blob's stream is what fills the cache.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, Method};
-use http_body_util::BodyExt;
 
-use crate::api::media;
-use crate::api::{Endpoint, Route};
-use crate::proxy::Proxy;
+use crate::api::{ApiError, Endpoint, Route};
+use crate::media;
+use crate::proxy::{Proxy, Pulled};
 use crate::reference::{Digest, ManifestRef};
 
 /// Which platforms of a multi-arch index to take (`os/arch[/variant]`); empty = all.
@@ -58,35 +58,44 @@ pub trait Progress: Send + Sync {
 
 impl Progress for () {}
 
+/// One request through the proxy's own handler: the digest announced (for a manifest), the
+/// manifest's bytes (a blob's are drained, which is what fills the store) and the byte count.
 async fn fetch(
     proxy: &Proxy,
     route: &Route,
     progress: &dyn Progress,
-) -> Result<(HeaderMap, Bytes, u64), String> {
+) -> Result<(Option<String>, Bytes, u64), String> {
     let mut headers = HeaderMap::new();
     let accept = media::ALL_MANIFEST_TYPES.join(", ");
     if let Ok(v) = HeaderValue::from_str(&accept) {
         headers.insert(http::header::ACCEPT, v);
     }
-    let resp = proxy
+    let pulled = proxy
         .handle(&Method::GET, route, &headers)
         .await
-        .map_err(|e| format!("{} {}", e.code, e.message))?;
-    let (parts, mut body) = resp.into_parts();
-    let keep = !matches!(route.endpoint, Endpoint::Blob(_));
-    let mut kept = Vec::new();
-    let mut n = 0u64;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| format!("transfer failed: {e}"))?;
-        if let Some(data) = frame.data_ref() {
-            n += data.len() as u64;
-            progress.advance(data.len() as u64);
-            if keep {
-                kept.extend_from_slice(data);
-            }
+        .map_err(|e| {
+            let e = ApiError::from(e);
+            format!("{} {}", e.code, e.message)
+        })?;
+    match pulled {
+        Pulled::Manifest(m) => {
+            let n = m.bytes.len() as u64;
+            progress.advance(n);
+            Ok((Some(m.digest), m.bytes, n))
         }
+        Pulled::Blob(b) => {
+            let mut n = 0u64;
+            if let Some(mut body) = b.body {
+                while let Some(chunk) = body.next().await {
+                    let chunk = chunk.map_err(|e| format!("transfer failed: {e}"))?;
+                    n += chunk.len() as u64;
+                    progress.advance(chunk.len() as u64);
+                }
+            }
+            Ok((None, Bytes::new(), n))
+        }
+        Pulled::Tags(_) => Err("a tag list is not content to seed".into()),
     }
-    Ok((parts.headers, Bytes::from(kept), n))
 }
 
 fn child(route: &Route, endpoint: Endpoint) -> Route {
@@ -106,13 +115,10 @@ pub async fn seed_image(
     let route = proxy.route_image(image).map_err(|e| e.message)?;
     let mut report = SeedReport::default();
     progress.message("resolving");
-    let (headers, top, n) = fetch(proxy, &route, progress).await?;
+    let (digest, top, n) = fetch(proxy, &route, progress).await?;
     report.bytes += n;
     report.manifests += 1;
-    report.digest = headers
-        .get("docker-content-digest")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    report.digest = digest;
     let mut manifests = vec![top];
     let index: serde_json::Value = serde_json::from_slice(&manifests[0]).unwrap_or_default();
     if let Some(children) = index["manifests"].as_array() {

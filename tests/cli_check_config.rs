@@ -104,3 +104,75 @@ fn every_file_the_config_names_must_exist_and_be_readable() {
     let (ok, text) = check(&file);
     assert!(ok, "{text}");
 }
+
+/// Durations take a number of seconds or a unit everywhere, and the upstream timeouts still load
+/// under their old `*_secs` names (issue 11); a timeout under both names is refused.
+#[test]
+fn durations_take_units_and_old_secs_keys_still_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let up = "[[upstream]]\nname = \"r.io\"\nurl = \"https://r.io\"\n";
+    let cases = [
+        format!("{up}connect_timeout_secs = 5\nfirst_byte_timeout_secs = 30\nidle_timeout_secs = 60\n"),
+        format!("{up}connect_timeout = \"5s\"\nfirst_byte_timeout = \"30s\"\nidle_timeout = \"1m\"\n"),
+        format!("[server]\nheader_read_timeout = 10\nidle_timeout = \"2m\"\nshutdown_grace = \"30s\"\n[trust]\nrefresh = \"1m\"\noffline_grace = \"7d\"\n{up}"),
+    ];
+    for (i, toml) in cases.iter().enumerate() {
+        let file = d.join(format!("ok-{i}.toml"));
+        std::fs::write(&file, toml).unwrap();
+        let (ok, text) = check(&file);
+        assert!(ok, "case {i}: {toml}\n{text}");
+        assert!(text.contains("valid (1 upstream, listening on"), "{text}");
+    }
+    let file = d.join("both.toml");
+    std::fs::write(
+        &file,
+        format!("{up}idle_timeout = 60\nidle_timeout_secs = 60\n"),
+    )
+    .unwrap();
+    let (ok, text) = check(&file);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!(
+            "{}: upstream[0]: duplicate field `idle_timeout`: `idle_timeout_secs` is its older name",
+            file.display()
+        )),
+        "{text}"
+    );
+    let file = d.join("bad-unit.toml");
+    std::fs::write(&file, "[trust]\nrefresh = \"5 fortnights\"\n").unwrap();
+    let (ok, text) = check(&file);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!(
+            "{}: trust.refresh: unknown duration unit",
+            file.display()
+        )),
+        "{text}"
+    );
+}
+
+/// A bad htpasswd line is reported with the file, the key, and the line to fix.
+#[test]
+fn a_bad_htpasswd_line_names_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let htpasswd = d.join("htpasswd");
+    std::fs::write(
+        &htpasswd,
+        "# users\nbob:{SHA}EfatjsUqKYSrqv18O1FlA3hcIHI=\n",
+    )
+    .unwrap();
+    let file = d.join("auth.toml");
+    std::fs::write(&file, format!("[auth]\nhtpasswd = {htpasswd:?}\n")).unwrap();
+    let (ok, text) = check(&file);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!(
+            "{}: auth.htpasswd: {} line 2: user \"bob\": SHA-1",
+            file.display(),
+            htpasswd.display()
+        )),
+        "{text}"
+    );
+}

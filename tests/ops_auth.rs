@@ -477,7 +477,7 @@ fn sighup_reloads_the_access_rules_and_names_what_needs_a_restart() {
     );
     hangup(&fx, RELOADED);
     assert!(
-        fx.tg.log().contains("[[auth.access]]: 1 rules (changed)"),
+        fx.tg.log().contains("1 access rule (changed)"),
         "{}",
         fx.tg.log()
     );

@@ -8,10 +8,13 @@
 pub mod conn;
 pub mod context;
 pub mod error;
-pub mod media;
+pub mod pull;
 pub mod route;
 pub mod server;
 pub mod tls;
 
+/// Media types moved to [`crate::media`] (the core reads them too); kept here for old paths.
+pub use crate::media;
+
 pub use error::{ApiError, ErrorCode};
-pub use route::{Endpoint, Route, Routed, Router};
+pub use route::{Endpoint, Route, Routed, Router, UpstreamId};

@@ -20,11 +20,27 @@ pub enum Endpoint {
     },
 }
 
+/// A configured upstream, by its position in the `[[upstream]]` list: issued by the [`Router`],
+/// resolved to the proxy's `Upstream` (client, Notary client, offline flag) in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UpstreamId(usize);
+
+impl UpstreamId {
+    /// The id of the `index`-th configured upstream.
+    pub fn new(index: usize) -> Self {
+        Self(index)
+    }
+
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
 /// A validated request for repository content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    /// Index into the configured upstreams.
-    pub upstream: usize,
+    /// Which configured upstream serves it.
+    pub upstream: UpstreamId,
     /// The repository as the upstream names it (`library/alpine` on Docker Hub).
     pub repository: RepoName,
     /// The name as it appeared in the client's path, used to build `Link` headers.
@@ -42,22 +58,39 @@ pub enum Routed {
     Content(Route),
 }
 
+/// What the router knows of one upstream.
+#[derive(Debug, Clone)]
+struct Known {
+    name: String,
+    /// Whether Docker Hub's `library/` rule applies.
+    docker_hub: bool,
+}
+
 /// The upstream names the router knows, and which one takes bare names.
 #[derive(Debug, Clone)]
 pub struct Router {
-    names: Vec<String>,
-    default: Option<usize>,
-    /// Per upstream: whether Docker Hub's `library/` rule applies.
-    docker_hub: Vec<bool>,
+    /// In configuration order: the position is the [`UpstreamId`].
+    upstreams: Vec<Known>,
+    default: Option<UpstreamId>,
 }
 
 impl Router {
+    /// `upstreams`: (name, Docker Hub's `library/` rule applies) in configuration order.
     pub fn new(upstreams: &[(String, bool)], default: Option<usize>) -> Self {
         Self {
-            names: upstreams.iter().map(|(n, _)| n.clone()).collect(),
-            docker_hub: upstreams.iter().map(|(_, hub)| *hub).collect(),
-            default,
+            upstreams: upstreams
+                .iter()
+                .map(|(name, docker_hub)| Known {
+                    name: name.clone(),
+                    docker_hub: *docker_hub,
+                })
+                .collect(),
+            default: default.map(UpstreamId),
         }
+    }
+
+    fn names(&self) -> Vec<&str> {
+        self.upstreams.iter().map(|u| u.name.as_str()).collect()
     }
 
     pub fn from_config(config: &crate::config::Config) -> Self {
@@ -69,27 +102,30 @@ impl Router {
         Self::new(&ups, config.upstreams.iter().position(|u| u.default))
     }
 
-    fn find(&self, name: &str) -> Option<usize> {
+    fn find(&self, name: &str) -> Option<UpstreamId> {
         // `index.docker.io` is Docker Hub's old name; clients still send it.
         let name = if name == "index.docker.io" {
             "docker.io"
         } else {
             name
         };
-        self.names.iter().position(|n| n == name)
+        self.upstreams
+            .iter()
+            .position(|u| u.name == name)
+            .map(UpstreamId)
     }
 
     fn unknown_upstream(&self, name: &str) -> ApiError {
-        let configured = if self.names.is_empty() {
+        let configured = if self.upstreams.is_empty() {
             "none".to_string()
         } else {
-            self.names.join(", ")
+            self.names().join(", ")
         };
         ApiError::new(
             ErrorCode::NameUnknown,
             format!("unknown upstream registry {name:?}; configured upstreams: {configured}"),
         )
-        .with_detail(serde_json::json!({ "upstream": name, "configured": self.names }))
+        .with_detail(serde_json::json!({ "upstream": name, "configured": self.names() }))
     }
 
     /// Routes one request. `query` is the raw query string, if any.
@@ -133,7 +169,7 @@ impl Router {
 
         let (upstream, repo_part) = self.pick_upstream(name, params.ns.as_deref())?;
         let repo = RepoName::parse(repo_part).map_err(reference_error)?;
-        let repository = if self.docker_hub[upstream] {
+        let repository = if self.upstreams[upstream.0].docker_hub {
             repo.with_library_prefix()
         } else {
             repo
@@ -155,7 +191,7 @@ impl Router {
         &self,
         name: &'a str,
         ns: Option<&str>,
-    ) -> Result<(usize, &'a str), ApiError> {
+    ) -> Result<(UpstreamId, &'a str), ApiError> {
         if let Some(ns) = ns {
             let i = self.find(ns).ok_or_else(|| self.unknown_upstream(ns))?;
             return Ok((i, name));
@@ -174,7 +210,7 @@ impl Router {
                 ErrorCode::NameUnknown,
                 format!(
                     "no default upstream is configured; name one in the path (<upstream>/{name}); configured upstreams: {}",
-                    if self.names.is_empty() { "none".to_string() } else { self.names.join(", ") }
+                    if self.upstreams.is_empty() { "none".to_string() } else { self.names().join(", ") }
                 ),
             )),
         }
@@ -319,7 +355,7 @@ mod tests {
     #[test]
     fn bare_names_go_to_the_default_upstream_with_docker_hubs_library_rule() {
         let r = content("/v2/alpine/manifests/latest", None);
-        assert_eq!(r.upstream, 0);
+        assert_eq!(r.upstream.index(), 0);
         assert_eq!(r.repository.as_str(), "library/alpine");
         assert_eq!(r.client_name, "alpine");
         let r = content("/v2/user/app/manifests/latest", None);
@@ -329,11 +365,11 @@ mod tests {
     #[test]
     fn a_leading_upstream_name_selects_it() {
         let r = content(&format!("/v2/ghcr.io/owner/repo/blobs/{D}"), None);
-        assert_eq!(r.upstream, 1);
+        assert_eq!(r.upstream.index(), 1);
         assert_eq!(r.repository.as_str(), "owner/repo");
         assert_eq!(r.endpoint, Endpoint::Blob(Digest::parse(D).unwrap()));
         let r = content("/v2/127.0.0.1:5101/team/app/tags/list", Some("n=2&last=b"));
-        assert_eq!(r.upstream, 2);
+        assert_eq!(r.upstream.index(), 2);
         assert_eq!(
             r.endpoint,
             Endpoint::Tags {
@@ -349,9 +385,15 @@ mod tests {
     #[test]
     fn ns_parameter_selects_the_upstream() {
         let r = content("/v2/library/alpine/manifests/latest", Some("ns=docker.io"));
-        assert_eq!((r.upstream, r.repository.as_str()), (0, "library/alpine"));
+        assert_eq!(
+            (r.upstream.index(), r.repository.as_str()),
+            (0, "library/alpine")
+        );
         let r = content("/v2/owner/repo/manifests/latest", Some("ns=ghcr.io"));
-        assert_eq!((r.upstream, r.repository.as_str()), (1, "owner/repo"));
+        assert_eq!(
+            (r.upstream.index(), r.repository.as_str()),
+            (1, "owner/repo")
+        );
     }
 
     #[test]

@@ -7,13 +7,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
-use futures_util::{Stream, TryStreamExt};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -28,33 +29,7 @@ use super::tls::ReloadableTls;
 use crate::metrics::{metrics, RouteKind};
 use crate::proxy::Proxy;
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// The response body type of every handler.
-pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
-
-pub fn empty_body() -> Body {
-    Empty::<Bytes>::new()
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
-
-pub fn full_body(bytes: Bytes) -> Body {
-    Full::new(bytes)
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
-
-pub fn stream_body<S>(stream: S) -> Body
-where
-    S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
-{
-    StreamBody::new(
-        stream
-            .map_ok(Frame::data)
-            .map_err(|e| Box::new(e) as BoxError),
-    )
-    .boxed_unsync()
-}
+pub use crate::body::{empty_body, full_body, stream_body, Body, BoxError};
 
 /// Every response carries this header; Docker's daemon checks it on ping.
 const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/2.0");
@@ -385,10 +360,16 @@ async fn handle_in_span(
         Ok(Routed::Content(route)) => {
             upstream = proxy.upstream_name(&route).to_string();
             match may_pull(&frontend, user.as_deref(), &upstream, &route) {
-                Ok(()) => {
-                    ctx.scope(proxy.handle(&method, &route, req.headers()))
-                        .await
-                }
+                Ok(()) => ctx
+                    .scope(proxy.handle(&method, &route, req.headers()))
+                    .await
+                    .map_err(|e| {
+                        // Who failed and whether a retry may help: for the operator, not the
+                        // client (whose answer `api::pull` makes from the same value).
+                        tracing::debug!(origin = ?e.origin(), retryable = e.is_retryable(), error = %e, "pull failed");
+                        ApiError::from(e)
+                    })
+                    .and_then(|pulled| super::pull::response(&method, &route, pulled)),
                 Err(e) => Err(e),
             }
         }

@@ -6,10 +6,14 @@
 //! that fails keeps the previous config: a typo in a renewed file must not take the listener down.
 //!
 //! Loading is a pure function of the file bytes ([`build`]) wrapped by one that reads the files
-//! ([`TlsFiles::load`]), so `trustgate check-config` runs exactly the checks `serve` runs.
+//! ([`TlsFiles::load`]); `serve` and `trustgate check-config` ([`crate::check`]) both load them
+//! through [`TlsFiles::from_config`] and [`TlsFiles::load`], so the check runs exactly the checks
+//! `serve` runs. The configuration layer itself only checks that the keys come in pairs.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
@@ -25,13 +29,40 @@ use crate::config::ServerConfig;
 const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 /// A TLS file that cannot be used: the configuration key, the file and the problem, printed as
-/// `server.tls_key: /etc/trustgate/key.pem: no private key found`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{key}: {}: {problem}", path.display())]
-pub struct TlsError {
-    pub key: &'static str,
-    pub path: PathBuf,
-    pub problem: String,
+/// `server.tls_key: /etc/trustgate/key.pem: no private key found`, or
+/// `server.tls_cert: cannot read /etc/trustgate/cert.pem: No such file or directory` (the shape
+/// of the configuration's own "cannot read" lines).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{key}: cannot read {}: {source}", path.display())]
+    Read {
+        key: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{key}: {}: {problem}", path.display())]
+    Invalid {
+        key: &'static str,
+        path: PathBuf,
+        problem: String,
+    },
+}
+
+impl TlsError {
+    /// The configuration key of the file: `server.tls_cert`, `server.tls_key` or
+    /// `server.client_ca`.
+    pub fn key(&self) -> &'static str {
+        match self {
+            TlsError::Read { key, .. } | TlsError::Invalid { key, .. } => key,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            TlsError::Read { path, .. } | TlsError::Invalid { path, .. } => path,
+        }
+    }
 }
 
 const CERT_KEY: &str = "server.tls_cert";
@@ -99,10 +130,10 @@ pub struct Pem<'a> {
 }
 
 fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|e| TlsError {
+    std::fs::read(path).map_err(|source| TlsError::Read {
         key,
         path: path.to_path_buf(),
-        problem: format!("cannot read it: {e}"),
+        source,
     })
 }
 
@@ -115,7 +146,7 @@ fn provider() -> Arc<CryptoProvider> {
 
 /// Builds the server config from the file contents. Pure: no I/O.
 pub fn build(cert: Pem<'_>, key: Pem<'_>, client_ca: Option<Pem<'_>>) -> Result<Loaded, TlsError> {
-    let fail = |k: &'static str, path: &Path, problem: String| TlsError {
+    let fail = |k: &'static str, path: &Path, problem: String| TlsError::Invalid {
         key: k,
         path: path.to_path_buf(),
         problem,
@@ -259,23 +290,13 @@ impl ReloadableTls {
     /// failure the previous config stays in use.
     pub fn reload(&self) -> Result<String, TlsError> {
         let loaded = self.files.load()?;
-        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-        *current = loaded.config;
+        *self.current.write() = loaded.config;
         Ok(loaded.summary)
     }
 
     /// An acceptor for one new connection, with the config current now.
     pub fn acceptor(&self) -> TlsAcceptor {
-        let config = self
-            .current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        TlsAcceptor::from(config)
-    }
-
-    pub fn files(&self) -> &TlsFiles {
-        &self.files
+        TlsAcceptor::from(self.current.read().clone())
     }
 }
 
@@ -428,25 +449,25 @@ mod tests {
             client_ca: None,
         };
         let (tls, _) = ReloadableTls::load(files).unwrap();
-        let before = tls.current.read().unwrap().clone();
+        let before = tls.current.read().clone();
 
         std::fs::write(&key, "not a key").unwrap();
         let e = tls.reload().unwrap_err();
-        assert_eq!(e.key, "server.tls_key");
-        assert_eq!(e.path, key);
-        assert!(Arc::ptr_eq(&before, &tls.current.read().unwrap()));
+        assert_eq!(e.key(), "server.tls_key");
+        assert_eq!(e.path(), key);
+        assert!(Arc::ptr_eq(&before, &tls.current.read()));
 
         let m2 = material();
         std::fs::write(&cert, &m2.cert_pem).unwrap();
         std::fs::write(&key, &m2.key_pem).unwrap();
         tls.reload().unwrap();
-        assert!(!Arc::ptr_eq(&before, &tls.current.read().unwrap()));
+        assert!(!Arc::ptr_eq(&before, &tls.current.read()));
 
         std::fs::remove_file(&cert).unwrap();
         let e = tls.reload().unwrap_err().to_string();
         assert!(
             e.starts_with(&format!(
-                "server.tls_cert: {}: cannot read it",
+                "server.tls_cert: cannot read {}: ",
                 cert.display()
             )),
             "{e}"

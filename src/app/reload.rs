@@ -2,10 +2,11 @@
 //! safely, and say in the log what changed.
 //!
 //! Applied in place: the server TLS files (`tls_cert`, `tls_key`, `client_ca`: re-read, new
-//! handshakes use them) and client authentication (`[auth] htpasswd` re-read, `[[auth.access]]`
-//! rules swapped, together or not at all). Logged at warn as needing a restart: every other
+//! handshakes use them) and client authentication (`[auth]`: the htpasswd file re-read, its
+//! path, the realm and the `[[auth.access]]` rules swapped, together or not at all, by
+//! [`Gate::reload`]). Logged at warn as needing a restart: every other
 //! section that differs from the one in force (listen addresses, storage, upstreams, trust,
-//! policies, log format, TLS file paths, turning auth on or off). A configuration file that does
+//! policies, log format, TLS file paths, turning client authentication on or off). A configuration file that does
 //! not parse or validate changes no setting (the error names the file, key and problem); the
 //! files the configuration in force names are still re-read. Open connections are
 //! not touched: what a reload changes applies to what comes after it.
@@ -63,6 +64,8 @@ impl ReloadTrigger {
 pub(crate) struct Reloader {
     /// The configuration file, re-read at each reload (`None`: only the files it names are).
     pub file: Option<PathBuf>,
+    /// The settings in force: `[auth]` follows successful reloads; the sections that need a
+    /// restart keep their start-up values (so each reload warns again while they differ).
     pub current: Config,
     pub tls: Option<Arc<ReloadableTls>>,
     pub gate: Option<Arc<Gate>>,
@@ -129,20 +132,19 @@ impl Reloader {
             applied = true;
             match gate.reload(&next.auth) {
                 Ok(summary) => {
-                    tracing::info!(what = "client logins (auth.htpasswd, auth.access)", %summary, "SIGHUP: reloaded")
+                    tracing::info!(what = "client logins (auth.htpasswd, auth.access)", %summary, "SIGHUP: reloaded");
+                    self.current.auth = next.auth.clone();
                 }
                 Err(e) => tracing::error!(
                     what = "client logins (auth.htpasswd, auth.access)",
-                    "SIGHUP: reload failed, keeping the previous one: auth.htpasswd: {e}"
+                    "SIGHUP: reload failed, keeping the previous one: {}: {e}",
+                    e.config_key()
                 ),
             }
         }
         if !applied {
             tracing::info!("SIGHUP: nothing to reload");
         }
-        // What is in force now: the sections applied take the new values; the others keep
-        // theirs until a restart (so a later reload warns again while they still differ).
-        self.current.auth.access = next.auth.access.clone();
     }
 }
 
@@ -190,8 +192,10 @@ fn needs_restart(current: &Config, next: &Config) -> Vec<&'static str> {
     if current.log.format != next.log.format {
         out.push("log.format");
     }
-    if current.auth.htpasswd != next.auth.htpasswd || current.auth.realm != next.auth.realm {
-        out.push("auth.htpasswd path or auth.realm");
+    // The htpasswd path, realm and rules are applied by `Gate::reload`; turning client
+    // authentication on or off is not.
+    if current.auth.htpasswd.is_some() != next.auth.htpasswd.is_some() {
+        out.push("auth.htpasswd (turning client authentication on or off)");
     }
     out
 }
@@ -235,6 +239,9 @@ mod tests {
             "{BASE}{auth}[[auth.access]]\nusers = [\"a\"]\nrepositories = [\"*\"]\n"
         ));
         assert!(needs_restart(&c, &d).is_empty());
-        assert_eq!(needs_restart(&a, &c), ["auth.htpasswd path or auth.realm"]);
+        assert_eq!(
+            needs_restart(&a, &c),
+            ["auth.htpasswd (turning client authentication on or off)"]
+        );
     }
 }

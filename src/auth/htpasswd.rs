@@ -80,6 +80,11 @@ impl Htpasswd {
         self.entries.get(user).map(|e| e.hash.as_str())
     }
 
+    /// The user names, in no particular order.
+    pub fn users(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

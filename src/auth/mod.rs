@@ -14,22 +14,29 @@
 //! a successful check is remembered for a short while (keyed by a keyed hash of user and
 //! password, never the password itself) and forgotten when the file is reloaded; checks run on
 //! the blocking pool, a few at a time, so guessing cannot starve the async workers.
+//!
+//! This module owns the `[auth]` section ([`AuthConfig`]) and loads its own file:
+//! [`Gate::from_config`] is what both `serve` and `check-config` call, and [`Gate::reload`]
+//! (SIGHUP) re-reads the htpasswd file and swaps the `[[auth.access]]` rules together.
 
 pub mod basic;
+mod config;
 pub mod htpasswd;
 pub mod throttle;
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{header, StatusCode};
+use parking_lot::RwLock;
 use sha2::{Digest, Sha256};
 
 use crate::api::error::{ApiError, ErrorCode};
-use crate::config::{AccessRule, AuthConfig};
+pub use config::{AccessRule, AuthConfig};
 use htpasswd::{Htpasswd, LineError};
 use throttle::{Backoff, Throttle};
 
@@ -67,10 +74,24 @@ pub enum AuthError {
     },
     #[error("{} holds no user entries (create one with htpasswd -B -c FILE USER)", path.display())]
     NoUsers { path: PathBuf },
+    /// A reload asked for something only a restart can do.
+    #[error("{0}")]
+    NeedsRestart(&'static str),
 }
 
-/// Reads and parses an htpasswd file; `check-config`, start-up and reload all go through here.
-pub fn load_htpasswd(path: &Path) -> Result<Htpasswd, AuthError> {
+impl AuthError {
+    /// The configuration key a load or reload error is about, for `FILE: KEY: problem` lines.
+    pub fn config_key(&self) -> &'static str {
+        match self {
+            AuthError::NeedsRestart(_) => "auth",
+            _ => "auth.htpasswd",
+        }
+    }
+}
+
+/// Reads and parses an htpasswd file; start-up (and so `check-config`) and reload both go
+/// through here.
+fn load_htpasswd(path: &Path) -> Result<Htpasswd, AuthError> {
     let text = std::fs::read_to_string(path).map_err(|source| AuthError::Read {
         path: path.to_path_buf(),
         source,
@@ -104,9 +125,7 @@ impl Access {
         self.rules.is_empty()
             || self.rules.iter().any(|r| {
                 r.users.iter().any(|u| u == "*" || u == user)
-                    && r.repositories
-                        .iter()
-                        .any(|g| crate::policy::glob_match(g, gun))
+                    && r.repositories.iter().any(|g| crate::glob::matches(g, gun))
             })
     }
 
@@ -134,15 +153,19 @@ const VERIFIED_TTL: Duration = Duration::from_secs(120);
 /// Successful checks remembered at most.
 const VERIFIED_MAX: u64 = 10_000;
 
+/// What a reload swaps as one: the file, the users it lists, the challenge and the rules.
+struct Live {
+    path: PathBuf,
+    /// `Basic realm="…"` (the realm is checked by [`AuthConfig::validate`] to need no escaping).
+    challenge: String,
+    users: Users,
+    access: Access,
+}
+
 /// Checks the credentials of client requests.
 pub struct Gate {
-    path: PathBuf,
-    /// `Basic realm="…"` (the realm is checked by config validation to need no escaping).
-    challenge: String,
-    users: RwLock<Arc<Users>>,
+    live: RwLock<Arc<Live>>,
     generation: AtomicU64,
-    /// `[[auth.access]]`, swapped whole by [`Gate::reload`].
-    access: parking_lot::RwLock<Arc<Access>>,
     /// keyed hash of (user, password) → the generation it was checked against.
     verified: moka::sync::Cache<[u8; 32], u64>,
     /// Per-process random key of that hash.
@@ -155,7 +178,8 @@ pub struct Gate {
 }
 
 impl Gate {
-    /// The gate `[auth]` describes, or `None` when it names no htpasswd file.
+    /// The gate `[auth]` describes, with its htpasswd file loaded, or `None` when it names no
+    /// htpasswd file. Blocking, briefly: a file read and one bcrypt hash at the file's cost.
     pub fn from_config(config: &AuthConfig) -> Result<Option<Gate>, AuthError> {
         let Some(path) = &config.htpasswd else {
             return Ok(None);
@@ -176,23 +200,14 @@ impl Gate {
         access: Vec<AccessRule>,
         backoff: Backoff,
     ) -> Result<Gate, AuthError> {
-        let users = load_users(path, 1)?;
-        let access = Access::new(access);
-        for user in access.named_users() {
-            if !users.file.contains(user) {
-                tracing::warn!(user, htpasswd = %path.display(), "an [[auth.access]] rule names a user the htpasswd file does not have");
-            }
-        }
+        let live = Live::load(path, realm, access, 1)?;
         let mut cache_key = [0u8; 32];
         getrandom::fill(&mut cache_key)
             .map_err(|e| AuthError::Verifier(format!("no OS randomness: {e}")))?;
         let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Gate {
-            path: path.to_path_buf(),
-            challenge: format!("Basic realm=\"{realm}\""),
-            users: RwLock::new(Arc::new(users)),
+            live: RwLock::new(Arc::new(live)),
             generation: AtomicU64::new(1),
-            access: parking_lot::RwLock::new(Arc::new(access)),
             verified: moka::sync::Cache::builder()
                 .max_capacity(VERIFIED_MAX)
                 .time_to_live(VERIFIED_TTL)
@@ -204,53 +219,46 @@ impl Gate {
         })
     }
 
-    /// Re-reads the htpasswd file and takes the `[[auth.access]]` rules of `config` (SIGHUP).
-    /// On any problem the users and rules in force stay in force and the error says why.
-    /// Returns one line for the log saying what changed. Blocking, briefly: a file read and one
-    /// bcrypt hash at the file's cost (tens of milliseconds at the usual costs).
+    /// Re-reads the htpasswd file `config` names and takes its realm and `[[auth.access]]` rules
+    /// (SIGHUP), all at once: a request sees either the old users and rules or the new ones.
+    /// Returns one line for the log saying what changed, e.g.
+    /// `/etc/trustgate/htpasswd: 3 users (1 added, 0 removed, 1 changed); 2 access rules (changed)`,
+    /// where "changed" counts users whose entry (password hash) is new.
     ///
-    /// The htpasswd path itself is fixed at start-up (the caller reports a changed path as
-    /// needing a restart).
+    /// On any problem everything loaded before stays in force and the error says why. Turning
+    /// authentication off (no `htpasswd` any more) needs a restart: a reload never opens the
+    /// proxy to everyone. Blocking, briefly: a file read and one bcrypt hash at the file's cost
+    /// (tens of milliseconds at the usual costs).
     pub fn reload(&self, config: &AuthConfig) -> Result<String, AuthError> {
+        let Some(path) = &config.htpasswd else {
+            return Err(AuthError::NeedsRestart(
+                "[auth] htpasswd was removed; turning client authentication off needs a restart \
+                 (the previous users and rules stay in force)",
+            ));
+        };
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let users = load_users(&self.path, generation)?;
-        let access = Access::new(config.access.clone());
-        for user in access.named_users() {
-            if !users.file.contains(user) {
-                tracing::warn!(user, htpasswd = %self.path.display(), "an [[auth.access]] rule names a user the htpasswd file does not have");
-            }
-        }
-        let n = users.file.len();
-        let before = self.user_count();
-        *self.users.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(users);
+        let new = Live::load(path, &config.realm, config.access.clone(), generation)?;
+        let summary = {
+            let mut live = self.live.write();
+            let summary = describe_change(&live, &new);
+            *live = Arc::new(new);
+            summary
+        };
         // Checks remembered from the old file must not outlive it (the generation check in
         // `authenticate` covers a check that was running while the file was swapped).
         self.verified.invalidate_all();
-        let rules_changed = {
-            let mut current = self.access.write();
-            let changed = format!("{:?}", current.rules) != format!("{:?}", access.rules);
-            *current = Arc::new(access);
-            changed
-        };
-        let rules = self.access.read().rules.len();
-        Ok(format!(
-            "{}: {n} users (was {before}); [[auth.access]]: {rules} rules ({})",
-            self.path.display(),
-            if rules_changed {
-                "changed"
-            } else {
-                "unchanged"
-            }
-        ))
+        tracing::debug!(%summary, "reloaded [auth]");
+        Ok(summary)
     }
 
     /// Users in the file in force.
     pub fn user_count(&self) -> usize {
-        self.current().file.len()
+        self.current().users.file.len()
     }
 
-    pub fn htpasswd_path(&self) -> &Path {
-        &self.path
+    /// The htpasswd file in force.
+    pub fn htpasswd_path(&self) -> PathBuf {
+        self.current().path.clone()
     }
 
     /// bcrypt verifications done so far.
@@ -258,8 +266,8 @@ impl Gate {
         self.verifications.load(Ordering::Relaxed)
     }
 
-    fn current(&self) -> Arc<Users> {
-        self.users.read().unwrap_or_else(|e| e.into_inner()).clone()
+    fn current(&self) -> Arc<Live> {
+        self.live.read().clone()
     }
 
     fn key_of(&self, creds: &basic::Credentials) -> [u8; 32] {
@@ -283,7 +291,8 @@ impl Gate {
             Some(Err(basic::BasicError::Malformed)) => return Err(AuthError::Malformed),
             Some(Ok(c)) => c,
         };
-        let users = self.current();
+        let live = self.current();
+        let users = &live.users;
         let key = self.key_of(&creds);
         if self.verified.get(&key) == Some(users.generation) {
             return Ok(creds.user);
@@ -342,7 +351,7 @@ impl Gate {
 
     /// Whether `user` may pull from the repository `gun`.
     pub fn authorize(&self, user: &str, gun: &str) -> Result<(), AuthError> {
-        if self.access.read().allows(user, gun) {
+        if self.current().access.allows(user, gun) {
             Ok(())
         } else {
             Err(AuthError::Denied {
@@ -357,7 +366,7 @@ impl Gate {
     pub fn refusal(&self, e: &AuthError) -> ApiError {
         let challenge = |message: &str| {
             ApiError::new(ErrorCode::Unauthorized, message)
-                .with_header(header::WWW_AUTHENTICATE, self.challenge.clone())
+                .with_header(header::WWW_AUTHENTICATE, self.current().challenge.clone())
         };
         match e {
             AuthError::Missing | AuthError::Malformed => challenge(
@@ -370,13 +379,70 @@ impl Gate {
             AuthError::Verifier(_)
             | AuthError::Read { .. }
             | AuthError::Htpasswd { .. }
-            | AuthError::NoUsers { .. } => ApiError::new(
+            | AuthError::NoUsers { .. }
+            | AuthError::NeedsRestart(_) => ApiError::new(
                 ErrorCode::Unknown,
                 "trustgate could not check the credentials; see its log",
             )
             .with_status(StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
+}
+
+impl Live {
+    fn load(
+        path: &Path,
+        realm: &str,
+        access: Vec<AccessRule>,
+        generation: u64,
+    ) -> Result<Live, AuthError> {
+        let users = load_users(path, generation)?;
+        let access = Access::new(access);
+        for user in access.named_users() {
+            if !users.file.contains(user) {
+                tracing::warn!(user, htpasswd = %path.display(), "an [[auth.access]] rule names a user the htpasswd file does not have");
+            }
+        }
+        Ok(Live {
+            path: path.to_path_buf(),
+            challenge: format!("Basic realm=\"{realm}\""),
+            users,
+            access,
+        })
+    }
+}
+
+/// One line saying what a reload changed.
+fn describe_change(old: &Live, new: &Live) -> String {
+    let (before, after) = (&old.users.file, &new.users.file);
+    let old_names: BTreeSet<&str> = before.users().collect();
+    let new_names: BTreeSet<&str> = after.users().collect();
+    let added = new_names.difference(&old_names).count();
+    let removed = old_names.difference(&new_names).count();
+    let changed = new_names
+        .intersection(&old_names)
+        .filter(|u| before.hash_of(u) != after.hash_of(u))
+        .count();
+    let mut line = format!(
+        "{}: {} user{} ({added} added, {removed} removed, {changed} changed); {} access rule{} ({})",
+        new.path.display(),
+        after.len(),
+        if after.len() == 1 { "" } else { "s" },
+        new.access.rules.len(),
+        if new.access.rules.len() == 1 { "" } else { "s" },
+        if new.access.rules == old.access.rules {
+            "unchanged"
+        } else {
+            "changed"
+        },
+    );
+    if new.path != old.path {
+        line.push_str(&format!("; htpasswd was {}", old.path.display()));
+    }
+    if new.challenge != old.challenge {
+        line.push_str("; realm changed");
+    }
+    line
 }
 
 fn load_users(path: &Path, generation: u64) -> Result<Users, AuthError> {

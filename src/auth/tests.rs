@@ -40,6 +40,15 @@ impl Fixture {
     fn gate(&self, access: Vec<AccessRule>, backoff: Backoff) -> Gate {
         Gate::new(&self.path, "trustgate-test", access, backoff).unwrap()
     }
+
+    /// `[auth]` naming this file, with these rules.
+    fn config(&self, access: Vec<AccessRule>) -> AuthConfig {
+        AuthConfig {
+            htpasswd: Some(self.path.clone()),
+            realm: "trustgate-test".into(),
+            access,
+        }
+    }
 }
 
 fn rule(users: &[&str], repos: &[&str]) -> AccessRule {
@@ -119,8 +128,12 @@ async fn unknown_user_and_wrong_password_look_the_same() {
         "{body}"
     );
     // The made-up hash has the file's cost.
-    let users = gate.current();
-    assert!(users.dummy.starts_with("$2b$04$"), "{}", users.dummy);
+    let live = gate.current();
+    assert!(
+        live.users.dummy.starts_with("$2b$04$"),
+        "{}",
+        live.users.dummy
+    );
 }
 
 #[tokio::test]
@@ -248,7 +261,14 @@ async fn reload_swaps_the_users_and_forgets_remembered_logins() {
         .is_err());
 
     std::fs::write(&fx.path, entry("bob", "bob-pw")).unwrap();
-    gate.reload(&AuthConfig::default()).unwrap();
+    let summary = gate.reload(&fx.config(vec![])).unwrap();
+    assert_eq!(
+        summary,
+        format!(
+            "{}: 1 user (1 added, 1 removed, 0 changed); 0 access rules (unchanged)",
+            fx.path.display()
+        )
+    );
     assert_eq!(
         gate.authenticate(Some(&basic("bob", "bob-pw")), CLIENT)
             .await
@@ -263,7 +283,7 @@ async fn reload_swaps_the_users_and_forgets_remembered_logins() {
 
     // A bad new file keeps the users in force and says what is wrong.
     std::fs::write(&fx.path, "carol:$apr1$6/pqEV72$z/gHYk8zeqeBiK3/mOJb10\n").unwrap();
-    let e = gate.reload(&AuthConfig::default()).unwrap_err();
+    let e = gate.reload(&fx.config(vec![])).unwrap_err();
     let msg = e.to_string();
     assert!(
         msg.contains("htpasswd line 1: user \"carol\": MD5"),
@@ -278,12 +298,12 @@ async fn reload_swaps_the_users_and_forgets_remembered_logins() {
     );
     std::fs::write(&fx.path, "# nobody\n").unwrap();
     assert!(matches!(
-        gate.reload(&AuthConfig::default()),
+        gate.reload(&fx.config(vec![])),
         Err(AuthError::NoUsers { .. })
     ));
     std::fs::remove_file(&fx.path).unwrap();
     assert!(matches!(
-        gate.reload(&AuthConfig::default()),
+        gate.reload(&fx.config(vec![])),
         Err(AuthError::Read { .. })
     ));
     assert!(gate
@@ -306,29 +326,116 @@ fn load_errors_name_the_file_and_line() {
 }
 
 #[tokio::test]
-async fn reload_swaps_the_access_rules_with_the_users_or_neither() {
-    let fx = Fixture::new(&entry("alice", "alice-pw"));
-    let gate = fx.gate(vec![], NO_BACKOFF);
+async fn reload_swaps_the_access_rules_with_the_users() {
+    let alice = entry("alice", "alice-pw");
+    let fx = Fixture::new(&(alice.clone() + &entry("bob", "bob-pw")));
+    let gate = fx.gate(vec![rule(&["alice"], &["docker.io/library/*"])], NO_BACKOFF);
     assert!(gate.authorize("alice", "docker.io/library/alpine").is_ok());
-    let only_team = AuthConfig {
-        access: vec![AccessRule {
-            users: vec!["alice".into()],
-            repositories: vec!["docker.io/team/*".into()],
-        }],
-        ..AuthConfig::default()
-    };
-    let summary = gate.reload(&only_team).unwrap();
+    assert!(gate.authorize("bob", "docker.io/library/alpine").is_err());
+
+    // The file is unchanged apart from bob's new password; the rules now let bob pull too.
+    std::fs::write(&fx.path, alice + &entry("bob", "bob-pw2")).unwrap();
+    let rules = vec![
+        rule(&["alice"], &["docker.io/library/*"]),
+        rule(&["bob"], &["docker.io/library/alpine"]),
+    ];
+    let summary = gate.reload(&fx.config(rules.clone())).unwrap();
     assert!(
-        summary.ends_with("1 users (was 1); [[auth.access]]: 1 rules (changed)"),
+        summary.ends_with("2 users (0 added, 0 removed, 1 changed); 2 access rules (changed)"),
         "{summary}"
     );
-    assert!(gate.authorize("alice", "docker.io/team/app").is_ok());
-    assert!(gate.authorize("alice", "docker.io/library/alpine").is_err());
-    // A bad htpasswd file: neither the users nor the rules change.
-    std::fs::write(&fx.path, "# nobody\n").unwrap();
-    assert!(gate.reload(&AuthConfig::default()).is_err());
-    assert!(gate.authorize("alice", "docker.io/library/alpine").is_err());
-    std::fs::write(&fx.path, entry("alice", "alice-pw")).unwrap();
-    let summary = gate.reload(&only_team).unwrap();
-    assert!(summary.ends_with("(unchanged)"), "{summary}");
+    assert!(gate.authorize("bob", "docker.io/library/alpine").is_ok());
+    assert!(gate.authorize("bob", "docker.io/library/busybox").is_err());
+    assert_eq!(
+        gate.authenticate(Some(&basic("bob", "bob-pw2")), CLIENT)
+            .await
+            .unwrap(),
+        "bob"
+    );
+
+    // The same again: nothing changed, and the line says so.
+    let summary = gate.reload(&fx.config(rules.clone())).unwrap();
+    assert!(
+        summary.ends_with("2 users (0 added, 0 removed, 0 changed); 2 access rules (unchanged)"),
+        "{summary}"
+    );
+
+    // No rules at all: every user may pull everything again.
+    gate.reload(&fx.config(vec![])).unwrap();
+    assert!(gate.authorize("bob", "ghcr.io/o/app").is_ok());
+}
+
+#[test]
+fn a_failed_reload_keeps_the_old_rules_and_users() {
+    let fx = Fixture::new(&entry("alice", "alice-pw"));
+    let gate = fx.gate(vec![rule(&["alice"], &["docker.io/library/*"])], NO_BACKOFF);
+    std::fs::write(&fx.path, "alice:{SHA}EfatjsUqKYSrqv18O1FlA3hcIHI=\n").unwrap();
+    // New rules that would let alice pull anything, with a file that does not load.
+    let e = gate
+        .reload(&fx.config(vec![rule(&["alice"], &["*"])]))
+        .unwrap_err();
+    assert!(matches!(e, AuthError::Htpasswd { .. }), "{e}");
+    assert_eq!(e.config_key(), "auth.htpasswd");
+    assert!(
+        gate.authorize("alice", "ghcr.io/o/app").is_err(),
+        "old rules"
+    );
+    assert_eq!(gate.user_count(), 1);
+}
+
+#[test]
+fn a_reload_never_turns_authentication_off() {
+    let fx = Fixture::new(&entry("alice", "alice-pw"));
+    let gate = fx.gate(vec![rule(&["alice"], &["docker.io/library/*"])], NO_BACKOFF);
+    let e = gate.reload(&AuthConfig::default()).unwrap_err();
+    assert!(matches!(e, AuthError::NeedsRestart(_)), "{e}");
+    assert!(e.to_string().contains("needs a restart"), "{e}");
+    assert!(gate.authorize("alice", "ghcr.io/o/app").is_err());
+}
+
+#[test]
+fn a_reload_can_move_the_file_and_change_the_realm() {
+    let fx = Fixture::new(&entry("alice", "alice-pw"));
+    let other = Fixture::new(&entry("carol", "carol-pw"));
+    let gate = fx.gate(vec![], NO_BACKOFF);
+    let mut config = other.config(vec![]);
+    config.realm = "elsewhere".into();
+    let summary = gate.reload(&config).unwrap();
+    assert!(
+        summary.starts_with(&format!(
+            "{}: 1 user (1 added, 1 removed, 0 changed)",
+            other.path.display()
+        )),
+        "{summary}"
+    );
+    assert!(
+        summary.ends_with(&format!(
+            "; htpasswd was {}; realm changed",
+            fx.path.display()
+        )),
+        "{summary}"
+    );
+    assert_eq!(gate.htpasswd_path(), other.path);
+    let api = gate.refusal(&AuthError::Missing);
+    assert_eq!(
+        api.headers,
+        vec![(
+            header::WWW_AUTHENTICATE,
+            "Basic realm=\"elsewhere\"".to_string()
+        )]
+    );
+}
+
+#[test]
+fn from_config_without_htpasswd_is_no_gate() {
+    assert!(Gate::from_config(&AuthConfig::default()).unwrap().is_none());
+    let fx = Fixture::new(&entry("alice", "alice-pw"));
+    let gate = Gate::from_config(&fx.config(vec![])).unwrap().unwrap();
+    assert_eq!(gate.user_count(), 1);
+    let missing = AuthConfig {
+        htpasswd: Some(fx.path.with_extension("missing")),
+        ..AuthConfig::default()
+    };
+    let e = Gate::from_config(&missing).err().unwrap();
+    assert!(matches!(e, AuthError::Read { .. }), "{e}");
 }

@@ -94,10 +94,6 @@ impl Throttle {
         }
     }
 
-    pub fn backoff(&self) -> &Backoff {
-        &self.backoff
-    }
-
     /// Counts a failed login from `ip` at `now`; returns the failures counted so far and how
     /// long to hold the answer back.
     pub fn failed(&self, ip: IpAddr, now: Instant) -> (u32, Duration) {
@@ -119,7 +115,7 @@ impl Throttle {
 
 /// The key of a client: its IPv4 address, or the /64 network of an IPv6 one (one host usually
 /// holds a whole /64, and could otherwise rotate through it to dodge the throttle).
-pub fn client_key(ip: IpAddr) -> IpAddr {
+fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => {

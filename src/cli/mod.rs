@@ -5,39 +5,23 @@
 
 use std::process::ExitCode;
 
-use crate::api::tls::TlsFiles;
 use crate::config::{Config, LogFormat};
 use crate::trust::VerifiedRepository;
 
-/// `check-config FILE`: load and validate the file (and every file it names), and load the TLS
-/// files exactly as `serve` would (chain, key, the key matching the chain, the client CA); print
-/// a summary.
+/// `check-config FILE`: load and validate the file and every file it names, as `serve` would
+/// (`trustgate::check`); print a summary.
 pub fn check_config(file: &std::path::Path) -> ExitCode {
     init_tracing(LogFormat::Text);
-    let c = match Config::load(file) {
-        Ok(c) => c,
+    match crate::check::check_config(file) {
+        Ok(summary) => {
+            println!("{}: {summary}", file.display());
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("invalid configuration: {e}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-    };
-    let tls = match TlsFiles::from_config(&c.server).map(|f| f.load()) {
-        None => "",
-        Some(Ok(_)) if c.server.client_ca.is_some() => " (HTTPS, client certificates required)",
-        Some(Ok(_)) => " (HTTPS)",
-        Some(Err(e)) => {
-            eprintln!("invalid configuration: {}: {e}", file.display());
-            return ExitCode::FAILURE;
-        }
-    };
-    println!(
-        "{}: valid ({} upstream{}, listening on {}{tls})",
-        file.display(),
-        c.upstreams.len(),
-        if c.upstreams.len() == 1 { "" } else { "s" },
-        c.server.listen
-    );
-    ExitCode::SUCCESS
+    }
 }
 
 /// Log lines go to stderr, as text or JSON (`[log] format`), filtered by `RUST_LOG`.

@@ -1,9 +1,8 @@
 //! Content-trust enforcement at the I/O edge: verified trust data per repository (cached,
-//! persisted, refreshed) and how a refusal looks to the client.
+//! persisted, refreshed), the Notary v1 side of the verifier seam (`crate::verify`).
 
 pub mod persist;
-pub mod refusal;
 pub mod service;
 
 pub use persist::TrustStore;
-pub use service::{system_clock, Clock, TrustFailure, TrustService, UpstreamTrust};
+pub use service::{reason_of, system_clock, Clock, NotarySource, TrustFailure, TrustService};

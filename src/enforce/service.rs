@@ -2,13 +2,14 @@
 //! for `[trust] refresh` (never past its own expiry), persisted so pins and rollback protection
 //! survive restarts, and re-verified from disk when the Notary server cannot be reached.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
 use super::persist::{PersistError, TrustStore};
+use crate::decision::Reason;
+use crate::keyed_lock::KeyedLocks;
 use crate::policy::Policy;
 use crate::trust::notary::NotaryClient;
 use crate::trust::{self, TrustError, TrustErrorKind, VerifiedRepository, VerifyOptions};
@@ -42,67 +43,100 @@ impl TrustFailure {
             Self::OfflineNoData { .. } => TrustErrorKind::NoTrustData,
         }
     }
+
+    /// Why trust could not be established, in the refusal vocabulary.
+    pub fn reason(&self) -> Reason {
+        match self {
+            Self::Verify(e) => reason_of(e),
+            Self::NoNotary { .. } | Self::OfflineNoData { .. } => Reason::NoTrustData,
+            Self::Persist(_) => Reason::Malformed,
+        }
+    }
 }
 
+/// The reason for a verifier error; finer than its kind where the kind lumps causes an operator
+/// would act on differently (a signer the policy requires is the operator's rule at work, not an
+/// unsigned tag).
+pub fn reason_of(e: &TrustError) -> Reason {
+    match e {
+        TrustError::RequiredSignerMissing { .. } => Reason::SignerMissing,
+        _ => match e.kind() {
+            TrustErrorKind::NoTrustData => Reason::NoTrustData,
+            TrustErrorKind::UnsignedTag => Reason::UnsignedTag,
+            TrustErrorKind::Expired => Reason::Expired,
+            TrustErrorKind::Rollback => Reason::Rollback,
+            TrustErrorKind::BadSignature => Reason::BadSignature,
+            TrustErrorKind::RootMismatch => Reason::RootMismatch,
+            TrustErrorKind::Malformed => Reason::Malformed,
+            TrustErrorKind::Fetch => Reason::Fetch,
+        },
+    }
+}
+
+#[derive(Clone)]
 struct Cached {
     repo: Arc<VerifiedRepository>,
-    /// When it was verified, by the injected clock: the refresh interval and the expiry are
-    /// measured on the same clock (issue 11).
+    /// When it was verified, by the injected clock (so tests move time instead of sleeping).
     checked_at: OffsetDateTime,
 }
 
-/// How an upstream's trust data is reached.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct UpstreamTrust {
+/// Where one upstream's Notary v1 trust data comes from.
+#[derive(Clone, Copy)]
+pub struct NotarySource<'a> {
+    /// The upstream's configured name, for messages.
+    pub upstream: &'a str,
+    /// Its Notary server, when one is configured.
+    pub notary: Option<&'a NotaryClient>,
     /// `offline = true`: only stored trust data, never the Notary server.
     pub offline: bool,
 }
 
+impl NotarySource<'_> {
+    /// The Notary server's `host[:port]`, for messages.
+    pub fn host(&self) -> Option<&str> {
+        self.notary.map(NotaryClient::host)
+    }
+}
+
+/// At most this many repositories' verified trust data is held in memory (the rest is on disk
+/// and re-verified when asked for again).
+const MAX_CACHED_REPOSITORIES: u64 = 10_000;
+/// At most this many repositories are remembered as degraded or graced (for logging once).
+const MAX_FLAGGED_REPOSITORIES: u64 = 10_000;
+
 pub struct TrustService {
-    notaries: Vec<Option<NotaryClient>>,
-    modes: Vec<UpstreamTrust>,
     /// How long past expiry an offline mirror accepts timestamp and snapshot metadata.
     offline_grace: Option<time::Duration>,
     /// GUNs currently verified only thanks to `offline_grace` (logged at every use).
-    graced: Mutex<std::collections::HashSet<String>>,
-    upstream_names: Vec<String>,
+    graced: moka::sync::Cache<String, ()>,
     store: TrustStore,
     refresh: Duration,
     clock: Clock,
-    cache: Mutex<HashMap<String, Cached>>,
+    cache: moka::sync::Cache<String, Cached>,
     /// One update at a time per GUN: concurrent tag requests wait for the same verification.
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// An entry lives only while someone holds or waits for it, so names that were asked for
+    /// once (real or not) leave nothing behind (issue 11).
+    locks: KeyedLocks<String>,
     /// GUNs whose Notary server is unreachable right now (logged once per outage).
-    degraded: Mutex<std::collections::HashSet<String>>,
+    degraded: moka::sync::Cache<String, ()>,
 }
 
 impl TrustService {
-    pub fn new(
-        notaries: Vec<Option<NotaryClient>>,
-        upstream_names: Vec<String>,
-        store: TrustStore,
-        refresh: Duration,
-        clock: Clock,
-    ) -> Self {
-        let modes = vec![UpstreamTrust::default(); notaries.len()];
+    pub fn new(store: TrustStore, refresh: Duration, clock: Clock) -> Self {
         Self {
-            notaries,
-            modes,
             offline_grace: None,
-            graced: Mutex::new(Default::default()),
-            upstream_names,
+            graced: moka::sync::Cache::new(MAX_FLAGGED_REPOSITORIES),
             store,
             refresh,
             clock,
-            cache: Mutex::new(HashMap::new()),
-            locks: Mutex::new(HashMap::new()),
-            degraded: Mutex::new(Default::default()),
+            cache: moka::sync::Cache::new(MAX_CACHED_REPOSITORIES),
+            locks: KeyedLocks::new(),
+            degraded: moka::sync::Cache::new(MAX_FLAGGED_REPOSITORIES),
         }
     }
 
-    /// Marks upstreams offline and sets the offline grace period (seconds; 0 = none).
-    pub fn with_offline(mut self, modes: Vec<UpstreamTrust>, grace_secs: u64) -> Self {
-        self.modes = modes;
+    /// Sets the offline grace period (seconds; 0 = none).
+    pub fn with_offline_grace(mut self, grace_secs: u64) -> Self {
         self.offline_grace = (grace_secs > 0).then(|| time::Duration::seconds(grace_secs as i64));
         self
     }
@@ -115,51 +149,36 @@ impl TrustService {
         &self.store
     }
 
-    /// The Notary server's `host[:port]` for an upstream, for messages.
-    pub fn notary_host(&self, upstream: usize) -> Option<&str> {
-        self.notaries.get(upstream)?.as_ref().map(|n| n.host())
-    }
-
     fn fresh(&self, gun: &str) -> Option<Arc<VerifiedRepository>> {
-        let cache = self.cache.lock().ok()?;
-        let c = cache.get(gun)?;
+        let c = self.cache.get(gun)?;
         let now = self.now();
-        (now - c.checked_at < self.refresh && now < c.repo.expires).then(|| c.repo.clone())
+        let age = now - c.checked_at;
+        (age < self.refresh && now < c.repo.expires).then_some(c.repo)
     }
 
     fn cached_unexpired(&self, gun: &str) -> Option<Arc<VerifiedRepository>> {
-        let cache = self.cache.lock().ok()?;
-        let c = cache.get(gun)?;
-        (self.now() < c.repo.expires).then(|| c.repo.clone())
+        let c = self.cache.get(gun)?;
+        (self.now() < c.repo.expires).then_some(c.repo)
     }
 
     fn remember(&self, gun: &str, repo: Arc<VerifiedRepository>) {
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(
-                gun.to_string(),
-                Cached {
-                    repo,
-                    checked_at: self.now(),
-                },
-            );
-        }
+        self.cache.insert(
+            gun.to_string(),
+            Cached {
+                repo,
+                checked_at: self.now(),
+            },
+        );
     }
 
     fn forget(&self, gun: &str) {
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.remove(gun);
-        }
-    }
-
-    fn lock_for(&self, gun: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(gun.to_string()).or_default().clone()
+        self.cache.invalidate(gun);
     }
 
     /// Verified trust data for `gun`, no older than the refresh interval.
     pub async fn verified(
         &self,
-        upstream: usize,
+        source: &NotarySource<'_>,
         gun: &str,
         policy: &Policy,
     ) -> Result<Arc<VerifiedRepository>, TrustFailure> {
@@ -167,27 +186,18 @@ impl TrustService {
             self.log_grace_use(gun);
             return Ok(repo);
         }
-        let lock = self.lock_for(gun);
-        let _guard = lock.lock().await;
+        let _turn = self.locks.lock(gun.to_string()).await;
         if let Some(repo) = self.fresh(gun) {
             self.log_grace_use(gun);
             return Ok(repo);
         }
-        if self.modes.get(upstream).is_some_and(|m| m.offline) {
-            return self.verify_offline(upstream, gun, policy).await;
+        if source.offline {
+            return self.verify_offline(source, gun, policy).await;
         }
-        let notary = self
-            .notaries
-            .get(upstream)
-            .and_then(|n| n.as_ref())
-            .ok_or_else(|| TrustFailure::NoNotary {
-                upstream: self
-                    .upstream_names
-                    .get(upstream)
-                    .cloned()
-                    .unwrap_or_default(),
-                gun: gun.to_string(),
-            })?;
+        let notary = source.notary.ok_or_else(|| TrustFailure::NoNotary {
+            upstream: source.upstream.to_string(),
+            gun: gun.to_string(),
+        })?;
         // The disk is the source of pins, read at every refresh, so that `trustgate trust
         // reset` takes effect on a running server.
         let pinned = self.store.load(gun)?;
@@ -196,7 +206,7 @@ impl TrustService {
             expired_grace_for_timestamp_snapshot: None,
         };
         let now = self.now();
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let result = trust::update(
             &notary.source(gun),
             gun,
@@ -207,10 +217,7 @@ impl TrustService {
         )
         .await;
         let elapsed = started.elapsed();
-        crate::metrics::metrics().verify_done(
-            result.as_ref().err().map(crate::metrics::Reason::of_error),
-            elapsed,
-        );
+        crate::metrics::metrics().verify_done(result.as_ref().err().map(reason_of), elapsed);
         tracing::debug!(
             gun,
             ms = elapsed.as_millis() as u64,
@@ -219,12 +226,7 @@ impl TrustService {
         );
         match result {
             Ok(repo) => {
-                if self
-                    .degraded
-                    .lock()
-                    .map(|mut d| d.remove(gun))
-                    .unwrap_or(false)
-                {
+                if self.degraded.remove(gun).is_some() {
                     tracing::info!(gun, notary = notary.host(), "Notary server reachable again");
                 }
                 if pinned.as_ref() != Some(&repo.new_state) {
@@ -250,7 +252,7 @@ impl TrustService {
     }
 
     fn log_grace_use(&self, gun: &str) {
-        if self.graced.lock().map(|g| g.contains(gun)).unwrap_or(false) {
+        if self.graced.contains_key(gun) {
             tracing::warn!(gun, "serving with expired timestamp/snapshot metadata accepted by [trust] offline_grace");
         }
     }
@@ -260,17 +262,13 @@ impl TrustService {
     /// `offline_grace`, and every such use is logged.
     async fn verify_offline(
         &self,
-        upstream: usize,
+        source: &NotarySource<'_>,
         gun: &str,
         policy: &Policy,
     ) -> Result<Arc<VerifiedRepository>, TrustFailure> {
-        let name = self
-            .upstream_names
-            .get(upstream)
-            .cloned()
-            .unwrap_or_default();
-        let host = self
-            .notary_host(upstream)
+        let name = source.upstream.to_string();
+        let host = source
+            .host()
             .map(str::to_string)
             .unwrap_or_else(|| name.clone());
         let Some(state) = self.store.load(gun)? else {
@@ -288,9 +286,7 @@ impl TrustService {
         let first = trust::update(&source, gun, &host, Some(&state), now, &opts).await;
         let repo = match first {
             Ok(repo) => {
-                if let Ok(mut g) = self.graced.lock() {
-                    g.remove(gun);
-                }
+                self.graced.invalidate(gun);
                 repo
             }
             Err(TrustError::Expired { ref role, .. })
@@ -298,9 +294,7 @@ impl TrustService {
             {
                 opts.expired_grace_for_timestamp_snapshot = self.offline_grace;
                 let repo = trust::update(&source, gun, &host, Some(&state), now, &opts).await?;
-                if let Ok(mut g) = self.graced.lock() {
-                    g.insert(gun.to_string());
-                }
+                self.graced.insert(gun.to_string(), ());
                 tracing::warn!(gun, role = %role, "offline mirror: accepting expired {role} metadata within [trust] offline_grace");
                 repo
             }
@@ -312,7 +306,8 @@ impl TrustService {
     }
 
     /// The Notary server did not answer: keep using what was verified while it is unexpired,
-    /// as Notary's own client does with its cached timestamp (notary-v1.md §7, update step 1).
+    /// as Notary's own client does with its cached timestamp (TUF spec §5.3, the client update
+    /// workflow: a failed fetch keeps the trusted metadata it has).
     async fn serve_while_notary_is_down(
         &self,
         gun: &str,
@@ -322,11 +317,8 @@ impl TrustService {
         opts: &VerifyOptions,
         error: TrustError,
     ) -> Result<Arc<VerifiedRepository>, TrustFailure> {
-        let first = self
-            .degraded
-            .lock()
-            .map(|mut d| d.insert(gun.to_string()))
-            .unwrap_or(true);
+        let first = !self.degraded.contains_key(gun);
+        self.degraded.insert(gun.to_string(), ());
         let fallback = if let Some(repo) = self.cached_unexpired(gun) {
             Some(Ok(repo))
         } else if let Some(state) = pinned {

@@ -2,23 +2,25 @@
 //! unreachable or the mirror is offline. (Enforced tags need none: their digests come from the
 //! persisted, re-verifiable trust data.)
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use crate::reference::Digest;
 
+/// Tag resolutions held in memory; older ones are read back from disk.
+const MEMORY_ENTRIES: u64 = 100_000;
+
 pub struct TagMap {
     dir: PathBuf,
-    memory: Mutex<HashMap<String, Digest>>,
+    /// Recent resolutions, bounded: the disk holds them all.
+    memory: moka::sync::Cache<String, Digest>,
 }
 
 impl TagMap {
     pub fn new(storage_path: &Path) -> Self {
         Self {
             dir: storage_path.join("tags"),
-            memory: Mutex::new(HashMap::new()),
+            memory: moka::sync::Cache::new(MEMORY_ENTRIES),
         }
     }
 
@@ -35,13 +37,10 @@ impl TagMap {
     /// map only helps when the upstream is gone.
     pub fn record(&self, upstream: &str, repository: &str, tag: &str, digest: Digest) {
         let key = Self::key(upstream, repository, tag);
-        {
-            let mut m = self.memory.lock().unwrap_or_else(|p| p.into_inner());
-            if m.get(&key) == Some(&digest) {
-                return;
-            }
-            m.insert(key.clone(), digest);
+        if self.memory.get(&key) == Some(digest) {
+            return;
         }
+        self.memory.insert(key.clone(), digest);
         let write = || -> std::io::Result<()> {
             std::fs::create_dir_all(&self.dir)?;
             let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
@@ -57,20 +56,12 @@ impl TagMap {
 
     pub fn lookup(&self, upstream: &str, repository: &str, tag: &str) -> Option<Digest> {
         let key = Self::key(upstream, repository, tag);
-        if let Some(d) = self
-            .memory
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            return Some(*d);
+        if let Some(d) = self.memory.get(&key) {
+            return Some(d);
         }
         let text = std::fs::read_to_string(self.path(&key)).ok()?;
         let d = Digest::parse(text.trim()).ok()?;
-        self.memory
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, d);
+        self.memory.insert(key, d);
         Some(d)
     }
 }

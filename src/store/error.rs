@@ -3,6 +3,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::reference::Digest;
 
@@ -43,11 +44,17 @@ impl StoreError {
 
 /// Why a single-flight fill failed. Every waiter receives a clone of the same value; nothing was
 /// stored, and the next request for the digest starts a new fill.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum FillError {
-    /// The upstream could not be reached, refused, or broke off mid-body.
-    #[error("upstream fetch of {digest} failed: {message}")]
-    Upstream { digest: Digest, message: String },
+    /// The upstream could not be reached, refused, or broke off mid-body. `source` is the fetch's
+    /// own error (the proxy's is an `UpstreamError`), shared by every waiter, so each can answer
+    /// with the upstream's own status and code.
+    #[error("upstream fetch of {digest} failed: {source}")]
+    Upstream {
+        digest: Digest,
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
     /// The upstream sent other bytes than the digest names: never stored, never served complete.
     #[error("upstream sent wrong content for {expected}: it hashes to {actual}")]
     DigestMismatch { expected: Digest, actual: Digest },
@@ -75,13 +82,12 @@ impl FillError {
         )
     }
 
-    /// True when trying again later may help (transient failures). Wrong content is not retried
-    /// eagerly, though a later request may still start a fresh fill.
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Self::Upstream { .. } | Self::Io { .. } | Self::Aborted { .. }
-        )
+    /// The fetch's own error, when the upstream is at fault and it is of type `E`.
+    pub fn upstream_source<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            Self::Upstream { source, .. } => source.downcast_ref::<E>(),
+            _ => None,
+        }
     }
 }
 

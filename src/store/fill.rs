@@ -17,8 +17,9 @@ use tokio::sync::watch;
 
 use super::fs::{self, CHUNK};
 use super::{FillError, Inner, Store, UseGuard};
-use crate::api::media::ByteRange;
+use crate::body::BoxError;
 use crate::metrics::{metrics, ContentKind, UpstreamErrorKind, UpstreamKind, WaiterGuard};
+use crate::range::ByteRange;
 use crate::reference::Digest;
 
 #[derive(Debug, Clone)]
@@ -260,7 +261,7 @@ impl Store {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<(Option<u64>, S), E>> + Send + 'static,
         S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
-        E: std::fmt::Display + Send + 'static,
+        E: Into<BoxError> + Send + 'static,
     {
         self.fill_from(None, digest, expected_len, media_type, start)
     }
@@ -279,7 +280,7 @@ impl Store {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<(Option<u64>, S), E>> + Send + 'static,
         S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
-        E: std::fmt::Display + Send + 'static,
+        E: Into<BoxError> + Send + 'static,
     {
         let inner = &self.inner;
         let final_path = inner.layout.object(&digest);
@@ -366,7 +367,7 @@ impl FillTask {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<(Option<u64>, S), E>>,
         S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
+        E: Into<BoxError>,
     {
         let digest = self.digest;
         match self.download(start).await {
@@ -405,7 +406,7 @@ impl FillTask {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<(Option<u64>, S), E>>,
         S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
+        E: Into<BoxError>,
     {
         let digest = self.digest;
         let io_err = |e: io::Error| FillError::Io {
@@ -414,7 +415,7 @@ impl FillTask {
         };
         let upstream_err = |e: E| FillError::Upstream {
             digest,
-            message: e.to_string(),
+            source: Arc::from(e.into()),
         };
         let length_err = |expected, actual| FillError::LengthMismatch {
             digest,

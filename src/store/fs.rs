@@ -19,11 +19,12 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 use super::UseGuard;
-use crate::api::media::ByteRange;
+use crate::range::ByteRange;
 use crate::reference::Digest;
 
-/// Read size for serving: design.md measured 256 KiB as the lowest peak RSS at 16 clients with no
-/// throughput lost against bigger chunks. Also the write-buffer size of a fill.
+/// Read size for serving, and the write-buffer size of a fill: 256 KiB kept peak RSS lowest at 16
+/// clients with no throughput lost against bigger chunks (what a connection holds with it is
+/// in BENCHMARKS.md).
 pub(crate) const CHUNK: usize = 256 * 1024;
 
 const TYPE_SUFFIX: &str = ".type";
@@ -243,7 +244,7 @@ impl StoredObject {
     /// The object's bytes (or the inclusive `range` of them) read from disk in 256 KiB chunks.
     /// No re-hash: the file was verified before it was renamed into place. A range that starts
     /// past the end yields one error; an `end` past the end is clipped (callers validate ranges
-    /// with `api::media::parse_range` against `size` first).
+    /// with `crate::range::parse_range` against `size` first).
     pub fn stream(
         self,
         range: Option<ByteRange>,

@@ -1,4 +1,5 @@
-//! Content-addressed disk store (sha256) with single-flight fills and LRU eviction.
+//! Content-addressed disk store (sha256) with single-flight fills and LRU eviction, behind the
+//! store seam [`Content`] where a shared object-storage tier joins (issue 14).
 //!
 //! Invariants:
 //! - an object under `blobs/` was hashed (and, when known, length-checked) before a rename made it
@@ -25,10 +26,11 @@
 //! `max_size` bounds committed objects; bytes of fills in progress are not counted until they
 //! commit (the evictor then catches up).
 //!
-//! Locking: one `std::sync::Mutex` over the index, the in-flight map and the in-use counts. The
+//! Locking: one `parking_lot::Mutex` over the index, the in-flight map and the in-use counts. The
 //! renames that make an object visible and the evictor's deletions both happen under it, so an
 //! eviction can never delete a file a concurrent commit has just put in place.
 
+mod content;
 mod error;
 mod evict;
 mod fill;
@@ -37,10 +39,13 @@ mod fs;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
+pub use content::Content;
 pub use error::{FillError, StoreError};
 pub use fill::Fill;
 pub use fs::StoredObject;
@@ -79,8 +84,7 @@ struct Entry {
 
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves consistent-enough data (plain maps); keep serving.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 
     /// Makes a verified temp file visible: sidecar first, then (under the lock) the rename and

@@ -89,11 +89,11 @@ async fn fill_of_a_stored_digest_is_finished_and_never_calls_upstream() {
 }
 
 #[test]
-fn fill_errors_say_who_failed_and_whether_to_retry() {
+fn fill_errors_say_who_failed_and_keep_their_source() {
     let digest = digest_of("e");
     let up = FillError::Upstream {
         digest,
-        message: "reset".into(),
+        source: std::sync::Arc::new(std::io::Error::other("reset")),
     };
     let wrong = FillError::DigestMismatch {
         expected: digest,
@@ -103,9 +103,13 @@ fn fill_errors_say_who_failed_and_whether_to_retry() {
         digest,
         message: "No space left on device".into(),
     };
-    assert!(up.is_upstream() && up.is_retryable());
-    assert!(wrong.is_upstream() && !wrong.is_retryable());
-    assert!(!disk.is_upstream() && disk.is_retryable());
+    assert!(up.is_upstream() && wrong.is_upstream() && !disk.is_upstream());
+    assert_eq!(
+        up.upstream_source::<std::io::Error>()
+            .map(|e| e.to_string()),
+        Some("reset".to_string())
+    );
+    assert!(disk.upstream_source::<std::io::Error>().is_none());
     assert!(wrong.to_string().contains(&digest.to_string()));
 }
 

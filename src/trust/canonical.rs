@@ -1,4 +1,4 @@
-//! Canonical JSON exactly as Notary signs it (spec §4, `dgo:canonical/json/encode.go`).
+//! Canonical JSON exactly as Notary signs it (`dgo:canonical/json/encode.go`).
 //!
 //! Input is decoded into a generic [`serde_json::Value`] first, as Notary does
 //! (`json.Unmarshal` into `map[string]interface{}`), then written with these rules: no whitespace,
@@ -361,7 +361,7 @@ mod tests {
     use proptest::prelude::*;
     use sha2::{Digest, Sha256};
 
-    /// Spec §10 vector 1.
+    /// Reference vector 1 (computed independently with Python's `cryptography`).
     #[test]
     fn vector_1() {
         let input =

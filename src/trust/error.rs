@@ -1,5 +1,5 @@
 //! Typed verifier errors. Every message is written for the person reading a `docker pull` failure
-//! or the proxy log; the ones Docker users know carry Docker's words (spec §8).
+//! or the proxy log; the ones Docker users know carry Docker's words (`notary:client/errors.go`, `notary:tuf/signed/errors.go`).
 
 use thiserror::Error;
 
@@ -175,7 +175,6 @@ pub enum TrustError {
         gun: String,
         path: String,
         message: String,
-        retryable: bool,
     },
 }
 
@@ -206,17 +205,6 @@ impl TrustError {
             TooLarge { .. } | Malformed { .. } | BadPinnedState { .. } => TrustErrorKind::Malformed,
             Fetch { .. } => TrustErrorKind::Fetch,
         }
-    }
-
-    /// Whether retrying later can help (only transient fetch failures).
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            TrustError::Fetch {
-                retryable: true,
-                ..
-            }
-        )
     }
 }
 

@@ -1,5 +1,5 @@
-//! Notary keys (spec §5): key objects, key IDs exactly as Notary computes them, canonical key IDs
-//! for x509 keys, public key parsing and the root-certificate checks of `ValidateRoot` (§7 3b).
+//! Notary keys (`notary:tuf/data/keys.go`): key objects, key IDs exactly as Notary computes them, canonical key IDs
+//! for x509 keys, public key parsing and the root-certificate checks of `ValidateRoot` (`notary:trustpinning/certs.go`).
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -215,7 +215,7 @@ const SHA1_SIG_OIDS: &[&str] = &[
     "1.3.14.3.2.29",
 ];
 
-/// ValidateRoot's leaf checks (§7 3a/3b) for one root key. `check_expiry` is true for the root
+/// ValidateRoot's leaf checks (`notary:trustpinning/certs.go`) for one root key. `check_expiry` is true for the root
 /// being installed and false for the previously trusted root.
 pub(crate) fn check_root_leaf(
     key: &PublicKey,
@@ -395,7 +395,7 @@ pub(crate) fn pem_encode_certs(ders: &[Vec<u8>]) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    /// Spec §10 vector 2.
+    /// Reference vector 2 (computed independently with Python's `cryptography`).
     #[test]
     fn ed25519_key_id() {
         let public =

@@ -1,4 +1,4 @@
-//! Tag lookup as Docker does it (spec §7 "Target lookup"; `cli28:cli/command/image/trust.go`,
+//! Tag lookup as Docker does it (`notary:client/client.go` GetTargetByName; `cli28:cli/command/image/trust.go`,
 //! `notary:client/reader.go` GetTargetByName, `notary:tuf/tuf.go` WalkTargets).
 
 use std::collections::{BTreeMap, VecDeque};

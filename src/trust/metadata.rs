@@ -1,4 +1,4 @@
-//! Notary's TUF metadata as Notary writes it (spec §3): the signed envelope and the Root,
+//! Notary's TUF metadata as Notary writes it (`notary:tuf/data/{root,targets,snapshot,timestamp}.go`): the signed envelope and the Root,
 //! Timestamp, Snapshot and Targets (incl. delegated targets) roles.
 //!
 //! The raw bytes of every file are kept by the caller and hashed as they came; only the `signed`
@@ -36,7 +36,7 @@ pub const RELEASES: &str = "targets/releases";
 #[derive(Debug, Clone)]
 pub struct Envelope<'a> {
     signed: SignedRepr<'a>,
-    /// Canonical JSON of `signed` (§4). Borrowed from the input when it was already canonical.
+    /// Canonical JSON of `signed` ([`crate::trust::canonical`]). Borrowed from the input when it was already canonical.
     pub canonical: Cow<'a, [u8]>,
     /// The `signatures` list.
     pub signatures: Vec<SignatureJson>,
@@ -70,7 +70,7 @@ impl Envelope<'_> {
 
 /// Parse `{"signed": …, "signatures": […]}`. When Notary wrote `signed` canonically (always, in
 /// practice) the wire bytes are used as the signed bytes without building a JSON tree; otherwise
-/// the value is decoded and canonicalised (§4).
+/// the value is decoded and canonicalised ([`crate::trust::canonical`]).
 pub fn parse_envelope(bytes: &[u8]) -> Result<Envelope<'_>, String> {
     if let Some((signed, sigs)) = canonical::split_envelope(bytes) {
         let raw = &bytes[signed];

@@ -21,7 +21,11 @@
 //! store(repo.new_state);                        // serde JSON
 //! ```
 //!
-//! Deviations from Notary, each on purpose (spec references in `/work/shared/spec/notary-v1.md`):
+//! Source references in this module: `notary:` is theupdateframework/notary (v0.7), `dgo:` is
+//! docker/go (canonical JSON), `cli28:` is docker/cli at v28.
+//!
+//! Deviations from Notary, each on purpose (as read from `notary:client/tufclient.go`,
+//! `notary:tuf/builder.go` and `notary:trustpinning/certs.go`):
 //! - `root.json` is fetched on every update (Notary only when its cached root expired or the update
 //!   failed); the root is still hash-checked against `snapshot.meta.root`.
 //! - Root files are capped at 10 MiB (Notary: 100 MiB) and a rotation walks at most 100 versions.
@@ -37,8 +41,10 @@
 //! - `lookup(tag, Some(required))`: every required role must list the same sha256 and length for the
 //!   tag (a trustgate policy option; Docker has none).
 //!
-//! Modules: [`canonical`] (§4), [`keys`] (§5), [`signature`] (§6), [`metadata`] (§3), [`pinning`],
-//! [`mod@update`] (§7), [`lookup`] (Docker's tag resolution), [`error`] (§8 messages), [`source`].
+//! Modules: [`canonical`] (the signed bytes), [`keys`] (key IDs, root certificates), [`signature`]
+//! (signature methods, thresholds), [`metadata`] (the file formats), [`pinning`], [`mod@update`]
+//! (the update algorithm), [`lookup`] (Docker's tag resolution), [`error`] (Docker's messages),
+//! [`source`].
 
 pub mod canonical;
 pub mod error;

@@ -1,7 +1,7 @@
 //! The Notary server as a [`MetadataSource`]: the I/O edge of the verifier.
 //!
 //! Files live under `<server>/v2/<GUN>/_trust/tuf/<file>` with the GUN in the path verbatim
-//! (notary-v1.md §2). Token auth is Docker's: the challenge comes from the server and the scope
+//! (theupdateframework/notary `storage/httpstore.go`, routes in `server/server.go`). Token auth is Docker's: the challenge comes from the server and the scope
 //! is `repository:<GUN>:pull`, with the GUN including the registry host (notary#1023).
 
 use crate::trust::{FetchError, MetadataPath, MetadataSource};
@@ -68,7 +68,6 @@ fn fetch_error(e: UpstreamError) -> FetchError {
         UpstreamError::TooLarge { limit, .. } => FetchError::TooLarge { limit: *limit },
         _ => FetchError::Other {
             message: e.to_string(),
-            retryable: e.is_retryable(),
         },
     }
 }

@@ -1,4 +1,4 @@
-//! Trust anchoring like Notary's trust pinning (`notary:trustpinning/trustpin.go`, spec §7 3d):
+//! Trust anchoring like Notary's trust pinning (`notary:trustpinning/trustpin.go`):
 //! pinned certificate IDs per GUN, else a CA for a GUN prefix, else trust on first use (TOFU),
 //! which can be switched off.
 

@@ -1,5 +1,5 @@
-//! Signature methods (spec §6) and threshold counting over distinct key IDs (§7,
-//! `notary:tuf/signed/verify.go` VerifySignatures).
+//! Signature methods (`notary:tuf/signed/verifiers.go`) and threshold counting over distinct key
+//! IDs (`notary:tuf/signed/verify.go` VerifySignatures).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -185,7 +185,7 @@ mod tests {
     use super::*;
     use base64::Engine as _;
 
-    /// Spec §10 vector 3: the RFC 8032 test-1 key signs a timestamp.
+    /// Reference vector 3 (computed independently with Python's `cryptography`): the RFC 8032 test-1 key signs a timestamp.
     #[test]
     fn vector_3_timestamp_signature() {
         let public =

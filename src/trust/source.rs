@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
-/// A file below `<server>/v2/<GUN>/_trust/tuf/` (spec §2).
+/// A file below `<server>/v2/<GUN>/_trust/tuf/` (`notary:storage/httpstore.go`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum MetadataPath {
     /// `root.json` (current root, no checksum known).
@@ -70,8 +70,6 @@ pub enum FetchError {
     Other {
         /// For the log.
         message: String,
-        /// Whether a retry may help (network error, 5xx, 429).
-        retryable: bool,
     },
 }
 

@@ -1,4 +1,4 @@
-//! The update algorithm (spec §7): root → timestamp → snapshot → targets → delegations, with
+//! The update algorithm (`notary:client/tufclient.go`, `notary:tuf/builder.go`): root → timestamp → snapshot → targets → delegations, with
 //! trust pinning, root rotation, rollback and expiry checks. Pure: the only input channel is the
 //! [`MetadataSource`] trait; time is a parameter.
 //!
@@ -261,11 +261,10 @@ impl<S: MetadataSource> Ctx<'_, S> {
                 role,
                 limit,
             }),
-            Err(FetchError::Other { message, retryable }) => Err(TrustError::Fetch {
+            Err(FetchError::Other { message }) => Err(TrustError::Fetch {
                 gun: self.gun.into(),
                 path: path.file_name(),
                 message,
-                retryable,
             }),
         }
     }
@@ -419,7 +418,7 @@ impl<S: MetadataSource> Ctx<'_, S> {
         })
     }
 
-    /// `ValidateRoot` (§7 3a–3e). Returns the keys that validly signed the new root.
+    /// `ValidateRoot` (`notary:trustpinning/certs.go`). Returns the keys that validly signed the new root.
     fn validate_root(
         &self,
         prev: Option<&Root>,

@@ -1,6 +1,6 @@
 //! [`AuthClient`]: one pooled HTTP client for one upstream that handles the registry
-//! authentication dance (registry-api.md §3) and redirects, shared by the registry client and
-//! (later) the Notary client (notary-v1.md §2, scope `repository:<GUN>:pull`).
+//! authentication dance (distribution `docs/content/spec/auth/token.md`) and redirects, shared by
+//! the registry client and the Notary client (scope `repository:<GUN>:pull`).
 //!
 //! Flow for a request with a caller-supplied scope:
 //! 1. If the upstream has challenged us before, attach credentials pre-emptively: a cached,
@@ -19,22 +19,24 @@ use super::challenge::{self, Scheme};
 use super::error::{parse_error_body, TimeoutPhase, UpstreamError};
 use super::response::{duration_ms, origin, root_cause, UpstreamResponse};
 use super::settings::{Timeouts, UpstreamRole, UpstreamSettings};
-use crate::metrics::{metrics, UpstreamErrorKind, UpstreamKind};
+use crate::metrics::{metrics, UpstreamKind};
 use base64::Engine as _;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, LOCATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 use url::Url;
 
-/// Longest redirect chain followed (containerd uses 10, registry-api.md §5).
+/// Longest redirect chain followed (containerd uses 10: `core/remotes/docker/resolver.go`).
 pub const MAX_REDIRECTS: usize = 10;
 /// Largest error or token body read.
 pub const MAX_SMALL_BODY: usize = 64 * 1024;
-/// Token lifetime when the token service does not say (`expires_in` absent, token.md).
+/// Token lifetime when the token service does not say (`expires_in` absent: distribution `docs/content/spec/auth/token.md`).
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 /// Cached tokens are dropped this much before they expire (at most; 10 % of short lifetimes),
 /// so a request does not arrive with a token that expires on the way.
@@ -155,9 +157,8 @@ impl TokenCache {
         s
     }
 
-    fn lock_slots(&self) -> std::sync::MutexGuard<'_, HashMap<TokenKey, Slot>> {
-        // A poisoned map only means another thread panicked mid-insert; the data is still a map.
-        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock_slots(&self) -> parking_lot::MutexGuard<'_, HashMap<TokenKey, Slot>> {
+        self.slots.lock()
     }
 }
 
@@ -342,7 +343,7 @@ impl AuthClient {
                 _ => Some(self.inner.kind),
             };
             if let Some(kind) = kind {
-                metrics().upstream_error(&self.inner.metrics_name, kind, UpstreamErrorKind::of(e));
+                metrics().upstream_error(&self.inner.metrics_name, kind, e.kind());
             }
         }
         result
@@ -675,7 +676,7 @@ impl AuthClient {
         if let Err(e @ (UpstreamError::Unreachable { .. } | UpstreamError::Timeout { .. })) =
             &result
         {
-            m.upstream_error(&self.inner.metrics_name, kind, UpstreamErrorKind::of(e));
+            m.upstream_error(&self.inner.metrics_name, kind, e.kind());
         }
         result
     }
@@ -779,15 +780,11 @@ impl AuthClient {
     }
 
     fn known(&self) -> Option<Known> {
-        self.inner
-            .known
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.inner.known.lock().clone()
     }
 
     fn set_known(&self, k: Known) {
-        *self.inner.known.lock().unwrap_or_else(|p| p.into_inner()) = Some(k);
+        *self.inner.known.lock() = Some(k);
     }
 }
 

@@ -1,4 +1,5 @@
-//! A pure parser for `WWW-Authenticate` (RFC 9110 §11.6.1, registry-api.md §3).
+//! A pure parser for `WWW-Authenticate` (RFC 9110 §11.6.1; the Bearer parameters of distribution's
+//! `registry/auth/token/accesscontroller.go`).
 //!
 //! ```text
 //! WWW-Authenticate = #challenge

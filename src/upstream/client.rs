@@ -7,7 +7,7 @@ use super::settings::UpstreamSettings;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, RANGE};
 use reqwest::Method;
 
-/// Media types asked for when the caller passes no `Accept` (registry-api.md §4: what containerd
+/// Media types asked for when the caller passes no `Accept` (what containerd
 /// sends when resolving a name, minus `*/*`).
 pub const DEFAULT_MANIFEST_ACCEPT: [&str; 4] = [
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -41,7 +41,7 @@ impl RegistryClient {
         &self.auth
     }
 
-    /// Token scope for pulling `repo` (registry-api.md §3).
+    /// Token scope for pulling `repo` (distribution `docs/content/spec/auth/scope.md`).
     pub fn pull_scope(repo: &str) -> String {
         format!("repository:{repo}:pull")
     }

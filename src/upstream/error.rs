@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// One entry of an OCI / Registry v2 error body: `{"errors":[{"code","message","detail"}]}`
-/// (registry-api.md §7). Upstream entries are kept as they came so they can be passed through.
+/// (OCI distribution-spec, "Error Codes"). Upstream entries are kept as they came so they can be passed through.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OciErrorEntry {
     /// Upper-case code such as `MANIFEST_UNKNOWN`; `UNKNOWN` when the upstream omitted it.
@@ -172,6 +172,25 @@ impl UpstreamError {
         }
     }
 
+    /// The class of this error, as the `error` label of `trustgate_upstream_errors_total`.
+    pub fn kind(&self) -> crate::metrics::UpstreamErrorKind {
+        use crate::metrics::UpstreamErrorKind as K;
+        let by_status = |s: u16| if s >= 500 { K::Status5xx } else { K::Status4xx };
+        match self {
+            UpstreamError::Unreachable { .. } => K::Connect,
+            UpstreamError::Timeout { .. } => K::Timeout,
+            UpstreamError::Status { status, .. } => by_status(*status),
+            UpstreamError::Auth {
+                status: Some(s), ..
+            } => by_status(*s),
+            UpstreamError::Auth { status: None, .. } => K::Auth,
+            UpstreamError::BodyInterrupted { .. } => K::BodyInterrupted,
+            UpstreamError::Config { .. }
+            | UpstreamError::Protocol { .. }
+            | UpstreamError::TooLarge { .. } => K::Protocol,
+        }
+    }
+
     /// Is the upstream down (as opposed to answering "no")? Refused connections, timeouts and
     /// 5xx answers (from the registry or its token service). Used to decide whether serving a
     /// stale cached copy is acceptable.
@@ -206,7 +225,7 @@ impl UpstreamError {
     /// - upstream 4xx → the same status, codes and messages passed through, **except 401**,
     ///   which becomes 403: the client authenticated with *us*, and a 401 from us would make it
     ///   retry its own credentials, which cannot fix the proxy's relationship with the upstream
-    ///   (registry-api.md §3, "two auth relationships"). Docker Hub also answers 401 for a
+    ///   (the proxy's credentials are its own, never the client's). Docker Hub also answers 401 for a
     ///   repository that does not exist.
     /// - upstream 5xx, unreachable, protocol errors, interrupted bodies, auth failures → 502
     ///   (bad gateway), or 503 when the upstream itself said 503 or its token service is down;
@@ -264,6 +283,32 @@ pub(crate) fn parse_error_body(body: &[u8]) -> (Vec<OciErrorEntry>, Option<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_are_classed_for_metrics() {
+        use crate::metrics::UpstreamErrorKind as K;
+        let status = |s| UpstreamError::Status {
+            upstream: "u".into(),
+            status: s,
+            errors: vec![],
+            text: None,
+            retry_after: None,
+        };
+        assert_eq!(status(503).kind(), K::Status5xx);
+        assert_eq!(status(404).kind(), K::Status4xx);
+        let unreachable = UpstreamError::Unreachable {
+            upstream: "u".into(),
+            url: "http://u".into(),
+            reason: "refused".into(),
+        };
+        assert_eq!(unreachable.kind(), K::Connect);
+        let auth = UpstreamError::Auth {
+            upstream: "u".into(),
+            reason: "no".into(),
+            status: Some(401),
+        };
+        assert_eq!(auth.kind(), K::Status4xx);
+    }
 
     fn status(code: u16) -> UpstreamError {
         UpstreamError::Status {

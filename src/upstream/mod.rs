@@ -15,9 +15,9 @@
 //! see `tests/upstream_proxy_env.rs`). Credentials for an upstream are only ever sent to that
 //! upstream's origin and to the token realm it names.
 //!
-//! Registry quirks handled here: Docker Hub redirects blob GETs to a CDN with 307 (registry-api.md
-//! §5); Docker Hub answers 401 rather than 404 for unknown repositories, and rate-limits with
-//! `429 TOOMANYREQUESTS` + `Retry-After` (§3).
+//! Registry quirks handled here: Docker Hub redirects blob GETs to a CDN with 307 (seen on
+//! registry-1.docker.io); Docker Hub answers 401 rather than 404 for unknown repositories, and rate-limits with
+//! `429 TOOMANYREQUESTS` + `Retry-After`.
 
 pub mod auth;
 pub mod challenge;

@@ -2,7 +2,7 @@
 //! an idle timeout and a length check.
 
 use super::error::{TimeoutPhase, UpstreamError};
-use crate::metrics::{metrics, UpstreamErrorKind, UpstreamKind};
+use crate::metrics::{metrics, UpstreamKind};
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{self, BoxStream, StreamExt};
 use reqwest::header::{HeaderMap, CONTENT_LENGTH};
@@ -146,7 +146,7 @@ impl UpstreamResponse {
         })
         .inspect(move |item| {
             if let (Err(e), Some((upstream, kind))) = (item, &counted) {
-                metrics().upstream_error(upstream, *kind, UpstreamErrorKind::of(e));
+                metrics().upstream_error(upstream, *kind, e.kind());
             }
         })
         .boxed()

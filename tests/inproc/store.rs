@@ -437,7 +437,7 @@ async fn failing_start_reports_the_upstream_error() {
     });
     let err = f.total().await.unwrap_err();
     assert!(err.to_string().contains("503"), "{err}");
-    assert!(err.is_retryable());
+    assert!(err.is_upstream());
     assert!(collect(f.reader(None)).await.is_err());
     assert!(files_in(&dir.path().join("tmp")).is_empty());
 }

@@ -1,0 +1,881 @@
+//! The one configuration file: TOML, every key documented in `config/trustgate.toml`.
+//!
+//! Loading happens once at start-up. Every problem is reported with the file, the key (as a path
+//! such as `upstream[1].url`) and what is wrong with it, so that `trustgate check-config` can be
+//! run before a restart. Unknown keys are errors: a typo must not silently fall back to a default.
+//! Relative paths in the file are taken relative to the working directory of the process.
+//!
+//! Each subsystem owns its section (issue 11): [`crate::auth::AuthConfig`] for `[auth]`,
+//! [`crate::policy::PolicyConfig`] for `[[policy]]`; they are re-exported here. Loading the
+//! configuration parses the TOML and checks what can be checked without the subsystems (types,
+//! ranges, keys that go together, the password and CA files of upstreams, the PEM files of
+//! policies). The files a subsystem loads itself (the htpasswd file, the listener's TLS files)
+//! are loaded by that subsystem's `from_config`, which `serve` calls, and which
+//! [`crate::check::check_config`] calls for `trustgate check-config`.
+
+mod units;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use crate::auth::{AccessRule, AuthConfig};
+pub use crate::policy::{PolicyConfig, TrustMode};
+pub use units::Seconds;
+use units::{de_opt_size, de_size};
+
+/// Where `serve` and the other subcommands look when no `--config` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "config/trustgate.toml";
+/// Environment variable that names the config file when `--config` is absent.
+pub const CONFIG_ENV: &str = "TRUSTGATE_CONFIG";
+
+/// A configuration problem, naming the file, the key and the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read the configuration file: {source}")]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: {key}: {problem}")]
+    Invalid {
+        file: PathBuf,
+        key: String,
+        problem: String,
+    },
+}
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default, rename = "upstream")]
+    pub upstreams: Vec<UpstreamConfig>,
+    #[serde(default)]
+    pub trust: TrustConfig,
+    #[serde(default, rename = "policy")]
+    pub policies: Vec<PolicyConfig>,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[admin]`: the operator's listener (metrics, health), apart from the registry API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_admin_listen(),
+        }
+    }
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 5001))
+}
+
+/// `[log]`: the format of the log lines on stderr (the level comes from `RUST_LOG`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// `[trust]`: how verified trust data is kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    /// How long a verified trust verdict is reused before `timestamp.json` is fetched again
+    /// (never past the metadata's own expiry).
+    #[serde(default = "default_refresh")]
+    pub refresh: Seconds,
+    /// For `offline = true` upstreams only: how long past their expiry the timestamp and
+    /// snapshot metadata are still accepted (signatures, hashes and the targets' own expiry are
+    /// still checked). Every use is logged. Default 0: never.
+    #[serde(default)]
+    pub offline_grace: Seconds,
+    /// Bytes of verified manifests kept in memory.
+    #[serde(default = "default_manifest_cache_bytes", deserialize_with = "de_size")]
+    pub manifest_cache_bytes: u64,
+}
+
+impl Default for TrustConfig {
+    fn default() -> Self {
+        Self {
+            refresh: default_refresh(),
+            offline_grace: Seconds::ZERO,
+            manifest_cache_bytes: default_manifest_cache_bytes(),
+        }
+    }
+}
+
+impl TrustConfig {
+    pub fn refresh(&self) -> Duration {
+        self.refresh.as_duration()
+    }
+    pub fn offline_grace(&self) -> Duration {
+        self.offline_grace.as_duration()
+    }
+}
+
+fn default_refresh() -> Seconds {
+    Seconds::from_secs(60)
+}
+fn default_manifest_cache_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the client-facing registry API listens on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// PEM certificate chain served to clients; with `tls_key`, the listener speaks HTTPS only.
+    /// Both files are re-read on SIGHUP.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: when set, every client must present a certificate chaining to it (mTLS).
+    pub client_ca: Option<PathBuf>,
+    /// Connections served at once; further ones wait in the kernel's accept queue.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Largest request head (request line and headers) accepted, in bytes.
+    #[serde(default = "default_max_header_bytes", deserialize_with = "de_size")]
+    pub max_header_bytes: u64,
+    /// Time a client has to send a complete request head (slow-loris defence).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: Seconds,
+    /// Time a connection may pass without any byte read or written before it is closed.
+    #[serde(default = "default_server_idle_timeout")]
+    pub idle_timeout: Seconds,
+    /// Time in-flight responses get to finish after SIGTERM before trustgate exits anyway.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: Seconds,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            tls_cert: None,
+            tls_key: None,
+            client_ca: None,
+            max_connections: default_max_connections(),
+            max_header_bytes: default_max_header_bytes(),
+            header_read_timeout: default_header_read_timeout(),
+            idle_timeout: default_server_idle_timeout(),
+            shutdown_grace: default_shutdown_grace(),
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn header_read_timeout(&self) -> Duration {
+        self.header_read_timeout.as_duration()
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout.as_duration()
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        self.shutdown_grace.as_duration()
+    }
+}
+
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_max_header_bytes() -> u64 {
+    64 * 1024
+}
+fn default_header_read_timeout() -> Seconds {
+    Seconds::from_secs(10)
+}
+fn default_server_idle_timeout() -> Seconds {
+    Seconds::from_secs(120)
+}
+fn default_shutdown_grace() -> Seconds {
+    Seconds::from_secs(30)
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 5000))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Folder for trust state and cached content.
+    #[serde(default = "default_storage_path")]
+    pub path: PathBuf,
+    /// Upper bound of the content cache in bytes (`"20GiB"`, `"500MB"` or a plain number);
+    /// least recently used objects are evicted above it. Unbounded when absent.
+    #[serde(default, deserialize_with = "de_opt_size")]
+    pub max_size: Option<u64>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            path: default_storage_path(),
+            max_size: None,
+        }
+    }
+}
+
+fn default_storage_path() -> PathBuf {
+    PathBuf::from("./trustgate-data")
+}
+
+/// One upstream registry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// The registry host as image references spell it (`docker.io`, `ghcr.io`, `127.0.0.1:5101`).
+    pub name: String,
+    /// Base URL of the registry API (`https://registry-1.docker.io`).
+    pub url: url::Url,
+    /// Bare names (no upstream prefix, no `ns=`) go to the default upstream.
+    #[serde(default)]
+    pub default: bool,
+    /// Air-gapped mirror: never contact this upstream (nor its Notary server); serve only what
+    /// the store holds, verified against the stored trust data.
+    #[serde(default)]
+    pub offline: bool,
+    pub username: Option<String>,
+    /// File holding the password (or token) for `username`; read at start, never logged.
+    pub password_file: Option<PathBuf>,
+    /// PEM bundle of extra CA certificates trusted for this upstream.
+    pub ca_file: Option<PathBuf>,
+    /// Time allowed for the TCP+TLS connection. `connect_timeout_secs`, its name before
+    /// issue 11, is still read.
+    #[serde(default = "default_connect_timeout", alias = "connect_timeout_secs")]
+    pub connect_timeout: Seconds,
+    /// Time allowed between sending a request and receiving the response headers
+    /// (`first_byte_timeout_secs` is still read).
+    #[serde(
+        default = "default_first_byte_timeout",
+        alias = "first_byte_timeout_secs"
+    )]
+    pub first_byte_timeout: Seconds,
+    /// Time a response body may stall between two chunks (`idle_timeout_secs` is still read).
+    #[serde(default = "default_idle_timeout", alias = "idle_timeout_secs")]
+    pub idle_timeout: Seconds,
+    /// URL of the Notary server holding this registry's trust data
+    /// (Docker Hub's is `https://notary.docker.io`). Without it, repositories of this upstream
+    /// are not enforced unless a policy says so (and then nothing can be served).
+    pub notary: Option<url::Url>,
+    /// PEM bundle of extra CA certificates for the Notary server.
+    pub notary_ca_file: Option<PathBuf>,
+    pub notary_username: Option<String>,
+    pub notary_password_file: Option<PathBuf>,
+}
+
+fn default_connect_timeout() -> Seconds {
+    Seconds::from_secs(10)
+}
+fn default_first_byte_timeout() -> Seconds {
+    Seconds::from_secs(30)
+}
+fn default_idle_timeout() -> Seconds {
+    Seconds::from_secs(60)
+}
+
+impl UpstreamConfig {
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout.as_duration()
+    }
+    pub fn first_byte_timeout(&self) -> Duration {
+        self.first_byte_timeout.as_duration()
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout.as_duration()
+    }
+
+    /// The checks of one entry that need no file; returns the key within the entry and the
+    /// problem.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if !is_valid_upstream_name(&self.name) {
+            return Err((
+                "name".into(),
+                format!(
+                    "{:?} is not a registry host name (expected something like docker.io, ghcr.io or 127.0.0.1:5101)",
+                    self.name
+                ),
+            ));
+        }
+        match self.url.scheme() {
+            "https" => {}
+            "http" => tracing::warn!(
+                upstream = %self.name,
+                url = %self.url,
+                "upstream uses plain http: traffic to it is neither encrypted nor authenticated"
+            ),
+            other => {
+                return Err((
+                    "url".into(),
+                    format!("scheme {other:?} is not supported; use https:// (or http://)"),
+                ))
+            }
+        }
+        if self.url.host_str().is_none() {
+            return Err(("url".into(), "the URL has no host".into()));
+        }
+        if self.password_file.is_some() && self.username.is_none() {
+            return Err((
+                "password_file".into(),
+                "is set but username is not; set both or neither".into(),
+            ));
+        }
+        if self.username.is_some() && self.password_file.is_none() {
+            return Err((
+                "username".into(),
+                "is set but password_file is not; set both or neither".into(),
+            ));
+        }
+        if let Some(n) = &self.notary {
+            if n.scheme() != "https" && n.scheme() != "http" {
+                return Err((
+                    "notary".into(),
+                    format!("scheme {:?} is not supported; use https://", n.scheme()),
+                ));
+            }
+            if n.host_str().is_none() {
+                return Err(("notary".into(), "the URL has no host".into()));
+            }
+        }
+        if self.notary_username.is_some() != self.notary_password_file.is_some() {
+            return Err((
+                "notary_username".into(),
+                "notary_username and notary_password_file go together; set both or neither".into(),
+            ));
+        }
+        for (k, v) in [
+            ("connect_timeout", self.connect_timeout),
+            ("first_byte_timeout", self.first_byte_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if v.is_zero() {
+                return Err((k.into(), "must be at least 1 second".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Docker Hub's single-component names live under `library/`.
+    pub fn is_docker_hub(&self) -> bool {
+        self.name == "docker.io"
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates `file`.
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, file)
+    }
+
+    /// Parses and validates `text`; `file` is only used in error messages (no file is read:
+    /// each subsystem reads its own, see [`crate::check`]).
+    pub fn from_toml(text: &str, file: &Path) -> Result<Self, ConfigError> {
+        let invalid = |key: String, problem: String| ConfigError::Invalid {
+            file: file.to_path_buf(),
+            key,
+            problem,
+        };
+        let de = toml::Deserializer::new(text);
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." {
+                "(top level)".into()
+            } else {
+                key
+            };
+            invalid(key, toml_problem(e.inner()))
+        })?;
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: String, problem: String| ConfigError::Invalid {
+            file: file.to_path_buf(),
+            key,
+            problem,
+        };
+        let mut defaults = Vec::new();
+        for (i, up) in self.upstreams.iter().enumerate() {
+            up.validate()
+                .map_err(|(k, problem)| invalid(format!("upstream[{i}].{k}"), problem))?;
+            if up.default {
+                defaults.push(up.name.clone());
+            }
+        }
+        for (i, up) in self.upstreams.iter().enumerate() {
+            if self.upstreams[..i].iter().any(|u| u.name == up.name) {
+                return Err(invalid(
+                    format!("upstream[{i}].name"),
+                    format!("{:?} is configured twice", up.name),
+                ));
+            }
+        }
+        if self.trust.refresh.is_zero() {
+            return Err(invalid(
+                "trust.refresh".into(),
+                "must be at least 1 second".into(),
+            ));
+        }
+        for (i, p) in self.policies.iter().enumerate() {
+            let key = |k: &str| format!("policy[{i}].{k}");
+            p.validate()
+                .map_err(|(k, problem)| invalid(key(&k), problem))?;
+        }
+        self.validate_server().map_err(|(k, p)| invalid(k, p))?;
+        self.auth
+            .validate()
+            .map_err(|(k, p)| invalid(format!("auth.{k}"), p))?;
+        if defaults.len() > 1 {
+            return Err(invalid(
+                "upstream.default".into(),
+                format!(
+                    "at most one upstream may be the default, but {} are: {}",
+                    defaults.len(),
+                    defaults.join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `[server]`: TLS files come as a pair and must be readable PEM; limits must be usable.
+    fn validate_server(&self) -> Result<(), (String, String)> {
+        let s = &self.server;
+        match (&s.tls_cert, &s.tls_key) {
+            (Some(_), None) => {
+                return Err((
+                    "server.tls_cert".into(),
+                    "is set but tls_key is not; set both or neither".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err((
+                    "server.tls_key".into(),
+                    "is set but tls_cert is not; set both or neither".into(),
+                ))
+            }
+            _ => {}
+        }
+        // The files themselves are loaded by `api::tls::TlsFiles::load`, as `serve` loads them.
+        if s.client_ca.is_some() && s.tls_cert.is_none() {
+            return Err((
+                "server.client_ca".into(),
+                "client certificates need TLS: set tls_cert and tls_key too".into(),
+            ));
+        }
+        if s.max_connections == 0 {
+            return Err(("server.max_connections".into(), "must be at least 1".into()));
+        }
+        // hyper cannot parse a request head in a buffer smaller than 8 KiB.
+        if s.max_header_bytes < 8192 {
+            return Err((
+                "server.max_header_bytes".into(),
+                "must be at least 8KiB".into(),
+            ));
+        }
+        for (k, v) in [
+            ("server.header_read_timeout", s.header_read_timeout),
+            ("server.idle_timeout", s.idle_timeout),
+        ] {
+            if v.is_zero() {
+                return Err((k.into(), "must be at least 1 second".into()));
+            }
+        }
+        if self.admin.listen == s.listen {
+            return Err((
+                "admin.listen".into(),
+                format!(
+                    "{} is also server.listen; the admin listener needs its own address",
+                    s.listen
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Keys renamed by issue 11 (one duration type, no `_secs` suffix): the current name and the old
+/// one, which serde still reads as an alias.
+const RENAMED_KEYS: [(&str, &str); 3] = [
+    ("connect_timeout", "connect_timeout_secs"),
+    ("first_byte_timeout", "first_byte_timeout_secs"),
+    ("idle_timeout", "idle_timeout_secs"),
+];
+
+/// toml's own message without its multi-line source excerpt (the key is reported separately);
+/// a key given under both its names says so.
+fn toml_problem(e: &toml::de::Error) -> String {
+    let msg = e.message().trim();
+    for (new, old) in RENAMED_KEYS {
+        if msg == format!("duplicate field `{new}`") {
+            return format!("{msg}: `{old}` is its older name; give only one of the two");
+        }
+    }
+    msg.to_string()
+}
+
+/// A registry host as image references spell it: DNS name or IPv4 address, optional port.
+fn is_valid_upstream_name(name: &str) -> bool {
+    let (host, port) = match name.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (name, None),
+    };
+    let host_ok = !host.is_empty()
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+    host_ok && port_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("test.toml"))
+    }
+
+    fn err(text: &str) -> String {
+        load(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn empty_file_gives_documented_defaults() {
+        let c = load("").unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:5000");
+        assert_eq!(c.storage.path, PathBuf::from("./trustgate-data"));
+        assert!(c.upstreams.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_name_file_and_key() {
+        let e = err("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n");
+        assert!(e.starts_with("test.toml: server.lisen: "), "{e}");
+        assert!(e.contains("unknown field `lisen`"), "{e}");
+        let e = err("[[upstream]]\nname = \"docker.io\"\nurl = \"https://x\"\nuser = \"a\"\n");
+        assert!(e.starts_with("test.toml: upstream[0].user: "), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_name_the_key() {
+        let e = err("[server]\nlisten = \"not an address\"\n");
+        assert!(e.starts_with("test.toml: server.listen: "), "{e}");
+        let e = err("[[upstream]]\nname = \"docker.io\"\nurl = \"::\"\n");
+        assert!(e.starts_with("test.toml: upstream[0].url: "), "{e}");
+    }
+
+    #[test]
+    fn only_one_default_upstream() {
+        let e = err(r#"
+            [[upstream]]
+            name = "a.io"
+            url = "https://a.io"
+            default = true
+            [[upstream]]
+            name = "b.io"
+            url = "https://b.io"
+            default = true
+        "#);
+        assert!(e.contains("upstream.default: at most one"), "{e}");
+        assert!(e.contains("a.io, b.io"), "{e}");
+    }
+
+    #[test]
+    fn upstream_names_and_schemes_are_checked() {
+        let e = err("[[upstream]]\nname = \"Docker.IO\"\nurl = \"https://x\"\n");
+        assert!(e.contains("upstream[0].name"), "{e}");
+        let e = err("[[upstream]]\nname = \"a.io\"\nurl = \"ftp://x\"\n");
+        assert!(e.contains("upstream[0].url: scheme \"ftp\""), "{e}");
+        let e = err("[[upstream]]\nname = \"a.io\"\nurl = \"https://a\"\n[[upstream]]\nname = \"a.io\"\nurl = \"https://b\"\n");
+        assert!(
+            e.contains("upstream[1].name: \"a.io\" is configured twice"),
+            "{e}"
+        );
+        assert!(
+            load("[[upstream]]\nname = \"127.0.0.1:5101\"\nurl = \"http://127.0.0.1:5101\"\n")
+                .is_ok()
+        );
+    }
+
+    /// The files are read by `upstream::UpstreamSettings::from_config` (see `crate::check`);
+    /// configuration checks that the keys come in pairs, and reads nothing.
+    #[test]
+    fn credentials_come_in_pairs() {
+        let e = err("[[upstream]]\nname = \"a.io\"\nurl = \"https://a\"\nusername = \"u\"\n");
+        assert!(e.contains("upstream[0].username"), "{e}");
+        let e =
+            err("[[upstream]]\nname = \"a.io\"\nurl = \"https://a\"\npassword_file = \"/pw\"\n");
+        assert!(
+            e.contains("upstream[0].password_file: is set but username is not"),
+            "{e}"
+        );
+        let e =
+            err("[[upstream]]\nname = \"a.io\"\nurl = \"https://a\"\nnotary_username = \"u\"\n");
+        assert!(e.contains("upstream[0].notary_username: "), "{e}");
+        assert!(load("[[upstream]]\nname = \"a.io\"\nurl = \"https://a\"\nusername = \"u\"\npassword_file = \"/nonexistent/pw\"\nca_file = \"/nonexistent/ca\"\n").is_ok());
+    }
+
+    #[test]
+    fn sizes_and_durations_take_units() {
+        let c =
+            load("[storage]\nmax_size = \"1GiB\"\n[trust]\noffline_grace = \"30d\"\nrefresh = 5\n")
+                .unwrap();
+        assert_eq!(c.storage.max_size, Some(1 << 30));
+        let c2 = load("[trust]\nmanifest_cache_bytes = \"32MiB\"\n").unwrap();
+        assert_eq!(c2.trust.manifest_cache_bytes, 32 << 20);
+        assert_eq!(c.trust.offline_grace(), Duration::from_secs(30 * 86_400));
+        assert_eq!(c.trust.refresh(), Duration::from_secs(5));
+        let e = err("[storage]\nmax_size = \"lots\"\n");
+        assert!(e.starts_with("test.toml: storage.max_size: "), "{e}");
+        let e = err("[trust]\nrefresh = \"soon\"\n");
+        assert!(e.starts_with("test.toml: trust.refresh: "), "{e}");
+        assert!(e.contains("not a duration"), "{e}");
+        let e = err("[server]\nidle_timeout = -5\n");
+        assert!(e.starts_with("test.toml: server.idle_timeout: "), "{e}");
+    }
+
+    /// Every key that configures a time takes both spellings: a number of seconds and a number
+    /// with a unit (issue 11).
+    #[test]
+    fn every_duration_key_takes_a_number_or_a_unit() {
+        let keys = [
+            ("server", "header_read_timeout"),
+            ("server", "idle_timeout"),
+            ("server", "shutdown_grace"),
+            ("trust", "refresh"),
+            ("trust", "offline_grace"),
+        ];
+        for (section, key) in keys {
+            let a = load(&format!("[{section}]\n{key} = 300\n")).unwrap();
+            let b = load(&format!("[{section}]\n{key} = \"5m\"\n")).unwrap();
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "{section}.{key}");
+        }
+        let up = "[[upstream]]\nname = \"a.io\"\nurl = \"https://a.io\"\n";
+        for key in ["connect_timeout", "first_byte_timeout", "idle_timeout"] {
+            let a = load(&format!("{up}{key} = 120\n")).unwrap();
+            let b = load(&format!("{up}{key} = \"2m\"\n")).unwrap();
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "upstream.{key}");
+        }
+    }
+
+    /// The upstream timeouts were `*_secs` before issue 11; files written then still load, to
+    /// the same configuration.
+    #[test]
+    fn old_secs_keys_still_load_to_the_same_config() {
+        let up = "[[upstream]]\nname = \"a.io\"\nurl = \"https://a.io\"\n";
+        let old = load(&format!(
+            "{up}connect_timeout_secs = 2\nfirst_byte_timeout_secs = 7\nidle_timeout_secs = 9\n"
+        ))
+        .unwrap();
+        let new = load(&format!(
+            "{up}connect_timeout = \"2s\"\nfirst_byte_timeout = 7\nidle_timeout = \"9s\"\n"
+        ))
+        .unwrap();
+        assert_eq!(format!("{old:?}"), format!("{new:?}"));
+        let u = &new.upstreams[0];
+        assert_eq!(u.connect_timeout(), Duration::from_secs(2));
+        assert_eq!(u.first_byte_timeout(), Duration::from_secs(7));
+        assert_eq!(u.idle_timeout(), Duration::from_secs(9));
+        // The old keys take units too now.
+        let old_units = load(&format!("{up}first_byte_timeout_secs = \"7s\"\n")).unwrap();
+        assert_eq!(
+            old_units.upstreams[0].first_byte_timeout(),
+            Duration::from_secs(7)
+        );
+        // Zero is refused under either name, reported under the canonical one.
+        let e = err(&format!("{up}idle_timeout_secs = 0\n"));
+        assert!(
+            e.contains("upstream[0].idle_timeout: must be at least 1 second"),
+            "{e}"
+        );
+    }
+
+    /// Giving a timeout under both its names is an error, not a silent choice of one.
+    #[test]
+    fn old_and_new_name_together_is_an_error() {
+        let up = "[[upstream]]\nname = \"a.io\"\nurl = \"https://a.io\"\n";
+        let e = err(&format!(
+            "{up}connect_timeout = 5\nconnect_timeout_secs = 5\n"
+        ));
+        assert!(e.starts_with("test.toml: upstream[0]"), "{e}");
+        assert!(
+            e.ends_with("duplicate field `connect_timeout`: `connect_timeout_secs` is its older name; give only one of the two"),
+            "{e}"
+        );
+    }
+
+    /// Every configuration file in the repository loads: the shipped one, the compose stack's
+    /// (with its certificate paths, which only exist inside the container, set aside).
+    #[test]
+    fn the_example_configs_load() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let c = Config::load(&root.join("config/trustgate.toml")).unwrap();
+        assert_eq!(c.server.header_read_timeout(), Duration::from_secs(10));
+        assert_eq!(c.upstreams[0].connect_timeout(), Duration::from_secs(10));
+        assert_eq!(c.trust.refresh(), Duration::from_secs(60));
+        assert_eq!(c.trust.offline_grace(), Duration::ZERO);
+        let compose = std::fs::read_to_string(root.join("config/compose/trustgate.toml")).unwrap();
+        let compose = compose.replace("notary_ca_file = \"/certs/root-ca.crt\"\n", "");
+        let c = load(&compose).unwrap();
+        assert_eq!(c.upstreams.len(), 2);
+        assert_eq!(c.log.format, LogFormat::Json);
+    }
+
+    /// The files are loaded by `api::tls` (see `crate::check`); configuration only checks that
+    /// they come in pairs.
+    #[test]
+    fn server_tls_files_come_in_pairs() {
+        let e = err("[server]\ntls_cert = \"/nonexistent/cert.pem\"\n");
+        assert!(
+            e.contains("server.tls_cert: is set but tls_key is not"),
+            "{e}"
+        );
+        let e = err("[server]\ntls_key = \"/nonexistent/key.pem\"\n");
+        assert!(
+            e.contains("server.tls_key: is set but tls_cert is not"),
+            "{e}"
+        );
+        assert!(load(
+            "[server]\ntls_cert = \"/nonexistent/cert.pem\"\ntls_key = \"/nonexistent/key.pem\"\n",
+        )
+        .is_ok());
+        let e = err("[server]\nclient_ca = \"/x.pem\"\n");
+        assert!(
+            e.contains("server.client_ca: client certificates need TLS"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn server_limits_and_admin_address_are_checked() {
+        let c = load("[server]\nmax_header_bytes = \"16KiB\"\nheader_read_timeout = \"5s\"\nshutdown_grace = \"1m\"\n").unwrap();
+        assert_eq!(c.server.max_header_bytes, 16 * 1024);
+        assert_eq!(c.server.header_read_timeout(), Duration::from_secs(5));
+        assert_eq!(c.server.shutdown_grace(), Duration::from_secs(60));
+        assert_eq!(c.admin.listen.to_string(), "127.0.0.1:5001");
+        let e = err("[server]\nmax_header_bytes = 100\n");
+        assert!(
+            e.contains("server.max_header_bytes: must be at least 8KiB"),
+            "{e}"
+        );
+        let e = err("[server]\nmax_connections = 0\n");
+        assert!(e.contains("server.max_connections"), "{e}");
+        let e = err("[admin]\nlisten = \"127.0.0.1:5000\"\n");
+        assert!(
+            e.contains("admin.listen: 127.0.0.1:5000 is also server.listen"),
+            "{e}"
+        );
+    }
+
+    /// The htpasswd file is loaded by `auth::Gate::from_config` (see `crate::check`); the
+    /// configuration checks the section itself.
+    #[test]
+    fn auth_rules_are_checked_without_reading_the_htpasswd() {
+        assert!(load("[auth]\nhtpasswd = \"/nonexistent/htpasswd\"\n").is_ok());
+        let e = err("[[auth.access]]\nusers = [\"a\"]\nrepositories = [\"*\"]\n");
+        assert!(e.contains("auth.access: per-user rules need users"), "{e}");
+        let base = "[auth]\nhtpasswd = \"/nonexistent/htpasswd\"\n";
+        let e = err(&format!(
+            "{base}[[auth.access]]\nusers = []\nrepositories = [\"*\"]\n"
+        ));
+        assert!(
+            e.contains("auth.access[0].users: must list at least one user"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{base}[[auth.access]]\nusers = [\"a\"]\nrepositories = [\"x y\"]\n"
+        ));
+        assert!(
+            e.contains("auth.access[0].repositories[0]: \"x y\" is not a repository glob"),
+            "{e}"
+        );
+        let e = err("[auth]\nhtpasswd = \"/h\"\nrealm = \"a\\\"b\"\n");
+        assert!(e.contains("auth.realm: "), "{e}");
+        let c = load(&format!(
+            "{base}[[auth.access]]\nusers = [\"alice\"]\nrepositories = [\"docker.io/library/*\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(c.auth.realm, "trustgate");
+        assert_eq!(c.auth.access[0].users, vec!["alice".to_string()]);
+    }
+
+    #[test]
+    fn policy_globs_and_pinning_are_checked() {
+        let e = err("[[policy]]\nrepositories = []\ntrust = \"audit\"\n");
+        assert!(
+            e.contains("policy[0].repositories: must list at least one glob"),
+            "{e}"
+        );
+        let e = err("[[policy]]\nrepositories = [\"\"]\ntrust = \"audit\"\n");
+        assert!(e.contains("policy[0].repositories[0]: "), "{e}");
+        let e = err("[[policy]]\nrepositories = [\"*\"]\ntrust = \"always\"\n");
+        assert!(e.starts_with("test.toml: policy[0].trust: "), "{e}");
+    }
+
+    #[test]
+    fn log_format_is_text_or_json() {
+        assert_eq!(load("").unwrap().log.format, LogFormat::Text);
+        assert_eq!(
+            load("[log]\nformat = \"json\"\n").unwrap().log.format,
+            LogFormat::Json
+        );
+        let e = err("[log]\nformat = \"xml\"\n");
+        assert!(e.starts_with("test.toml: log.format: "), "{e}");
+    }
+
+    #[test]
+    fn shipped_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG_PATH);
+        let c = Config::load(&path).unwrap();
+        let hub = c.upstreams.iter().find(|u| u.default).unwrap();
+        assert_eq!(hub.name, "docker.io");
+        assert!(hub.is_docker_hub());
+    }
+}

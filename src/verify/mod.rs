@@ -1,0 +1,112 @@
+//! The verifier seam: where the enforcement path asks "what is signed here?".
+//!
+//! The proxy's handlers (`proxy::manifests`, `proxy::blobs`, `proxy::tags`, `proxy::closure`)
+//! ask a [`Verifier`] two questions about a [`Subject`] (the repository, its upstream registry
+//! client and its Notary source) and nothing else:
+//! - [`Verifier::resolve_tag`]: which digest (and, when signed, which length) a tag must serve,
+//!   with the evidence that decided;
+//! - [`Verifier::signed_set`]: every signed target of the repository, the roots of its signed
+//!   closure (the manifests, children and blobs that may be served by digest).
+//!
+//! Today the one variant is [`Verifier::NotaryV1`]: Docker Content Trust, where the signed TUF
+//! targets of the repository map each TAG to a (sha256, length), verified by
+//! [`crate::enforce::TrustService`] (fetched from the Notary server, cached for `[trust]
+//! refresh`, persisted, re-verified offline).
+//!
+//! How cosign and Notation join (issues 12 and 13): they sign DIGESTS, not tags. A `Cosign`
+//! (or `Notation`) variant resolves a tag by asking `subject.registry` for its digest (HEAD), then
+//! finds the signatures of that digest (the OCI referrers API, `GET /v2/<name>/referrers/<digest>`,
+//! or the `sha256-<hex>.sig` tag and the `sha256-<hex>` fallback index) and verifies them; its
+//! `signed_set` is the set of digests it has verified for the repository (a digest's verdict is
+//! cached: it cannot change for a given policy and trust root). A policy's
+//! `verifiers = [...]` with `require = "any" | "all" | N` becomes a `Verifier::Require { of:
+//! Vec<Verifier>, need: usize }` variant whose `resolve_tag` asks each member for the same
+//! digest and counts. The refusal stays a [`TrustFailure`] with its typed reason, so the
+//! client JSON, the audit line and the metric need no change.
+
+use std::sync::Arc;
+
+use crate::enforce::{NotarySource, TrustFailure, TrustService};
+use crate::policy::Policy;
+use crate::reference::{Digest, Tag};
+use crate::trust::{SignedTarget, VerifiedRepository};
+use crate::upstream::RegistryClient;
+
+/// What a verifier is asked about: one repository, and where its signatures can be found.
+#[derive(Clone, Copy)]
+pub struct Subject<'a> {
+    /// `<upstream name>/<repository>`: the name trust data is signed for.
+    pub gun: &'a str,
+    /// The repository as the upstream registry names it.
+    pub repository: &'a str,
+    /// The upstream registry: where digest-signing verifiers (cosign, Notation) resolve a tag
+    /// and find the signatures of a digest (referrers API, `.sig` tags). Notary v1 needs none.
+    pub registry: &'a RegistryClient,
+    /// The upstream's Notary v1 server (or its stored trust data, offline).
+    pub notary: NotarySource<'a>,
+}
+
+/// What a verifier established for a tag.
+#[derive(Debug, Clone)]
+pub struct SignedTag {
+    /// The digest the tag must serve.
+    pub digest: Digest,
+    /// The signed length of the manifest, when the signature covers it (Notary v1 does).
+    pub length: Option<u64>,
+    /// The signing role or identity, for the audit line.
+    pub signer: String,
+    /// The verified trust data that decided; the signed closure is rebuilt when it changes.
+    pub basis: Arc<VerifiedRepository>,
+    /// The Notary v1 target itself (for `trustgate verify`).
+    pub target: SignedTarget,
+}
+
+/// A kind of signature verification the enforcement path can ask.
+pub enum Verifier {
+    /// Docker Content Trust: TUF metadata from a Notary v1 server.
+    NotaryV1(TrustService),
+}
+
+impl Verifier {
+    /// The Notary v1 trust service (persisted pins, `trustgate trust reset`).
+    pub fn notary_v1(&self) -> &TrustService {
+        match self {
+            Self::NotaryV1(t) => t,
+        }
+    }
+
+    /// Every signed target of the repository `gun`, verified now or no longer ago than the
+    /// refresh interval.
+    pub async fn signed_set(
+        &self,
+        subject: &Subject<'_>,
+        policy: &Policy,
+    ) -> Result<Arc<VerifiedRepository>, TrustFailure> {
+        match self {
+            Self::NotaryV1(t) => t.verified(&subject.notary, subject.gun, policy).await,
+        }
+    }
+
+    /// The signed digest of `tag`, with the policy's required signers checked.
+    pub async fn resolve_tag(
+        &self,
+        subject: &Subject<'_>,
+        policy: &Policy,
+        tag: &Tag,
+    ) -> Result<SignedTag, TrustFailure> {
+        match self {
+            Self::NotaryV1(t) => {
+                let basis = t.verified(&subject.notary, subject.gun, policy).await?;
+                let signers = (!policy.signers.is_empty()).then_some(policy.signers.as_slice());
+                let target = basis.lookup(tag.as_str(), signers)?;
+                Ok(SignedTag {
+                    digest: Digest::from_bytes(target.sha256),
+                    length: Some(target.length),
+                    signer: target.role.clone(),
+                    basis,
+                    target,
+                })
+            }
+        }
+    }
+}
