@@ -87,6 +87,23 @@ where
     }
 }
 
+/// [`with_config`], then the proxy built from it: the frame of `verify` and `seed`.
+fn with_proxy<F, Fut>(path: &std::path::Path, f: F) -> ExitCode
+where
+    F: FnOnce(std::sync::Arc<crate::proxy::Proxy>) -> Fut,
+    Fut: std::future::Future<Output = ExitCode>,
+{
+    with_config(path, |config| async move {
+        match crate::proxy::Proxy::new(&config).await {
+            Ok(proxy) => f(proxy).await,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
 pub fn trust_reset(path: &std::path::Path, gun: &str) -> ExitCode {
     let config = match load(path) {
         Ok(c) => c,
@@ -113,14 +130,7 @@ pub fn trust_reset(path: &std::path::Path, gun: &str) -> ExitCode {
 }
 
 pub fn verify(path: &std::path::Path, image: &str) -> ExitCode {
-    with_config(path, |config| async move {
-        let proxy = match crate::proxy::Proxy::new(&config).await {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("{e}");
-                return ExitCode::FAILURE;
-            }
-        };
+    with_proxy(path, |proxy| async move {
         match proxy.inspect(image).await {
             Err(e) => {
                 eprintln!("{image} is not trusted: {}", e.message);
@@ -178,14 +188,7 @@ pub fn seed(path: &std::path::Path, file: &std::path::Path, platforms: Vec<Strin
         return ExitCode::FAILURE;
     }
     let filter = crate::seed::PlatformFilter(platforms);
-    with_config(path, |config| async move {
-        let proxy = match crate::proxy::Proxy::new(&config).await {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("{e}");
-                return ExitCode::FAILURE;
-            }
-        };
+    with_proxy(path, |proxy| async move {
         let bars = indicatif::MultiProgress::new();
         let style = indicatif::ProgressStyle::with_template(
             "{prefix:30!} {bar:30} {bytes:>10}/{total_bytes:10} {msg}",
