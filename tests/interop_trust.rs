@@ -14,10 +14,13 @@
 
 mod support;
 
+#[path = "support/inproc/mod.rs"]
+mod inproc;
+
 use std::fs;
 use std::time::Duration;
 
-use support::app::InProcess;
+use inproc::app::InProcess;
 use support::docker::Dockerd;
 use support::fake_notary::{self, FakeNotary};
 use support::http::{self, Req, Response, MANIFEST_ACCEPT};

@@ -1,9 +1,8 @@
 //! `HTTP_PROXY` / `HTTPS_PROXY` / `NO_PROXY` are honoured (read when the client is built).
 //! A separate test binary with a single test, because it changes the process environment.
 
-mod support;
-
-use support::fake_upstream;
+#[path = "support/inproc/fake_upstream.rs"]
+mod fake_upstream;
 
 use fake_upstream::FakeUpstream;
 use reqwest::Method;

@@ -7,8 +7,8 @@
 //! - `max_size` below the working set: evictions happen, every byte served is right, evicted
 //!   blobs are fetched again.
 
-use crate::support::app::TestApp;
-use crate::support::fake_upstream;
+use crate::inproc::app::TestApp;
+use crate::inproc::fake_upstream;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -34,7 +34,7 @@ fn config(data: &Path, upstream: &str, max_size: Option<&str>) -> Config {
 }
 
 fn client() -> reqwest::Client {
-    crate::support::upstreams::client_with_timeout(Duration::from_secs(120))
+    crate::inproc::upstreams::client_with_timeout(Duration::from_secs(120))
 }
 
 /// Deterministic pseudo-random bytes (xorshift64*), distinct per seed.

@@ -11,9 +11,9 @@ use time::OffsetDateTime;
 use trustgate::config::Config;
 use trustgate::proxy::Proxy;
 
-use crate::support::app::{TestApp, TestClock};
+use crate::inproc::app::{TestApp, TestClock};
+use crate::inproc::fake_upstream::{self, FakeUpstream};
 use crate::support::fake_notary::{self, FakeNotary};
-use crate::support::fake_upstream::{self, FakeUpstream};
 
 fn golden(scenario: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -9,6 +9,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+#[path = "../support/inproc/mod.rs"]
+mod inproc;
+
 mod cache_fake;
 mod compose_static;
 mod enforce_golden;

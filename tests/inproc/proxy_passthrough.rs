@@ -1,8 +1,8 @@
 //! End-to-end tests of the pass-through proxy: reqwest → `serve` (in-process) → fake upstream(s).
 //! Every assertion is about what goes over the wire, on the client side and at the fake.
 
-use crate::support::fake_upstream;
-use crate::support::upstreams;
+use crate::inproc::fake_upstream;
+use crate::inproc::upstreams;
 
 use fake_upstream::{digest, Auth, Behavior, FakeUpstream};
 use reqwest::{Method, StatusCode};

@@ -1,8 +1,8 @@
 //! Serving on when the upstream is gone: unenforced tags answered from the digest they last
 //! resolved to, and an offline mirror that never contacts its upstream.
 
-use crate::support::app::TestApp;
-use crate::support::fake_upstream;
+use crate::inproc::app::TestApp;
+use crate::inproc::fake_upstream;
 
 use std::path::Path;
 

@@ -1,6 +1,6 @@
 //! Integration tests of `trustgate::upstream` against the in-process fake upstream.
 
-use crate::support::fake_upstream;
+use crate::inproc::fake_upstream;
 
 use fake_upstream::{Auth, Behavior, FakeUpstream};
 use futures_util::StreamExt;

@@ -1,8 +1,8 @@
 //! The one support tree of the integration tests (issue 11).
 //!
-//! In-process: [`app`] starts exactly what `trustgate serve` starts (`trustgate::app`) on port 0,
-//! with a movable trust clock; [`fake_upstream`] is the one fake registry and [`fake_notary`]
-//! the one fake Notary server; [`upstreams`] writes configurations over fake upstreams.
+//! In-process: `support/inproc/` (declared by the binaries that use it, see its module comment)
+//! starts exactly what `trustgate serve` starts (`trustgate::app`) on port 0 with a movable trust
+//! clock, and holds the one fake registry; [`fake_notary`] here is the one fake Notary server.
 //!
 //! Interop: installs nothing, but starts the real upstream pieces (CNCF registry, notary-server)
 //! and real clients (skopeo, podman, dockerd, containerd/ctr) around the trustgate binary, each
@@ -26,20 +26,18 @@
 //! | [`signed`] | `SignedEnv`: registry + notary-server + signing CLI + skopeo, for signed-pull tests |
 //! | [`trustgate`] | `Trustgate`: writes the TOML config, runs the binary under test |
 //! | [`fake_notary`] | `FakeNotary`: plain-HTTP replay of captured or recorded metadata, optionally behind token auth |
-//! | [`fake_upstream`] | `FakeUpstream`: scriptable in-process registry (auth, faults, CDN redirects) |
-//! | [`app`] | `TestApp` / `InProcess`: `trustgate::app` on port 0 with a movable clock |
-//! | [`upstreams`] | `UpstreamSpec`, `config_toml`, `start`: the app over fake upstreams; test clients |
+//! | `inproc::app` | `TestApp` / `InProcess`: `trustgate::app` on port 0 with a movable clock |
+//! | `inproc::fake_upstream` | `FakeUpstream`: scriptable in-process registry (auth, faults, CDN redirects) |
+//! | `inproc::upstreams` | `UpstreamSpec`, `config_toml`, `start`: the app over fake upstreams; test clients |
 //!
 //! Tests are plain `#[test]` functions (the harness blocks; HTTP runs on a shared tokio runtime).
 //! Set `TRUSTGATE_KEEP_TEST_DIRS=1` to keep each test's folder (logs of every server) for a
 //! post-mortem.
 #![allow(dead_code)]
 
-pub mod app;
 pub mod containerd;
 pub mod docker;
 pub mod fake_notary;
-pub mod fake_upstream;
 pub mod http;
 pub mod image;
 pub mod notary;
@@ -50,7 +48,6 @@ pub mod signed;
 pub mod skopeo;
 pub mod tools;
 pub mod trustgate;
-pub mod upstreams;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

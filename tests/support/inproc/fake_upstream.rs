@@ -1,5 +1,5 @@
 //! A scriptable, in-process fake upstream registry (hyper 1 on 127.0.0.1:0) for integration
-//! tests, in `tests/support` (`support::fake_upstream::FakeUpstream::start().await`).
+//! tests, in `tests/support/inproc` (`inproc::fake_upstream::FakeUpstream::start().await`).
 //!
 //! It serves manifests, blobs and tags from in-memory maps, with optional Bearer token auth
 //! (token endpoint at `/token` on the same server) or Basic auth; records every request
