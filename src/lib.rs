@@ -12,6 +12,9 @@
 //! [`app`] assembles them into the server `trustgate serve` runs (and the integration tests
 //! start); [`cli`] holds the other subcommands.
 #![forbid(unsafe_code)]
+// No unwrap or expect in the server: a bad byte from the network is an error answer, never a
+// panic (unit tests may unwrap what they built: clippy.toml allows it in tests).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 // Errors here are values with a client-facing face (code, message, detail, headers); they are
 // built on the cold path only, so their size costs nothing worth a Box on every signature.
 #![allow(clippy::result_large_err)]

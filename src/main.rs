@@ -1,6 +1,9 @@
 //! The `trustgate` command line: argument parsing; `serve` is [`trustgate::app`], the other
 //! subcommands [`trustgate::cli`].
 #![forbid(unsafe_code)]
+// No unwrap or expect in the server: a bad byte from the network is an error answer, never a
+// panic (unit tests may unwrap what they built: clippy.toml allows it in tests).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;

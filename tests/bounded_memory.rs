@@ -11,7 +11,9 @@ mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use support::trustgate::{Trustgate, TrustgateOptions, UpstreamConfig};
 use support::TestDir;

@@ -11,6 +11,10 @@
 //!
 //! Each test has its own registry, notary-server and trustgate; two tests run trustgate
 //! in-process where the clock must move (expiry) or a counter must be read (audit).
+// The interop harness drives real processes (registry, notary-server, dockerd, the trustgate
+// binary) and waits on them in wall-clock time with blocking calls, so std's Instant and
+// thread::sleep are right here; clippy.toml bans them where time is injected.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod support;
 

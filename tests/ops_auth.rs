@@ -5,6 +5,10 @@
 //!
 //! htpasswd entries are made with the bcrypt crate at cost 4 (the lowest) for speed; one test
 //! uses an entry written by Apache's `htpasswd -B` itself.
+// The interop harness drives real processes (registry, notary-server, dockerd, the trustgate
+// binary) and waits on them in wall-clock time with blocking calls, so std's Instant and
+// thread::sleep are right here; clippy.toml bans them where time is injected.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod support;
 

@@ -38,7 +38,7 @@ async fn eviction_pass_follows_lru_order_and_respects_guards() {
     let ds: Vec<Digest> = names.iter().map(|n| digest_of(n)).collect();
     for (n, d) in names.iter().zip(&ds) {
         store.put(d, n.as_bytes(), None, None).await.unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(2));
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
     assert_eq!(store.total_size(), 4);
     // "a" is the oldest but is being served; "b" was used recently.

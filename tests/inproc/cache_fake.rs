@@ -12,7 +12,9 @@ use crate::inproc::fake_upstream;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use fake_upstream::{Behavior, FakeUpstream};
 use futures_util::StreamExt;
@@ -253,7 +255,7 @@ async fn thirty_two_clients_share_one_streamed_upstream_fetch() {
     // every first byte that arrived earlier arrived while the upstream fetch was incomplete.
     let mut firsts = Vec::new();
     while firsts.len() < CLIENTS {
-        match tokio::time::timeout_at((start + STALL).into(), first_rx.recv()).await {
+        match tokio::time::timeout_at(start + STALL, first_rx.recv()).await {
             Ok(Some(t)) => firsts.push(t),
             Ok(None) => panic!("a client ended without a first chunk"),
             Err(_) => panic!(

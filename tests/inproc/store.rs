@@ -222,7 +222,7 @@ async fn single_flight_32_concurrent_pulls_of_one_64mib_blob() {
     // One upstream body, whichever caller's `start` runs: the first 32 MiB, a stall until the
     // test releases it, then the rest.
     let (tx, body) = channel_body();
-    let upstream = Arc::new(std::sync::Mutex::new(Some(body)));
+    let upstream = Arc::new(parking_lot::Mutex::new(Some(body)));
     let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
     let feeder = {
         let blob = blob.clone();
@@ -252,7 +252,7 @@ async fn single_flight_32_concurrent_pulls_of_one_64mib_blob() {
             barrier.wait().await;
             let f = store.fill(d, Some(len), None, move || {
                 calls.fetch_add(1, Ordering::SeqCst);
-                let body = upstream.lock().unwrap().take().expect("one upstream GET");
+                let body = upstream.lock().take().expect("one upstream GET");
                 futures_util::future::ready(Ok::<_, String>((Some(len), body)))
             });
             assert_eq!(f.total().await.unwrap(), Some(len), "reader {i}");
@@ -629,7 +629,8 @@ async fn kill9_child_mode() {
     let mut s = std::pin::pin!(f.reader(None));
     s.next().await.unwrap().unwrap();
     println!("READY");
-    tokio::time::sleep(Duration::from_secs(60)).await;
+    // Parked mid-fill until the parent kills this process (kill -9).
+    std::future::pending::<()>().await;
     drop(tx);
 }
 

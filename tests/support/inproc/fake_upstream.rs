@@ -21,7 +21,9 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -167,8 +169,8 @@ impl FakeUpstream {
         FakeUpstream { addr, state, task }
     }
 
-    fn st(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn st(&self) -> parking_lot::MutexGuard<'_, State> {
+        self.state.lock()
     }
 
     /// `http://127.0.0.1:<port>` (no trailing slash).
@@ -328,7 +330,7 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Bo
     let query = req.uri().query().map(str::to_string);
     let headers = req.headers().clone();
     let script = {
-        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = state.lock();
         st.requests.push(Recorded {
             method: method.clone(),
             uri: req.uri().to_string(),
@@ -423,7 +425,7 @@ fn respond(
     query: Option<&str>,
     headers: &HeaderMap,
 ) -> Response<Body> {
-    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+    let mut st = state.lock();
     if path == "/token" {
         return token_endpoint(&mut st, query, headers);
     }
