@@ -385,7 +385,7 @@ nt() {
         die "notary $* failed: $(tail -n 5 "$WORK/notary-cli.log")"
 }
 
-# sign REPO TAG DIGEST LENGTH: as DOCKER_CONTENT_TRUST=1 docker push does (real-pieces.md)
+# sign REPO TAG DIGEST LENGTH: as DOCKER_CONTENT_TRUST=1 docker push does (the pushed digest and length, signed as a target)
 sign() {
     local gun=$UP/$1
     nt init "$gun" -p

@@ -37,6 +37,7 @@ pub mod policy;
 pub mod proxy;
 pub mod range;
 pub mod reference;
+pub mod request_context;
 pub mod seed;
 pub mod store;
 pub mod trust;

@@ -4,7 +4,7 @@
 //! Before the fix, `TrustService.locks` kept one entry per repository name asked for under
 //! enforce, real or not, and never shrank: this burst took a running trustgate from about 8 to
 //! 85 MiB, for good. The test starts the real binary (as production runs it) under enforce,
-//! with a Notary stand-in that answers 404 to everything (no trust data), and compares the
+//! with the fake Notary holding no trust data (404 for every file), and compares the
 //! process's resident memory (`VmRSS`) when idle before and after the burst.
 
 mod support;
@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use support::fake_notary::{FakeNotary, Files};
 use support::trustgate::{Trustgate, TrustgateOptions, UpstreamConfig};
 use support::TestDir;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Distinct repository names asked for.
 const NAMES: usize = 100_000;
@@ -28,39 +28,6 @@ const DEADLINE: Duration = Duration::from_secs(300);
 /// How much the idle RSS may grow over the burst. The old code grew by ~77 MiB; what remains
 /// here is the allocator keeping freed pages and bounded caches (policy memo) filling up.
 const MARGIN_KIB: u64 = 24 * 1024;
-
-/// A Notary server with no trust data at all: `404` for every request, keep-alive.
-async fn empty_notary() -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut buf = Vec::with_capacity(4096);
-                let mut chunk = [0u8; 4096];
-                loop {
-                    // One request is a head ending in an empty line (GETs carry no body).
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match sock.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-                    buf.drain(..end);
-                    let answer = b"HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: 9\r\n\r\nnot found";
-                    if sock.write_all(answer).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (url, task)
-}
 
 /// Resident memory of `pid`, KiB.
 fn rss_kib(pid: u32) -> u64 {
@@ -75,7 +42,9 @@ fn rss_kib(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nonexistent_repository_names_leave_no_memory_behind() {
     let dir = TestDir::new("bounded-memory");
-    let (notary_url, notary) = empty_notary().await;
+    // No trust data at all: every metadata file is a 404.
+    let notary = FakeNotary::start(Files::new());
+    let notary_url = notary.url();
     let upstream = UpstreamConfig {
         name: "registry.test".into(),
         // Never contacted: under enforce a tag is resolved by the Notary server first, and
@@ -167,6 +136,6 @@ async fn nonexistent_repository_names_leave_no_memory_behind() {
         after <= idle + MARGIN_KIB,
         "RSS grew from {idle} KiB to {after} KiB over {NAMES} nonexistent names (margin {MARGIN_KIB} KiB): a per-key map is unbounded"
     );
-    notary.abort();
     drop(tg);
+    drop(notary);
 }

@@ -6,7 +6,6 @@
 //! HTTP (idle tracking, HTTP version choice).
 
 pub mod conn;
-pub mod context;
 pub mod error;
 pub mod pull;
 pub mod route;

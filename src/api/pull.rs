@@ -110,7 +110,6 @@ impl From<PullError> for ApiError {
                 ApiError::new(ErrorCode::RangeInvalid, message)
                     .with_header(header::CONTENT_RANGE, format!("bytes */{total}"))
             }
-            PullError::Internal(_) => ApiError::new(ErrorCode::Unknown, message),
         }
     }
 }

@@ -22,12 +22,12 @@ use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use super::conn::{self, Activity, ActivityIo, HttpVersion};
-use super::context::{self, RequestContext};
 use super::error::ApiError;
 use super::route::{Endpoint, Routed};
 use super::tls::ReloadableTls;
 use crate::metrics::{metrics, RouteKind};
 use crate::proxy::Proxy;
+use crate::request_context::{self as context, RequestContext};
 
 pub use crate::body::{empty_body, full_body, stream_body, Body, BoxError};
 

@@ -5,10 +5,10 @@
 //! Lines go to the `trustgate::audit` target at info level, so a log collector can route them
 //! apart from the request log (`RUST_LOG=trustgate::audit=info` keeps only them).
 
-use crate::api::context::RequestContext;
 use crate::decision::{Reason, Verdict};
 use crate::metrics::metrics;
 use crate::reference::Digest;
+use crate::request_context::RequestContext;
 
 use super::PullError;
 

@@ -133,9 +133,6 @@ pub enum PullError {
     /// A `Range` outside the blob.
     #[error("requested range is outside the blob of {total} bytes")]
     RangeUnsatisfiable { total: u64 },
-    /// A bug or a local failure that is nobody else's.
-    #[error("internal error: {0}")]
-    Internal(String),
 }
 
 impl PullError {
@@ -157,8 +154,7 @@ impl PullError {
             | Self::Fill { .. }
             | Self::NotAcceptable { .. }
             | Self::OfflineMiss { .. }
-            | Self::RangeUnsatisfiable { .. }
-            | Self::Internal(_) => None,
+            | Self::RangeUnsatisfiable { .. } => None,
         }
     }
 
@@ -172,7 +168,7 @@ impl PullError {
             | Self::UnreadableTagList { .. } => Origin::Upstream,
             Self::SignedManifestUnavailable { cause, .. } => cause.origin(),
             Self::Fill { source } if source.is_upstream() => Origin::Upstream,
-            Self::Fill { .. } | Self::Internal(_) => Origin::Internal,
+            Self::Fill { .. } => Origin::Internal,
             Self::NotAcceptable { .. }
             | Self::OfflineMiss { .. }
             | Self::RangeUnsatisfiable { .. } => Origin::Client,

@@ -9,8 +9,9 @@
 //! the token from `/token` is presented; the scopes asked are recorded). A by-checksum request
 //! (`<role>.<sha256 hex>.json`) is answered with `<role>.json` only when those bytes hash to the
 //! requested checksum, as a real server's immutable by-checksum files would be. Anything else is
-//! a 404 with Notary's `METADATA_NOT_FOUND` body. One thread, one connection at a time,
-//! `Connection: close`.
+//! a 404 with Notary's `METADATA_NOT_FOUND` body (so an empty set is a server with no trust data at
+//! all). HTTP/1.1 keep-alive, one thread per connection: a burst of many requests reuses a few
+//! connections, as against a real server.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -124,7 +125,8 @@ impl FakeNotary {
                         break;
                     }
                     if let Ok(stream) = stream {
-                        let _ = serve_one(stream, &state, port);
+                        let state = state.clone();
+                        std::thread::spawn(move || serve_connection(stream, &state, port));
                     }
                 }
             })
@@ -179,18 +181,39 @@ impl Drop for FakeNotary {
     }
 }
 
-fn serve_one(mut stream: TcpStream, state: &Mutex<State>, port: u16) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+/// Requests on one connection until the client closes it (or is silent for 5 s).
+fn serve_connection(mut stream: TcpStream, state: &Mutex<State>, port: u16) {
+    if stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .is_err()
+    {
+        return;
+    }
     let mut buf = Vec::new();
+    while let Ok(true) = serve_one(&mut stream, &mut buf, state, port) {}
+}
+
+/// One request (a head: the GETs and HEADs asked here carry no body). `false` once the client
+/// closed the connection.
+fn serve_one(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    state: &Mutex<State>,
+    port: u16,
+) -> std::io::Result<bool> {
     let mut chunk = [0u8; 4096];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
         let n = stream.read(&mut chunk)?;
         if n == 0 {
-            return Ok(());
+            return Ok(false);
         }
         buf.extend_from_slice(&chunk[..n]);
-    }
-    let head = String::from_utf8_lossy(&buf).into_owned();
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    buf.drain(..end);
     let mut lines = head.lines();
     let mut parts = lines.next().unwrap_or("").split(' ');
     let method = parts.next().unwrap_or("").to_string();
@@ -202,7 +225,7 @@ fn serve_one(mut stream: TcpStream, state: &Mutex<State>, port: u16) -> std::io:
     });
     let (status, headers, body) = answer(&mut state.lock(), &target, authorized, port);
     let mut out = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{headers}Connection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{headers}\r\n",
         body.len()
     )
     .into_bytes();
@@ -210,7 +233,8 @@ fn serve_one(mut stream: TcpStream, state: &Mutex<State>, port: u16) -> std::io:
         out.extend_from_slice(&body);
     }
     stream.write_all(&out)?;
-    stream.flush()
+    stream.flush()?;
+    Ok(true)
 }
 
 const NOT_FOUND: &[u8] = br#"{"errors":[{"code":"METADATA_NOT_FOUND","message":"You have requested metadata that does not exist.","detail":{}}]}"#;
