@@ -91,7 +91,7 @@ enum TrustCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let code = match cli.command {
         Command::Serve { config } => serve(&config.config),
         Command::Verify { image, config } => verify(&config.config, &image),
         Command::CheckStore { config } => check_store(&config.config),
@@ -104,7 +104,10 @@ fn main() -> ExitCode {
             command: TrustCommand::Reset { gun, config },
         } => trust_reset(&config.config, &gun),
         Command::CheckConfig { file } => check_config(&file),
-    }
+    };
+    // The log writer is a thread of its own: every queued line is out before the process ends.
+    cli::flush_logs();
+    code
 }
 
 /// `serve`: the OS signals caught first (SIGHUP's default action is to exit, and a SIGTERM sent

@@ -165,3 +165,164 @@ fn json_logs_carry_request_ids_and_an_audit_line_per_trust_decision() {
         assert_eq!(field(a, "image"), format!("{gun}@{}", field(a, "digest")));
     }
 }
+
+/// Requests sent in the lossless-logging test (two lines each: far more than the writer's queue,
+/// so a lossy queue would drop some), and how many are in flight at once.
+const LOGGED_REQUESTS: usize = 10_000;
+const LOGGING_CONCURRENCY: usize = 64;
+/// `[log] queue_lines` in that test: small, so that the queue is full most of the time and still
+/// holds lines when SIGTERM comes.
+const LOG_QUEUE_LINES: usize = 500;
+
+/// Log lines are written by a thread of their own (issue 16), and none is lost: N refused
+/// requests while the log reader is slower than the server (so the queue fills and the server
+/// must wait for it), then SIGTERM with lines still queued, leave exactly N request lines and N
+/// audit lines, every request id once in each, all written out before the process exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// The slow reader below waits in wall-clock time on purpose: it is what makes the queue fill.
+#[allow(clippy::disallowed_methods)]
+async fn under_load_every_request_and_audit_line_is_written_before_exit() {
+    use std::collections::HashMap;
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+    use support::fake_notary::{FakeNotary, Files};
+
+    let t = TestDir::new("ops-logs-lossless");
+    // No trust data anywhere: every tag is refused, with one audit line each.
+    let notary = FakeNotary::start(Files::new());
+    let opts = TrustgateOptions {
+        upstreams: vec![UpstreamConfig {
+            name: "registry.test".into(),
+            // Never contacted: under enforce a tag is resolved by the Notary server first.
+            url: "http://127.0.0.1:9".into(),
+            default: true,
+            creds: None,
+            ca_file: None,
+            notary: None,
+            notary_ca_file: None,
+        }
+        .with_notary_url(&notary.url(), None)],
+        extra_toml: format!("[log]\nformat = \"json\"\nqueue_lines = {LOG_QUEUE_LINES}\n"),
+        ..Default::default()
+    };
+    let dir = t.sub("tg");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    let (port, admin) = (support::proc::free_port(), support::proc::free_port());
+    let mut toml =
+        support::trustgate::config_toml(&dir, &format!("127.0.0.1:{port}"), &data, &opts);
+    toml.push_str(&format!("\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n"));
+    let config = dir.join("trustgate.toml");
+    std::fs::write(&config, toml).expect("config");
+
+    // stderr is a pipe read slowly: the log writer cannot keep up with the requests.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trustgate"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn trustgate");
+    let mut pipe = child.stderr.take().expect("stderr pipe");
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            match pipe.read(&mut chunk) {
+                Ok(0) | Err(_) => return out,
+                Ok(n) => out.extend_from_slice(&chunk[..n]),
+            }
+            // About 0.8 MB/s: slower than the server logs (two lines of ~400 bytes per request).
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    assert!(
+        support::proc::wait_until(Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        }),
+        "trustgate did not start listening"
+    );
+
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(LOGGING_CONCURRENCY)
+        .build()
+        .expect("client");
+    let base = format!("http://127.0.0.1:{port}");
+    let next = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..LOGGING_CONCURRENCY)
+        .map(|_| {
+            let (client, base, next) = (client.clone(), base.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= LOGGED_REQUESTS {
+                        return ids;
+                    }
+                    let r = client
+                        .get(format!("{base}/v2/team/app{}/manifests/v1", i % 50))
+                        .send()
+                        .await
+                        .expect("request");
+                    assert_eq!(r.status().as_u16(), 404, "no trust data: refused");
+                    let id = r.headers()["x-request-id"]
+                        .to_str()
+                        .expect("request id")
+                        .to_string();
+                    ids.push(id);
+                }
+            })
+        })
+        .collect();
+    let mut sent = Vec::new();
+    for w in workers {
+        sent.extend(w.await.expect("worker"));
+    }
+    assert_eq!(sent.len(), LOGGED_REQUESTS);
+
+    // SIGTERM right after the burst, lines still queued: they must all come out.
+    support::proc::signal(child.id(), "TERM");
+    let (status, log) = tokio::task::spawn_blocking(move || {
+        let status = child.wait().expect("wait for trustgate");
+        (status, reader.join().expect("reader"))
+    })
+    .await
+    .expect("wait");
+    assert!(status.success(), "exit 0 after SIGTERM: {status:?}");
+
+    let lines = json_lines(&String::from_utf8_lossy(&log));
+    let mut requests: HashMap<String, usize> = HashMap::new();
+    let mut audits: HashMap<String, usize> = HashMap::new();
+    for line in &lines {
+        let id = span_id(line).unwrap_or_default().to_string();
+        match (field(line, "target"), field(line, "message")) {
+            ("trustgate::audit", "trust decision") => {
+                assert_eq!(field(line, "verdict"), "deny", "{line}");
+                assert_eq!(field(line, "reason"), "no_trust_data", "{line}");
+                *audits.entry(id).or_default() += 1;
+            }
+            ("trustgate::api::server", "request") => *requests.entry(id).or_default() += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(
+        requests.values().sum::<usize>(),
+        LOGGED_REQUESTS,
+        "one request line per request"
+    );
+    assert_eq!(
+        audits.values().sum::<usize>(),
+        LOGGED_REQUESTS,
+        "one audit line per request"
+    );
+    for id in &sent {
+        assert_eq!(requests.get(id), Some(&1), "request line of {id}");
+        assert_eq!(audits.get(id), Some(&1), "audit line of {id}");
+    }
+    drop(notary);
+}

@@ -192,6 +192,9 @@ fn needs_restart(current: &Config, next: &Config) -> Vec<&'static str> {
     if current.log.format != next.log.format {
         out.push("log.format");
     }
+    if current.log.queue_lines != next.log.queue_lines {
+        out.push("log.queue_lines");
+    }
     // The htpasswd path, realm and rules are applied by `Gate::reload`; turning client
     // authentication on or off is not.
     if current.auth.htpasswd.is_some() != next.auth.htpasswd.is_some() {

@@ -90,13 +90,34 @@ fn default_admin_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 5001))
 }
 
-/// `[log]`: the format of the log lines on stderr (the level comes from `RUST_LOG`).
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `[log]`: the format of the log lines on stderr (the level comes from `RUST_LOG`) and the
+/// writer's queue.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     #[serde(default)]
     pub format: LogFormat,
+    /// Lines held for the log writer thread; when it is full, the thread that logs waits (no
+    /// line is ever dropped).
+    #[serde(default = "default_log_queue_lines")]
+    pub queue_lines: usize,
 }
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::default(),
+            queue_lines: default_log_queue_lines(),
+        }
+    }
+}
+
+fn default_log_queue_lines() -> usize {
+    64 * 1024
+}
+
+/// The largest `[log] queue_lines`: a million lines of a few hundred bytes each.
+const MAX_LOG_QUEUE_LINES: usize = 1 << 20;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -450,6 +471,15 @@ impl Config {
                 ));
             }
         }
+        if self.log.queue_lines == 0 || self.log.queue_lines > MAX_LOG_QUEUE_LINES {
+            return Err(invalid(
+                "log.queue_lines".into(),
+                format!(
+                    "must be between 1 and {MAX_LOG_QUEUE_LINES}, not {}",
+                    self.log.queue_lines
+                ),
+            ));
+        }
         if self.trust.refresh.is_zero() {
             return Err(invalid(
                 "trust.refresh".into(),
@@ -609,6 +639,22 @@ mod tests {
         assert!(e.starts_with("test.toml: server.listen: "), "{e}");
         let e = err("[[upstream]]\nname = \"docker.io\"\nurl = \"::\"\n");
         assert!(e.starts_with("test.toml: upstream[0].url: "), "{e}");
+    }
+
+    #[test]
+    fn the_log_queue_is_bounded_and_never_empty() {
+        assert_eq!(load("").unwrap().log.queue_lines, 65536);
+        assert_eq!(
+            load("[log]\nqueue_lines = 500\n").unwrap().log.queue_lines,
+            500
+        );
+        let e = err("[log]\nqueue_lines = 0\n");
+        assert!(
+            e.starts_with("test.toml: log.queue_lines: must be between 1 and"),
+            "{e}"
+        );
+        let e = err("[log]\nqueue_lines = 99999999\n");
+        assert!(e.contains("not 99999999"), "{e}");
     }
 
     #[test]
