@@ -112,8 +112,10 @@ impl Default for LogConfig {
     }
 }
 
+/// The queue's slots are allocated up front (about 40 bytes each), and a burst of 8192 lines is
+/// over 4000 requests arriving at once: a larger queue only costs memory at rest (BENCHMARKS.md).
 fn default_log_queue_lines() -> usize {
-    64 * 1024
+    8192
 }
 
 /// The largest `[log] queue_lines`: a million lines of a few hundred bytes each.
@@ -643,7 +645,7 @@ mod tests {
 
     #[test]
     fn the_log_queue_is_bounded_and_never_empty() {
-        assert_eq!(load("").unwrap().log.queue_lines, 65536);
+        assert_eq!(load("").unwrap().log.queue_lines, 8192);
         assert_eq!(
             load("[log]\nqueue_lines = 500\n").unwrap().log.queue_lines,
             500
