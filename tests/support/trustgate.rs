@@ -219,16 +219,40 @@ impl Trustgate {
 
     /// Everything trustgate logged (stdout + stderr).
     pub fn log(&self) -> String {
+        self.settle();
         format!("{}{}", self.child.stdout(), self.child.stderr())
     }
 
     /// What the current process wrote to stderr (its log lines, nothing else).
     pub fn stderr(&self) -> String {
+        self.settle();
         self.child.stderr()
     }
 
     pub fn logs(&self) -> String {
+        self.settle();
         self.child.logs()
+    }
+
+    /// trustgate writes its log lines from a thread of its own, a moment after the event that
+    /// logged them: wait until the log has stopped growing (at most 2 s) before reading it, so a
+    /// test sees the lines of the requests it has already had answered.
+    fn settle(&self) {
+        let size = || {
+            fs::metadata(self.child.stderr_path())
+                .map(|m| m.len())
+                .unwrap_or(0)
+        };
+        let mut last = size();
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            std::thread::sleep(Duration::from_millis(30));
+            let now = size();
+            if now == last || std::time::Instant::now() > deadline {
+                return;
+            }
+            last = now;
+        }
     }
 
     pub fn is_running(&mut self) -> bool {
