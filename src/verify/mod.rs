@@ -24,6 +24,9 @@
 //! digest and counts. The refusal stays a [`TrustFailure`] with its typed reason, so the
 //! client JSON, the audit line and the metric need no change.
 
+pub mod config;
+pub mod cosign;
+
 use std::sync::Arc;
 
 use crate::enforce::{NotarySource, TrustFailure, TrustService};
