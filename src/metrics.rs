@@ -18,6 +18,12 @@
 //! | `trustgate_upstream_errors_total` | counter | `upstream`, `kind`, `error` |
 //! | `trustgate_trust_decisions_total` | counter | `outcome`, `reason` |
 //! | `trustgate_trust_verify_duration_seconds` | histogram | `result` |
+//! | `trustgate_shared_hits_total` / `trustgate_shared_misses_total` | counter | |
+//! | `trustgate_shared_read_bytes_total` / `trustgate_shared_written_bytes_total` | counter | |
+//! | `trustgate_shared_lease_waits_total` / `trustgate_shared_lease_takeovers_total` | counter | |
+//! | `trustgate_shared_uploads_abandoned_total` | counter | |
+//! | `trustgate_shared_errors_total` | counter | `op` |
+//! | `trustgate_shared_store_up` | gauge | |
 //! | `trustgate_build_info` | info | `version` |
 //! | `trustgate_process_start_time_seconds` | gauge | |
 //!
@@ -30,6 +36,12 @@
 //! by an offline mirror). `singleflight_joined` counts the misses that joined a running fetch
 //! instead of starting one; `singleflight_waiters` is the number of blob readers attached to a
 //! fill that is still running.
+//!
+//! Shared tier (`[storage.shared]`, issue 14): a *hit* is a local miss answered from the bucket,
+//! a *miss* one that was not there (this replica or another then fetched it upstream); a *lease
+//! wait* is a fill that found another replica filling the digest and waited for it, a
+//! *takeover* one that replaced an expired lease (its holder died or stalled). `shared_store_up`
+//! is 0 while the store is considered down (pulls go on without it).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::OnceLock;
@@ -219,6 +231,26 @@ pub struct Metrics {
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
     decisions: Family<DecisionLabels, Counter>,
     verify_duration: HistogramFamily<VerifyLabels>,
+    shared: SharedTierMetrics,
+}
+
+/// The shared tier's series (issue 14).
+#[derive(Default)]
+struct SharedTierMetrics {
+    hits: Counter,
+    misses: Counter,
+    read_bytes: Counter,
+    written_bytes: Counter,
+    lease_waits: Counter,
+    takeovers: Counter,
+    abandoned: Counter,
+    errors: Family<SharedOpLabels, Counter>,
+    up: Gauge,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SharedOpLabels {
+    op: &'static str,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -251,6 +283,7 @@ impl Metrics {
             upstream_errors: Family::default(),
             decisions: Family::default(),
             verify_duration: Family::new_with_constructor(latency_histogram as fn() -> _),
+            shared: SharedTierMetrics::default(),
         };
         // Series that dashboards divide by are there from the first scrape, at zero.
         for c in [ContentKind::Manifest, ContentKind::Blob] {
@@ -335,6 +368,28 @@ impl Metrics {
             "Time of a full Notary fetch and verification of one repository, by result",
             Unit::Seconds,
             self.verify_duration.clone(),
+        );
+        let sh = &self.shared;
+        for (name, help, c) in [
+            ("shared_hits", "Local misses answered from the shared store", &sh.hits),
+            ("shared_misses", "Local misses the shared store did not hold", &sh.misses),
+            ("shared_read_bytes", "Bytes read from the shared store", &sh.read_bytes),
+            ("shared_written_bytes", "Bytes of verified objects written to the shared store", &sh.written_bytes),
+            ("shared_lease_waits", "Fills that waited for another replica holding the fill lease", &sh.lease_waits),
+            ("shared_lease_takeovers", "Fills that took over an expired fill lease", &sh.takeovers),
+            ("shared_uploads_abandoned", "Fills not stored in the shared store (store failed or slow, or bad bytes)", &sh.abandoned),
+        ] {
+            r.register(name, help, c.clone());
+        }
+        r.register(
+            "shared_errors",
+            "Shared store requests that failed or timed out, by operation",
+            sh.errors.clone(),
+        );
+        r.register(
+            "shared_store_up",
+            "1 while the shared store is in use, 0 while it is considered down",
+            sh.up.clone(),
         );
         r.register(
             "build",
@@ -472,6 +527,37 @@ impl Metrics {
                 result: failure.map_or("ok", Reason::as_str),
             })
             .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// The shared tier (issue 14).
+impl Metrics {
+    pub fn shared_hit(&self) {
+        self.shared.hits.inc();
+    }
+    pub fn shared_miss(&self) {
+        self.shared.misses.inc();
+    }
+    pub fn shared_bytes_read(&self, n: u64) {
+        self.shared.read_bytes.inc_by(n);
+    }
+    pub fn shared_bytes_written(&self, n: u64) {
+        self.shared.written_bytes.inc_by(n);
+    }
+    pub fn shared_lease_wait(&self) {
+        self.shared.lease_waits.inc();
+    }
+    pub fn shared_lease_takeover(&self) {
+        self.shared.takeovers.inc();
+    }
+    pub fn shared_upload_abandoned(&self) {
+        self.shared.abandoned.inc();
+    }
+    pub fn shared_error(&self, op: &'static str) {
+        self.shared.errors.get_or_create(&SharedOpLabels { op }).inc();
+    }
+    pub fn shared_store_up(&self, up: bool) {
+        self.shared.up.set(i64::from(up));
     }
 }
 

@@ -23,6 +23,7 @@ use serde::Deserialize;
 
 pub use crate::auth::{AccessRule, AuthConfig};
 pub use crate::policy::{PolicyConfig, TrustMode};
+pub use crate::store::SharedStoreConfig;
 pub use units::Seconds;
 use units::{de_opt_size, de_size};
 
@@ -263,6 +264,9 @@ pub struct StorageConfig {
     /// least recently used objects are evicted above it. Unbounded when absent.
     #[serde(default, deserialize_with = "de_opt_size")]
     pub max_size: Option<u64>,
+    /// `[storage.shared]`: an S3-compatible bucket shared by a fleet of replicas, behind the
+    /// local store (issue 14). Absent: each trustgate keeps only its own disk.
+    pub shared: Option<SharedStoreConfig>,
 }
 
 impl Default for StorageConfig {
@@ -270,6 +274,7 @@ impl Default for StorageConfig {
         Self {
             path: default_storage_path(),
             max_size: None,
+            shared: None,
         }
     }
 }
@@ -494,6 +499,10 @@ impl Config {
                 .map_err(|(k, problem)| invalid(key(&k), problem))?;
         }
         self.validate_server().map_err(|(k, p)| invalid(k, p))?;
+        if let Some(sh) = &self.storage.shared {
+            sh.validate()
+                .map_err(|(k, p)| invalid(format!("storage.shared.{k}"), p))?;
+        }
         self.auth
             .validate()
             .map_err(|(k, p)| invalid(format!("auth.{k}"), p))?;

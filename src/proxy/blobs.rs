@@ -50,6 +50,25 @@ impl Proxy {
                 missing: Missing::Blob(*digest),
             });
         }
+        // Fleet (issue 14): a HEAD or a `Range` the shared tier can answer never goes upstream.
+        if head || range.is_some() {
+            if let Some(meta) = self.content.shared_meta(digest).await {
+                let window = window(range, meta.size)?;
+                let body = match (head, window) {
+                    (true, _) => None,
+                    (false, Some(w)) => self.content.shared_range(digest, w).await,
+                    (false, None) => None,
+                };
+                if head || body.is_some() {
+                    return Ok(ServedBlob {
+                        digest: *digest,
+                        total: Some(meta.size),
+                        window,
+                        body: body.map(|b| b as BlobStream),
+                    });
+                }
+            }
+        }
         let repo = t.repository().to_string();
         let digest_text = digest.to_string();
         if head {

@@ -140,6 +140,8 @@ pub enum SetupError {
     },
     #[error("storage.path: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    SharedStore(#[from] crate::store::SharedError),
     /// A file an `[[upstream]]` entry names (password, CA bundle).
     #[error("upstream {name}: {source}")]
     Settings {
@@ -175,6 +177,13 @@ impl Proxy {
             .map(|(i, up)| upstream(UpstreamId::new(i), up))
             .collect::<Result<Vec<_>, _>>()?;
         let store = Store::open(&config.storage.path, config.storage.max_size).await?;
+        let content = match &config.storage.shared {
+            None => Content::Disk(store),
+            Some(sh) => Content::Tiered {
+                local: store,
+                shared: crate::store::SharedStore::from_config(sh)?,
+            },
+        };
         let trust = TrustService::new(
             TrustStore::new(&config.storage.path),
             config.trust.refresh(),
@@ -188,7 +197,7 @@ impl Proxy {
             })
             .build();
         Ok(Arc::new(Self {
-            content: Content::Disk(store),
+            content,
             router: Router::from_config(config),
             upstreams,
             policies,
@@ -206,6 +215,11 @@ impl Proxy {
     /// The local disk store.
     pub fn store(&self) -> &Arc<Store> {
         self.content.disk()
+    }
+
+    /// The store seam (local tier, and the shared tier when configured).
+    pub fn content(&self) -> &Content {
+        &self.content
     }
 
     /// The Notary v1 trust service (pins on disk, `trustgate trust reset`).

@@ -1,5 +1,6 @@
 //! Content-addressed disk store (sha256) with single-flight fills and LRU eviction, behind the
-//! store seam [`Content`] where a shared object-storage tier joins (issue 14).
+//! store seam [`Content`], where the shared object-storage tier of a fleet joins ([`shared`],
+//! issue 14).
 //!
 //! Invariants:
 //! - an object under `blobs/` was hashed (and, when known, length-checked) before a rename made it
@@ -35,6 +36,7 @@ mod error;
 mod evict;
 mod fill;
 mod fs;
+pub mod shared;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -49,6 +51,7 @@ pub use content::Content;
 pub use error::{FillError, StoreError};
 pub use fill::Fill;
 pub use fs::StoredObject;
+pub use shared::{SharedError, SharedStore, SharedStoreConfig};
 
 use crate::reference::Digest;
 use fs::Layout;

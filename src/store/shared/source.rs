@@ -1,0 +1,151 @@
+//! Where a local fill's bytes come from when the shared tier is configured: the bucket if the
+//! object is there; else the upstream, by exactly one replica of the fleet (the lease holder),
+//! teed into the bucket; the other replicas wait for the object to appear and read it from the
+//! bucket, or take the fill over once the holder's lease expired.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{Stream, TryStreamExt};
+use object_store::PutMode;
+use tokio::time::Duration;
+
+use super::lease::{now_ms, LeaseHandle, LeaseRecord};
+use super::{SharedError, SharedStore};
+use crate::body::BoxError;
+use crate::metrics::metrics;
+use crate::reference::Digest;
+
+/// The body a fill reads.
+pub type FillStream = Pin<Box<dyn Stream<Item = Result<Bytes, BoxError>> + Send>>;
+
+/// How often a waiting replica looks for the object (and at the lease).
+const WAIT_POLL: Duration = Duration::from_millis(250);
+/// Attempts at claiming a lease whose state keeps changing under us before going upstream.
+const CLAIM_ATTEMPTS: usize = 8;
+
+enum Claim {
+    Mine(LeaseHandle),
+    Theirs { holder: String },
+}
+
+impl SharedStore {
+    /// The source of a local fill of `digest` (see the module comment). `start` is the
+    /// upstream fetch, called at most once; its errors reach the fill unchanged (the proxy reads
+    /// the upstream's status from them).
+    pub async fn fill_source<F, Fut, S, E>(
+        self: Arc<Self>,
+        digest: Digest,
+        expected_len: Option<u64>,
+        media_type: Option<String>,
+        start: F,
+    ) -> Result<(Option<u64>, FillStream), BoxError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(Option<u64>, S), E>> + Send + 'static,
+        S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
+        E: Into<BoxError> + Send + 'static,
+    {
+        let mut first_look = true;
+        let mut attempts = 0;
+        let outage = loop {
+            match self.open(&digest, None).await {
+                Ok(Some((meta, stream))) => {
+                    metrics().shared_hit();
+                    return Ok((Some(meta.size), Box::pin(stream.map_err(BoxError::from))));
+                }
+                Ok(None) if first_look => metrics().shared_miss(),
+                Ok(None) => {}
+                Err(e) => break e,
+            }
+            first_look = false;
+            attempts += 1;
+            if attempts > CLAIM_ATTEMPTS {
+                // A lease that keeps changing hands without the object appearing: fetch it
+                // ourselves rather than wait on the fleet forever.
+                tracing::warn!(%digest, "shared store: no replica completed this object; fetching it upstream without a lease");
+                let (len, body) = start().await.map_err(Into::into)?;
+                let tee = self.tee(digest, expected_len.or(len), media_type, None, body);
+                return Ok((len, Box::pin(tee)));
+            }
+            match self.claim(&digest).await {
+                Ok(Claim::Mine(lease)) => {
+                    let (len, body) = start().await.map_err(Into::into)?;
+                    let tee = self.tee(digest, expected_len.or(len), media_type, Some(lease), body);
+                    return Ok((len, Box::pin(tee)));
+                }
+                Ok(Claim::Theirs { holder }) => {
+                    metrics().shared_lease_wait();
+                    tracing::debug!(%digest, %holder, "shared store: another replica is filling this object; waiting for it");
+                    if let Err(e) = self.wait_for(&digest).await {
+                        break e;
+                    }
+                }
+                Err(e) => break e,
+            }
+        };
+        // The store is down or slow: the pull goes on from the upstream, unstored.
+        tracing::debug!(%digest, error = %outage, "shared store unavailable: filling from the upstream without storing");
+        let (len, body) = start().await.map_err(Into::into)?;
+        let body = body.map_err(Into::into);
+        Ok((len, Box::pin(body)))
+    }
+
+    /// Create-only claim of the fill lease; takes over an expired (or unreadable) lease with a
+    /// compare-and-swap on the version read.
+    async fn claim(self: &Arc<Self>, digest: &Digest) -> Result<Claim, SharedError> {
+        let key = self.lease_key(digest);
+        let ttl_ms = self.lease_ttl.as_millis() as u64;
+        for _ in 0..CLAIM_ATTEMPTS {
+            let rec = LeaseRecord::new(&self.holder, now_ms(), ttl_ms);
+            if let Some(v) = self
+                .put_versioned(&key, rec.encode(), PutMode::Create)
+                .await?
+            {
+                return Ok(Claim::Mine(self.hold_lease(key, v)));
+            }
+            let Some(current) = self.read_record(&key).await? else {
+                continue; // released between our put and our read: try again
+            };
+            let held = LeaseRecord::decode(&current.bytes);
+            match held {
+                Some(l) if !l.is_expired(now_ms()) => {
+                    return Ok(Claim::Theirs { holder: l.holder })
+                }
+                _ => {
+                    let rec = LeaseRecord::new(&self.holder, now_ms(), ttl_ms);
+                    if let Some(v) = self
+                        .put_versioned(&key, rec.encode(), PutMode::Update(current.version))
+                        .await?
+                    {
+                        metrics().shared_lease_takeover();
+                        let previous = held.map(|l| l.holder).unwrap_or_else(|| "unreadable".into());
+                        tracing::warn!(%digest, %previous, "shared store: fill lease expired; taking the fill over");
+                        return Ok(Claim::Mine(self.hold_lease(key, v)));
+                    }
+                    // Another replica took it over first: look again.
+                }
+            }
+        }
+        Err(self.unavailable("the fill lease kept changing hands"))
+    }
+
+    /// Waits until the object is there, the lease is gone, or it expired (renewals move the
+    /// expiry on). Returns so that the caller looks again.
+    async fn wait_for(&self, digest: &Digest) -> Result<(), SharedError> {
+        let key = self.lease_key(digest);
+        loop {
+            tokio::time::sleep(WAIT_POLL).await;
+            if self.head(digest).await?.is_some() {
+                return Ok(());
+            }
+            match self.read_record(&key).await? {
+                Some(r) if LeaseRecord::decode(&r.bytes).is_some_and(|l| !l.is_expired(now_ms())) => {}
+                // Released (the holder failed) or expired (the holder died): claim it again.
+                _ => return Ok(()),
+            }
+        }
+    }
+}

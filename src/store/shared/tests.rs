@@ -1,0 +1,211 @@
+//! The shared tier over `object_store`'s in-memory store (which honours create-only and
+//! compare-and-swap puts like S3): two "replicas" are two local stores over one bucket. The
+//! same behaviour against real S3 servers is in `tests/interop_fleet.rs`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use object_store::memory::InMemory;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use super::lease::{now_ms, LeaseRecord};
+use super::*;
+use crate::store::{Content, Store};
+
+fn shared_over(mem: &Arc<InMemory>, ttl: Duration) -> Arc<SharedStore> {
+    Arc::new(SharedStore::with_store(
+        mem.clone() as Arc<dyn ObjectStore>,
+        "fleet",
+        "memory://test",
+        Duration::from_secs(5),
+        ttl,
+        Duration::from_secs(1),
+    ))
+}
+
+async fn replica(mem: &Arc<InMemory>, ttl: Duration) -> (tempfile::TempDir, Content) {
+    let dir = tempfile::tempdir().unwrap();
+    let local = Store::open(dir.path(), None).await.unwrap();
+    let shared = shared_over(mem, ttl);
+    (dir, Content::Tiered { local, shared })
+}
+
+type Upstream = Result<
+    (
+        Option<u64>,
+        futures_util::stream::Iter<std::vec::IntoIter<Result<Bytes, std::io::Error>>>,
+    ),
+    std::io::Error,
+>;
+
+/// An "upstream" that counts its fetches and sends `data` in 64 KiB chunks.
+fn upstream(
+    data: Bytes,
+    count: Arc<AtomicUsize>,
+) -> impl FnOnce() -> std::future::Ready<Upstream> + Send + 'static {
+    move || {
+        count.fetch_add(1, Ordering::SeqCst);
+        let chunks: Vec<_> = data.chunks(64 * 1024).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        std::future::ready(Ok((Some(data.len() as u64), futures_util::stream::iter(chunks))))
+    }
+}
+
+async fn read_all(fill: &Arc<crate::store::Fill>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut r = Box::pin(fill.reader(None));
+    while let Some(c) = r.next().await {
+        out.extend_from_slice(&c.unwrap());
+    }
+    out
+}
+
+fn content_key(d: &Digest) -> ObjPath {
+    ObjPath::from(format!("fleet/content/sha256/{}", d.hex()))
+}
+
+async fn wait_for_object(mem: &InMemory, d: &Digest) -> Bytes {
+    for _ in 0..500 {
+        if let Ok(r) = mem.get(&content_key(d)).await {
+            return r.bytes().await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{d} never appeared in the bucket");
+}
+
+#[tokio::test]
+async fn a_fill_is_stored_once_and_the_next_replica_reads_the_bucket() {
+    let mem = Arc::new(InMemory::new());
+    let (_a_dir, a) = replica(&mem, Duration::from_secs(30)).await;
+    let (_b_dir, b) = replica(&mem, Duration::from_secs(30)).await;
+    // Larger than one part: a multipart upload.
+    let data = Bytes::from(crate::store::shared::tests::pattern(12 * 1024 * 1024 + 17));
+    let d = Digest::of(&data);
+    let count = Arc::new(AtomicUsize::new(0));
+
+    let fill = a.fill_from(None, d, None, None, upstream(data.clone(), count.clone()));
+    assert_eq!(read_all(&fill).await, data);
+    assert_eq!(wait_for_object(&mem, &d).await, data);
+    // The lease is gone once the object is complete.
+    let lease = ObjPath::from(format!("fleet/leases/sha256/{}", d.hex()));
+    for _ in 0..100 {
+        if mem.head(&lease).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(mem.head(&lease).await.is_err(), "lease released");
+
+    // Replica B misses locally and reads the bucket: no second upstream fetch.
+    assert!(b.get(&d).await.is_none(), "large objects stream through a fill");
+    let fill = b.fill_from(None, d, None, None, upstream(data.clone(), count.clone()));
+    assert_eq!(read_all(&fill).await, data);
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+    assert!(b.disk().contains(&d), "B's local tier holds it now");
+}
+
+#[tokio::test]
+async fn wrong_bytes_never_reach_the_bucket() {
+    let mem = Arc::new(InMemory::new());
+    let (_dir, a) = replica(&mem, Duration::from_secs(30)).await;
+    for size in [1000usize, 6 * 1024 * 1024] {
+        let data = Bytes::from(pattern(size));
+        let claimed = Digest::of(b"something else");
+        let count = Arc::new(AtomicUsize::new(0));
+        let fill = a.fill_from(None, claimed, None, None, upstream(data, count));
+        assert!(fill.wait().await.is_err());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(mem.head(&content_key(&claimed)).await.is_err(), "{size}: nothing stored");
+    }
+    // Nothing but (possibly) released leases: no content object at all.
+    let listed: Vec<_> = mem
+        .list(Some(&ObjPath::from("fleet/content")))
+        .collect()
+        .await;
+    assert!(listed.is_empty(), "{listed:?}");
+}
+
+#[tokio::test]
+async fn manifests_written_to_both_tiers_and_read_back_on_another_replica() {
+    let mem = Arc::new(InMemory::new());
+    let (_a_dir, a) = replica(&mem, Duration::from_secs(30)).await;
+    let (_b_dir, b) = replica(&mem, Duration::from_secs(30)).await;
+    let bytes = br#"{"schemaVersion":2}"#;
+    let d = Digest::of(bytes);
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    a.put(&d, bytes, Some(bytes.len() as u64), Some(mt)).await.unwrap();
+    let obj = b.get(&d).await.expect("found through the bucket");
+    assert_eq!(obj.size, bytes.len() as u64);
+    assert_eq!(obj.media_type.as_deref(), Some(mt));
+}
+
+#[tokio::test]
+async fn concurrent_fills_on_two_replicas_fetch_upstream_once() {
+    let mem = Arc::new(InMemory::new());
+    let (_a_dir, a) = replica(&mem, Duration::from_secs(30)).await;
+    let (_b_dir, b) = replica(&mem, Duration::from_secs(30)).await;
+    let data = Bytes::from(pattern(3 * 1024 * 1024));
+    let d = Digest::of(&data);
+    let count = Arc::new(AtomicUsize::new(0));
+    let fa = a.fill_from(None, d, None, None, upstream(data.clone(), count.clone()));
+    let fb = b.fill_from(None, d, None, None, upstream(data.clone(), count.clone()));
+    let (ra, rb) = tokio::join!(read_all(&fa), read_all(&fb));
+    assert_eq!(ra, data);
+    assert_eq!(rb, data);
+    assert_eq!(count.load(Ordering::SeqCst), 1, "one upstream fetch for the fleet");
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_over_and_a_live_one_waited_for() {
+    let mem = Arc::new(InMemory::new());
+    let (_dir, a) = replica(&mem, Duration::from_secs(30)).await;
+    let data = Bytes::from(pattern(2000));
+    let d = Digest::of(&data);
+    // A dead replica's lease, already expired.
+    let lease = ObjPath::from(format!("fleet/leases/sha256/{}", d.hex()));
+    let dead = LeaseRecord::new("dead-replica", now_ms() - 10_000, 1_000);
+    mem.put(&lease, dead.encode().into()).await.unwrap();
+    let before = metric("trustgate_shared_lease_takeovers_total");
+    let count = Arc::new(AtomicUsize::new(0));
+    let fill = a.fill_from(None, d, None, None, upstream(data.clone(), count.clone()));
+    assert_eq!(read_all(&fill).await, data);
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+    assert!(metric("trustgate_shared_lease_takeovers_total") > before);
+    assert_eq!(wait_for_object(&mem, &d).await, data);
+}
+
+#[tokio::test]
+async fn records_are_create_only_and_compare_and_swap() {
+    let mem = Arc::new(InMemory::new());
+    let s = shared_over(&mem, Duration::from_secs(30));
+    let key = s.record_key("trust/x/root.json");
+    assert_eq!(s.create_record(&key, b"one".to_vec()).await.unwrap(), Written::Done);
+    assert_eq!(s.create_record(&key, b"two".to_vec()).await.unwrap(), Written::Lost);
+    let r = s.read_record(&key).await.unwrap().unwrap();
+    assert_eq!(r.bytes.as_ref(), b"one");
+    assert_eq!(
+        s.update_record(&key, b"three".to_vec(), r.version.clone()).await.unwrap(),
+        Written::Done
+    );
+    // The version read before the update is stale now.
+    assert_eq!(
+        s.update_record(&key, b"four".to_vec(), r.version).await.unwrap(),
+        Written::Lost
+    );
+    s.probe().await.unwrap();
+}
+
+pub(crate) fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+fn metric(name: &str) -> f64 {
+    let text = crate::metrics::metrics().encode(false).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
