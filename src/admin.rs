@@ -9,6 +9,10 @@
 //!   call); otherwise `503` with one line per failed check, e.g.
 //!   `storage /var/lib/trustgate not writable: Not a directory (os error 20)`.
 //!
+//!   With a shared store (`[storage.shared]`) that is down, `/readyz` stays `200` (pulls go on
+//!   from the local tier and the upstream) and says so on a second line:
+//!   `degraded: shared store s3://... unavailable (...): <why>`.
+//!
 //! Anything else is a 404 (405 for another method on these paths). No authentication: bind it to
 //! an address only operators reach.
 
@@ -38,6 +42,8 @@ pub struct Health {
     /// Set once the proxy was built from the loaded configuration (store opened and indexed).
     started: AtomicBool,
     probes: AtomicU64,
+    /// The fleet's shared store, when configured: its outage is reported, not fatal.
+    shared: std::sync::OnceLock<Arc<crate::store::SharedStore>>,
 }
 
 impl Health {
@@ -46,7 +52,22 @@ impl Health {
             storage: storage.to_path_buf(),
             started: AtomicBool::new(false),
             probes: AtomicU64::new(0),
+            shared: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Reports the shared store's state in `/readyz` (issue 14).
+    pub fn set_shared(&self, shared: Arc<crate::store::SharedStore>) {
+        let _ = self.shared.set(shared);
+    }
+
+    /// Why the service runs degraded (ready all the same), one line each.
+    pub fn degraded(&self) -> Vec<String> {
+        self.shared
+            .get()
+            .and_then(|s| s.problem())
+            .into_iter()
+            .collect()
     }
 
     /// The configuration is loaded and the proxy built from it: ready to serve, storage
@@ -179,7 +200,15 @@ async fn handle(health: &Health, req: Request<Incoming>) -> Response<Full<Bytes>
         _ => {
             let problems = health.problems().await;
             if problems.is_empty() {
-                text(StatusCode::OK, "ready\n")
+                let degraded = health.degraded();
+                if degraded.is_empty() {
+                    text(StatusCode::OK, "ready\n")
+                } else {
+                    text(
+                        StatusCode::OK,
+                        &format!("ready\ndegraded: {}\n", degraded.join("\ndegraded: ")),
+                    )
+                }
             } else {
                 tracing::warn!(problems = %problems.join("; "), "not ready");
                 text(

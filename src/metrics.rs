@@ -371,13 +371,41 @@ impl Metrics {
         );
         let sh = &self.shared;
         for (name, help, c) in [
-            ("shared_hits", "Local misses answered from the shared store", &sh.hits),
-            ("shared_misses", "Local misses the shared store did not hold", &sh.misses),
-            ("shared_read_bytes", "Bytes read from the shared store", &sh.read_bytes),
-            ("shared_written_bytes", "Bytes of verified objects written to the shared store", &sh.written_bytes),
-            ("shared_lease_waits", "Fills that waited for another replica holding the fill lease", &sh.lease_waits),
-            ("shared_lease_takeovers", "Fills that took over an expired fill lease", &sh.takeovers),
-            ("shared_uploads_abandoned", "Fills not stored in the shared store (store failed or slow, or bad bytes)", &sh.abandoned),
+            (
+                "shared_hits",
+                "Local misses answered from the shared store",
+                &sh.hits,
+            ),
+            (
+                "shared_misses",
+                "Local misses the shared store did not hold",
+                &sh.misses,
+            ),
+            (
+                "shared_read_bytes",
+                "Bytes read from the shared store",
+                &sh.read_bytes,
+            ),
+            (
+                "shared_written_bytes",
+                "Bytes of verified objects written to the shared store",
+                &sh.written_bytes,
+            ),
+            (
+                "shared_lease_waits",
+                "Fills that waited for another replica holding the fill lease",
+                &sh.lease_waits,
+            ),
+            (
+                "shared_lease_takeovers",
+                "Fills that took over an expired fill lease",
+                &sh.takeovers,
+            ),
+            (
+                "shared_uploads_abandoned",
+                "Fills not stored in the shared store (store failed or slow, or bad bytes)",
+                &sh.abandoned,
+            ),
         ] {
             r.register(name, help, c.clone());
         }
@@ -554,7 +582,10 @@ impl Metrics {
         self.shared.abandoned.inc();
     }
     pub fn shared_error(&self, op: &'static str) {
-        self.shared.errors.get_or_create(&SharedOpLabels { op }).inc();
+        self.shared
+            .errors
+            .get_or_create(&SharedOpLabels { op })
+            .inc();
     }
     pub fn shared_store_up(&self, up: bool) {
         self.shared.up.set(i64::from(up));

@@ -214,6 +214,9 @@ impl App {
             gate: gate.clone(),
         };
         let reloading = tokio::spawn(reloader.run(reloads));
+        if let Some(shared) = proxy.content().shared() {
+            health.set_shared(shared.clone());
+        }
         health.set_started();
         let upstreams: Vec<String> = config
             .upstreams

@@ -71,7 +71,9 @@ impl SharedStoreConfig {
                 s => {
                     return Err((
                         "endpoint".into(),
-                        format!("scheme {s:?} is not supported; use https:// (or http:// with allow_http)"),
+                        format!(
+                        "scheme {s:?} is not supported; use https:// (or http:// with allow_http)"
+                    ),
                     ))
                 }
             }
@@ -144,7 +146,9 @@ mod tests {
     fn bad_urls_say_why() {
         assert!(parse_url("https://x/y").unwrap_err().contains("s3://"));
         assert!(parse_url("s3://AB").unwrap_err().contains("bucket name"));
-        assert!(parse_url("s3://bucket/a/../b").unwrap_err().contains("prefix"));
+        assert!(parse_url("s3://bucket/a/../b")
+            .unwrap_err()
+            .contains("prefix"));
     }
 
     fn cfg(toml_text: &str) -> SharedStoreConfig {
@@ -155,15 +159,17 @@ mod tests {
     fn plain_http_needs_allow_http() {
         let c = cfg("url = \"s3://bkt\"\nendpoint = \"http://127.0.0.1:9000\"\n");
         assert_eq!(c.validate().unwrap_err().0, "endpoint");
-        let c = cfg("url = \"s3://bkt\"\nendpoint = \"http://127.0.0.1:9000\"\nallow_http = true\n");
+        let c =
+            cfg("url = \"s3://bkt\"\nendpoint = \"http://127.0.0.1:9000\"\nallow_http = true\n");
         c.validate().unwrap();
         assert_eq!(c.lease_ttl, Seconds::from_secs(30));
     }
 
     #[test]
     fn no_credentials_in_the_file() {
-        let e = toml::from_str::<SharedStoreConfig>("url = \"s3://bkt\"\nsecret_access_key = \"x\"\n")
-            .unwrap_err();
+        let e =
+            toml::from_str::<SharedStoreConfig>("url = \"s3://bkt\"\nsecret_access_key = \"x\"\n")
+                .unwrap_err();
         assert!(e.to_string().contains("unknown field"), "{e}");
     }
 }

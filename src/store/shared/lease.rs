@@ -71,7 +71,11 @@ pub struct LeaseHandle {
 
 impl SharedStore {
     /// Starts renewing the lease at `key` (written at `version`) every third of its lifetime.
-    pub(super) fn hold_lease(self: &Arc<Self>, key: ObjPath, version: UpdateVersion) -> LeaseHandle {
+    pub(super) fn hold_lease(
+        self: &Arc<Self>,
+        key: ObjPath,
+        version: UpdateVersion,
+    ) -> LeaseHandle {
         let (tx, mut rx) = oneshot::channel::<()>();
         let me = self.clone();
         tokio::spawn(async move {

@@ -134,9 +134,7 @@ impl SharedStore {
         if let Some(r) = &cfg.region {
             b = b.with_region(r);
         }
-        let store = b
-            .build()
-            .map_err(|e| SharedError::Config(e.to_string()))?;
+        let store = b.build().map_err(|e| SharedError::Config(e.to_string()))?;
         Ok(Arc::new(Self::with_store(
             Arc::new(store),
             &bu.prefix,
@@ -238,7 +236,8 @@ impl SharedStore {
                 Ok(Err(Failure::NotFound))
             }
             Err(
-                object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
             ) => {
                 self.health.up();
                 Ok(Err(Failure::Conflict))
@@ -338,7 +337,11 @@ impl SharedStore {
     }
 
     /// Create-only write of a record: `Lost` if it exists already.
-    pub async fn create_record(&self, key: &ObjPath, bytes: Vec<u8>) -> Result<Written, SharedError> {
+    pub async fn create_record(
+        &self,
+        key: &ObjPath,
+        bytes: Vec<u8>,
+    ) -> Result<Written, SharedError> {
         self.put_record(key, bytes, PutMode::Create).await
     }
 
@@ -394,7 +397,11 @@ impl SharedStore {
     /// Keys under `prefix` (relative to the configured prefix), for `trust reset` and checks.
     pub async fn list_records(&self, prefix: &str) -> Result<Vec<ObjPath>, SharedError> {
         let p = self.key(prefix);
-        let listed = self.store.list(Some(&p)).map_ok(|m| m.location).try_collect();
+        let listed = self
+            .store
+            .list(Some(&p))
+            .map_ok(|m| m.location)
+            .try_collect();
         match self.call("list", listed).await? {
             Ok(v) => Ok(v),
             Err(_) => Ok(Vec::new()),
@@ -425,17 +432,19 @@ impl SharedStore {
 
     /// Counts and checks objects under `content/`: each key names a digest, and when
     /// `rehash` each object hashes to it. Returns (objects, bytes, bad keys).
-    pub async fn check_content(&self, rehash: bool) -> Result<(u64, u64, Vec<String>), SharedError> {
-        let listed: Vec<object_store::ObjectMeta> = match self
+    pub async fn check_content(
+        &self,
+        rehash: bool,
+    ) -> Result<(u64, u64, Vec<String>), SharedError> {
+        let listed: Vec<object_store::ObjectMeta> = self
             .call(
                 "list",
-                self.store.list(Some(&self.key("content/sha256"))).try_collect(),
+                self.store
+                    .list(Some(&self.key("content/sha256")))
+                    .try_collect(),
             )
             .await?
-        {
-            Ok(v) => v,
-            Err(_) => Vec::new(),
-        };
+            .unwrap_or_default();
         let (mut n, mut bytes, mut bad) = (0u64, 0u64, Vec::new());
         for m in listed {
             n += 1;

@@ -72,6 +72,12 @@ impl SharedStore {
             }
             match self.claim(&digest).await {
                 Ok(Claim::Mine(lease)) => {
+                    // The previous holder may have completed the object and released its lease
+                    // between our look and our claim: look once more before going upstream.
+                    if matches!(self.head(&digest).await, Ok(Some(_))) {
+                        drop(lease);
+                        continue;
+                    }
                     let (len, body) = start().await.map_err(Into::into)?;
                     let tee = self.tee(digest, expected_len.or(len), media_type, Some(lease), body);
                     return Ok((len, Box::pin(tee)));
@@ -121,7 +127,9 @@ impl SharedStore {
                         .await?
                     {
                         metrics().shared_lease_takeover();
-                        let previous = held.map(|l| l.holder).unwrap_or_else(|| "unreadable".into());
+                        let previous = held
+                            .map(|l| l.holder)
+                            .unwrap_or_else(|| "unreadable".into());
                         tracing::warn!(%digest, %previous, "shared store: fill lease expired; taking the fill over");
                         return Ok(Claim::Mine(self.hold_lease(key, v)));
                     }
@@ -142,7 +150,8 @@ impl SharedStore {
                 return Ok(());
             }
             match self.read_record(&key).await? {
-                Some(r) if LeaseRecord::decode(&r.bytes).is_some_and(|l| !l.is_expired(now_ms())) => {}
+                Some(r)
+                    if LeaseRecord::decode(&r.bytes).is_some_and(|l| !l.is_expired(now_ms())) => {}
                 // Released (the holder failed) or expired (the holder died): claim it again.
                 _ => return Ok(()),
             }

@@ -49,8 +49,14 @@ fn upstream(
 ) -> impl FnOnce() -> std::future::Ready<Upstream> + Send + 'static {
     move || {
         count.fetch_add(1, Ordering::SeqCst);
-        let chunks: Vec<_> = data.chunks(64 * 1024).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-        std::future::ready(Ok((Some(data.len() as u64), futures_util::stream::iter(chunks))))
+        let chunks: Vec<_> = data
+            .chunks(64 * 1024)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        std::future::ready(Ok((
+            Some(data.len() as u64),
+            futures_util::stream::iter(chunks),
+        )))
     }
 }
 
@@ -101,7 +107,10 @@ async fn a_fill_is_stored_once_and_the_next_replica_reads_the_bucket() {
     assert!(mem.head(&lease).await.is_err(), "lease released");
 
     // Replica B misses locally and reads the bucket: no second upstream fetch.
-    assert!(b.get(&d).await.is_none(), "large objects stream through a fill");
+    assert!(
+        b.get(&d).await.is_none(),
+        "large objects stream through a fill"
+    );
     let fill = b.fill_from(None, d, None, None, upstream(data.clone(), count.clone()));
     assert_eq!(read_all(&fill).await, data);
     assert_eq!(count.load(Ordering::SeqCst), 1);
@@ -119,7 +128,10 @@ async fn wrong_bytes_never_reach_the_bucket() {
         let fill = a.fill_from(None, claimed, None, None, upstream(data, count));
         assert!(fill.wait().await.is_err());
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(mem.head(&content_key(&claimed)).await.is_err(), "{size}: nothing stored");
+        assert!(
+            mem.head(&content_key(&claimed)).await.is_err(),
+            "{size}: nothing stored"
+        );
     }
     // Nothing but (possibly) released leases: no content object at all.
     let listed: Vec<_> = mem
@@ -137,7 +149,9 @@ async fn manifests_written_to_both_tiers_and_read_back_on_another_replica() {
     let bytes = br#"{"schemaVersion":2}"#;
     let d = Digest::of(bytes);
     let mt = "application/vnd.oci.image.manifest.v1+json";
-    a.put(&d, bytes, Some(bytes.len() as u64), Some(mt)).await.unwrap();
+    a.put(&d, bytes, Some(bytes.len() as u64), Some(mt))
+        .await
+        .unwrap();
     let obj = b.get(&d).await.expect("found through the bucket");
     assert_eq!(obj.size, bytes.len() as u64);
     assert_eq!(obj.media_type.as_deref(), Some(mt));
@@ -156,7 +170,11 @@ async fn concurrent_fills_on_two_replicas_fetch_upstream_once() {
     let (ra, rb) = tokio::join!(read_all(&fa), read_all(&fb));
     assert_eq!(ra, data);
     assert_eq!(rb, data);
-    assert_eq!(count.load(Ordering::SeqCst), 1, "one upstream fetch for the fleet");
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        1,
+        "one upstream fetch for the fleet"
+    );
 }
 
 #[tokio::test]
@@ -183,17 +201,27 @@ async fn records_are_create_only_and_compare_and_swap() {
     let mem = Arc::new(InMemory::new());
     let s = shared_over(&mem, Duration::from_secs(30));
     let key = s.record_key("trust/x/root.json");
-    assert_eq!(s.create_record(&key, b"one".to_vec()).await.unwrap(), Written::Done);
-    assert_eq!(s.create_record(&key, b"two".to_vec()).await.unwrap(), Written::Lost);
+    assert_eq!(
+        s.create_record(&key, b"one".to_vec()).await.unwrap(),
+        Written::Done
+    );
+    assert_eq!(
+        s.create_record(&key, b"two".to_vec()).await.unwrap(),
+        Written::Lost
+    );
     let r = s.read_record(&key).await.unwrap().unwrap();
     assert_eq!(r.bytes.as_ref(), b"one");
     assert_eq!(
-        s.update_record(&key, b"three".to_vec(), r.version.clone()).await.unwrap(),
+        s.update_record(&key, b"three".to_vec(), r.version.clone())
+            .await
+            .unwrap(),
         Written::Done
     );
     // The version read before the update is stale now.
     assert_eq!(
-        s.update_record(&key, b"four".to_vec(), r.version).await.unwrap(),
+        s.update_record(&key, b"four".to_vec(), r.version)
+            .await
+            .unwrap(),
         Written::Lost
     );
     s.probe().await.unwrap();

@@ -70,7 +70,9 @@ impl SharedStore {
         tokio::spawn(async move {
             let outcome = me.upload(digest, expected_len, media_type, rx).await;
             match outcome {
-                Ok(true) => tracing::info!(%digest, store = %me.describe, "shared store: object stored"),
+                Ok(true) => {
+                    tracing::info!(%digest, store = %me.describe, "shared store: object stored")
+                }
                 Ok(false) => {
                     tracing::debug!(%digest, "shared store: object already stored by another replica")
                 }
@@ -87,21 +89,24 @@ impl SharedStore {
             store: self.clone(),
             digest,
         };
-        Box::pin(futures_util::stream::unfold(Some(state), |state| async move {
-            let mut st = state?;
-            match st.body.next().await {
-                Some(Ok(chunk)) => {
-                    st.send(Msg::Chunk(chunk.clone())).await;
-                    Some((Ok(chunk), Some(st)))
+        Box::pin(futures_util::stream::unfold(
+            Some(state),
+            |state| async move {
+                let mut st = state?;
+                match st.body.next().await {
+                    Some(Ok(chunk)) => {
+                        st.send(Msg::Chunk(chunk.clone())).await;
+                        Some((Ok(chunk), Some(st)))
+                    }
+                    // Dropping the sender without `End` aborts the upload.
+                    Some(Err(e)) => Some((Err(e.into()), None)),
+                    None => {
+                        st.send(Msg::End).await;
+                        None
+                    }
                 }
-                // Dropping the sender without `End` aborts the upload.
-                Some(Err(e)) => Some((Err(e.into()), None)),
-                None => {
-                    st.send(Msg::End).await;
-                    None
-                }
-            }
-        }))
+            },
+        ))
     }
 
     /// Receives a fill's bytes; `Ok(true)` once stored, `Ok(false)` when another replica had
@@ -133,7 +138,9 @@ impl SharedStore {
             match multi.as_mut() {
                 Some(w) => {
                     w.put(chunk);
-                    if let Err(e) = self.call("put part", w.wait_for_capacity(PARTS_IN_FLIGHT)).await
+                    if let Err(e) = self
+                        .call("put part", w.wait_for_capacity(PARTS_IN_FLIGHT))
+                        .await
                     {
                         if let Some(w) = multi.take() {
                             let _ = w.abort().await;

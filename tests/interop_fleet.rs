@@ -1,0 +1,306 @@
+//! A fleet of trustgate replicas (the real binary) on one real S3 bucket (moto_server), issue 14:
+//!
+//! - three replicas, 30 concurrent cold pulls spread over them (skopeo and curl): exactly one
+//!   upstream GET per blob in the CNCF registry's access log, every byte right, every object in
+//!   the bucket hashes to its name and no lease is left behind;
+//! - `kill -9` of the lease holder mid-fill (its upstream stalls the body): another replica
+//!   takes the fill over once the lease expires and serves the right bytes; nothing partial
+//!   became visible in the bucket, no lease is left;
+//! - the object store stopped mid-run (by its PID): pulls keep working from the local tier and
+//!   the upstream, `/readyz` and the metrics say the store is down; restarted: fills are stored
+//!   again.
+
+mod support;
+
+#[path = "support/inproc/fake_upstream.rs"]
+mod fake_upstream;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use support::http::{self, sha256_digest};
+use support::image::{ImageSpec, LayerSpec, Layout};
+use support::proc;
+use support::registry::Registry;
+use support::s3::{aws_env, S3Server};
+use support::skopeo::Skopeo;
+use support::trustgate::{Trustgate, TrustgateOptions, UpstreamConfig};
+use support::TestDir;
+
+const BUCKET: &str = "trustgate-fleet";
+
+fn replica(dir: &Path, up: UpstreamConfig, shared_toml: &str) -> Trustgate {
+    Trustgate::start(
+        dir,
+        TrustgateOptions {
+            upstreams: vec![up],
+            extra_toml: shared_toml.to_string(),
+            env: aws_env(),
+            ..Default::default()
+        },
+    )
+}
+
+/// `curl -sf URL -o FILE`; the bytes, or the failure.
+fn curl(url: &str, scratch: &Path) -> Result<Vec<u8>, String> {
+    std::fs::create_dir_all(scratch).unwrap();
+    let out = scratch.join(format!("body-{}", proc::free_port()));
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-f", "--max-time", "120", "-o"])
+        .arg(&out)
+        .arg(url)
+        .env_remove("http_proxy")
+        .env_remove("HTTP_PROXY");
+    let r = proc::run(cmd, Duration::from_secs(150), scratch);
+    if !r.success() {
+        return Err(format!("curl {url}: {}", r.stderr));
+    }
+    std::fs::read(&out).map_err(|e| e.to_string())
+}
+
+fn metric(tg: &Trustgate, name: &str) -> f64 {
+    let text = http::get(&format!("{}/metrics", tg.admin_url()))
+        .unwrap()
+        .text();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix(name))
+        .filter_map(|rest| rest.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn no_leases_left(s3: &S3Server, prefix: &str) -> bool {
+    proc::wait_until(Duration::from_secs(10), || {
+        s3.objects(BUCKET, &format!("{prefix}/leases/")).is_empty()
+    })
+}
+
+#[test]
+fn three_replicas_thirty_cold_pulls_one_upstream_fetch_per_blob() {
+    let t = TestDir::new("fleet-three");
+    let reg = Registry::start(&t.path().join("registry"));
+    let skopeo = Skopeo::new(&t.path().join("skopeo"));
+    let spec = ImageSpec::new(
+        "fleet",
+        vec![
+            LayerSpec::text("etc/fleet.txt", "one fetch per blob\n"),
+            // Larger than one 5 MiB part: stored with a multipart upload.
+            LayerSpec::random("data/big.bin", 7 * 1024 * 1024, 14),
+            LayerSpec::random("data/small.bin", 300 * 1024, 15),
+        ],
+    );
+    let layout = Layout::image(&t.path().join("image"), &spec);
+    layout.push(&skopeo, &reg.host(), "demo/app", "v1", None);
+    let blobs = layout.blob_digests();
+    let before: Vec<usize> = blobs.iter().map(|d| reg.blob_gets(d)).collect();
+
+    let s3 = S3Server::start_moto(&t.path().join("s3"), BUCKET);
+    let shared = s3.shared_toml(BUCKET, "fleet", 10, 30);
+    let replicas: Vec<Trustgate> = (0..3)
+        .map(|i| {
+            replica(
+                &t.path().join(format!("tg{i}")),
+                UpstreamConfig::default_for(&reg),
+                &shared,
+            )
+        })
+        .collect();
+    let replicas = Arc::new(replicas);
+
+    let manifest_digest = layout.digest.clone();
+    let mut pulls = Vec::new();
+    for i in 0..30 {
+        let replicas = replicas.clone();
+        let blobs = blobs.clone();
+        let root = t.path().join(format!("pull{i}"));
+        let skopeo_dir = t.path().join(format!("skopeo{i}"));
+        let manifest_digest = manifest_digest.clone();
+        pulls.push(thread::spawn(move || {
+            let tg = &replicas[i % 3];
+            if i % 5 == 0 {
+                let s = Skopeo::new(&skopeo_dir);
+                let out = s.copy_to_dir(&format!("{}/demo/app:v1", tg.host()), &root, false, None);
+                out.assert_success();
+                for d in &blobs {
+                    let bytes = std::fs::read(root.join(d.trim_start_matches("sha256:"))).unwrap();
+                    assert_eq!(&sha256_digest(&bytes), d, "pull {i} (skopeo): wrong bytes");
+                }
+            } else {
+                let m = curl(
+                    &format!("{}/v2/demo/app/manifests/{manifest_digest}", tg.url()),
+                    &root,
+                )
+                .unwrap_or_else(|e| panic!("pull {i}: {e}"));
+                assert_eq!(sha256_digest(&m), manifest_digest);
+                for d in &blobs {
+                    let bytes = curl(&format!("{}/v2/demo/app/blobs/{d}", tg.url()), &root)
+                        .unwrap_or_else(|e| panic!("pull {i}: {e}"));
+                    assert_eq!(&sha256_digest(&bytes), d, "pull {i} (curl): wrong bytes");
+                }
+            }
+        }));
+    }
+    for p in pulls {
+        p.join().expect("a pull failed");
+    }
+
+    for (d, b) in blobs.iter().zip(&before) {
+        assert_eq!(
+            reg.blob_gets(d) - b,
+            1,
+            "{d}: the fleet must fetch each blob from the upstream exactly once\n{}",
+            reg.access_log()
+        );
+    }
+    // Every blob and the manifest are in the bucket, intact; no lease is left behind.
+    assert!(s3.assert_content_intact(BUCKET, "fleet") > blobs.len());
+    assert!(
+        no_leases_left(&s3, "fleet"),
+        "leases left: {:?}",
+        s3.objects(BUCKET, "fleet/leases/")
+    );
+    let waits: f64 = replicas
+        .iter()
+        .map(|r| metric(r, "trustgate_shared_lease_waits_total"))
+        .sum();
+    let hits: f64 = replicas
+        .iter()
+        .map(|r| metric(r, "trustgate_shared_hits_total"))
+        .sum();
+    assert!(
+        waits + hits >= 1.0,
+        "other replicas used the bucket (waits {waits}, hits {hits})"
+    );
+}
+
+#[test]
+fn killed_lease_holder_is_taken_over_after_expiry() {
+    let t = TestDir::new("fleet-kill");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let up = rt.block_on(fake_upstream::FakeUpstream::start());
+    let blob: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let d = up.add_blob(&blob);
+    let path = format!("/v2/demo/app/blobs/{d}");
+    // The first fetch stalls after 1 MiB: its replica is killed while it holds the lease.
+    up.script(
+        &path,
+        fake_upstream::Behavior::Stall {
+            after: 1024 * 1024,
+            stall: Duration::from_secs(600),
+        },
+    );
+    let upstream = UpstreamConfig {
+        name: up.base().trim_start_matches("http://").to_string(),
+        url: up.base(),
+        default: true,
+        creds: None,
+        ca_file: None,
+        notary: None,
+        notary_ca_file: None,
+    };
+    let s3 = S3Server::start_moto(&t.path().join("s3"), BUCKET);
+    let shared = s3.shared_toml(BUCKET, "kill", 10, 3);
+    let mut a = replica(&t.path().join("a"), upstream.clone(), &shared);
+    let b = replica(&t.path().join("b"), upstream, &shared);
+
+    let url_a = format!("{}{path}", a.url());
+    let scratch = t.path().join("curl-a");
+    let stalled = thread::spawn(move || curl(&url_a, &scratch));
+    assert!(
+        proc::wait_until(Duration::from_secs(20), || {
+            up.count(&path) == 1 && !s3.objects(BUCKET, "kill/leases/").is_empty()
+        }),
+        "replica A started the fill and holds the lease"
+    );
+    proc::signal(a.pid(), "KILL");
+    a.wait_exit(Duration::from_secs(10));
+    assert!(stalled.join().unwrap().is_err(), "A's client saw the kill");
+    up.clear_script(&path);
+
+    // B waits for the dead holder's lease to expire, takes the fill over, and serves it.
+    let got = curl(&format!("{}{path}", b.url()), &t.path().join("curl-b")).expect("B serves it");
+    assert_eq!(sha256_digest(&got), d, "right bytes after the takeover");
+    assert_eq!(up.count(&path), 2, "one stalled fetch by A, one by B");
+    assert!(metric(&b, "trustgate_shared_lease_takeovers_total") >= 1.0);
+    assert_eq!(
+        s3.assert_content_intact(BUCKET, "kill"),
+        1,
+        "exactly the one object, intact"
+    );
+    assert!(no_leases_left(&s3, "kill"), "no stuck lease");
+    drop(rt);
+}
+
+#[test]
+fn store_down_pulls_go_on_and_fills_resume_after_restart() {
+    let t = TestDir::new("fleet-down");
+    let reg = Registry::start(&t.path().join("registry"));
+    let skopeo = Skopeo::new(&t.path().join("skopeo"));
+    let mut s3 = S3Server::start_moto(&t.path().join("s3"), BUCKET);
+    let shared = s3.shared_toml(BUCKET, "down", 2, 30);
+    let tg = replica(
+        &t.path().join("tg"),
+        UpstreamConfig::default_for(&reg),
+        &shared,
+    );
+    let push = |tag: &str, seed: u64| {
+        let spec = ImageSpec::new(tag, vec![LayerSpec::random("data/x.bin", 64 * 1024, seed)]);
+        let layout = Layout::image(&t.path().join(format!("image-{tag}")), &spec);
+        layout.push(&skopeo, &reg.host(), "demo/app", tag, None);
+        layout.blob_digests()
+    };
+    let pull_blobs = |blobs: &[String], scratch: &str| {
+        for d in blobs {
+            let bytes = curl(
+                &format!("{}/v2/demo/app/blobs/{d}", tg.url()),
+                &t.path().join(scratch),
+            )
+            .unwrap_or_else(|e| panic!("{e}\n{}", tg.log()));
+            assert_eq!(&sha256_digest(&bytes), d);
+        }
+    };
+    let first = push("one", 21);
+    pull_blobs(&first, "c1");
+    assert!(proc::wait_until(Duration::from_secs(10), || {
+        s3.assert_content_intact(BUCKET, "down") == first.len()
+    }));
+
+    s3.stop();
+    // Cached locally: still served. Not cached: served from the upstream, unstored.
+    pull_blobs(&first, "c2");
+    let second = push("two", 22);
+    pull_blobs(&second, "c3");
+    let ready = http::get(&format!("{}/readyz", tg.admin_url())).unwrap();
+    assert_eq!(
+        ready.status, 200,
+        "a down shared store does not stop serving"
+    );
+    assert!(
+        ready.text().contains("shared store"),
+        "readyz says why: {}",
+        ready.text()
+    );
+    assert_eq!(metric(&tg, "trustgate_shared_store_up"), 0.0);
+    assert!(
+        tg.log().contains("shared store unavailable"),
+        "{}",
+        tg.log()
+    );
+
+    s3.restart(BUCKET);
+    let third = push("three", 23);
+    // The first request after `retry_after` finds the store again; fills are stored again.
+    assert!(
+        proc::wait_until(Duration::from_secs(20), || {
+            pull_blobs(&third, "c4");
+            s3.assert_content_intact(BUCKET, "down") >= third.len()
+        }),
+        "fills stored again after the restart:\n{}",
+        tg.log()
+    );
+    assert_eq!(metric(&tg, "trustgate_shared_store_up"), 1.0);
+    assert!(tg.log().contains("shared store reachable again"));
+}
