@@ -6,8 +6,10 @@
 //! listener's TLS files ([`TlsFiles::from_config`] and [`TlsFiles::load`]), the htpasswd file
 //! ([`Gate::from_config`]), each upstream's password and CA files
 //! ([`UpstreamSettings::from_config`], [`UpstreamSettings::notary_from_config`]) and the
-//! certificates policies pin ([`Policies::from_config`]). Nothing here listens, connects or
-//! writes. The CLI only prints what [`check_config`] returns.
+//! certificates policies pin ([`Policies::from_config`]). Nothing here listens. The one network
+//! check is the fleet's shared store (`[storage.shared]`, issue 14): a probe object is written,
+//! read back and deleted, so wrong credentials or an unreachable bucket show before a restart.
+//! The CLI only prints what [`check_config`] returns.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -84,6 +86,13 @@ pub enum CheckError {
         #[source]
         source: SettingsError,
     },
+    /// `[storage.shared]`: the bucket is not reachable or not writable.
+    #[error("{}: storage.shared: {source}", file.display())]
+    SharedStore {
+        file: PathBuf,
+        #[source]
+        source: crate::store::SharedError,
+    },
     /// `[[policy]]`: a pinned certificate file (the error names its own key).
     #[error("{}: {source}", file.display())]
     Policy {
@@ -133,12 +142,29 @@ pub fn check_loaded(config: &Config, file: &Path) -> Result<Summary, CheckError>
         file: file.to_path_buf(),
         source,
     })?;
+    if let Some(sh) = &config.storage.shared {
+        probe_shared(sh).map_err(|source| CheckError::SharedStore {
+            file: file.to_path_buf(),
+            source,
+        })?;
+    }
     Ok(Summary {
         upstreams: config.upstreams.len(),
         listen: config.server.listen,
         tls,
         users: gate.map(|g| g.user_count()),
     })
+}
+
+/// Writes, reads back and deletes a probe object in the shared bucket (on a runtime of its own:
+/// `check_config` is called from plain threads).
+fn probe_shared(sh: &crate::store::SharedStoreConfig) -> Result<(), crate::store::SharedError> {
+    let shared = crate::store::SharedStore::from_config(sh)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| crate::store::SharedError::Config(format!("no async runtime: {e}")))?;
+    rt.block_on(shared.probe())
 }
 
 #[cfg(test)]

@@ -129,28 +129,48 @@ where
 }
 
 pub fn trust_reset(path: &std::path::Path, gun: &str) -> ExitCode {
-    let config = match load(path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let store = crate::enforce::TrustStore::new(&config.storage.path);
-    match store.reset(gun) {
-        Ok(true) => {
-            println!("forgot the pinned trust data of {gun}; the next pull trusts the root it finds then (or the pins of its policy)");
-            ExitCode::SUCCESS
-        }
-        Ok(false) => {
+    let gun = gun.to_string();
+    with_config(path, |config| async move {
+        let store = crate::enforce::TrustStore::new(&config.storage.path);
+        let local = match store.reset(&gun) {
+            Ok(forgot) => forgot,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        // A fleet (issue 14): the shared pins go too, or the next pull would bring them back.
+        let fleet = match &config.storage.shared {
+            None => false,
+            Some(sh) => {
+                let reset = async {
+                    let shared = crate::store::SharedStore::from_config(sh)?;
+                    crate::enforce::FleetTrust::new(shared).reset(&gun).await
+                };
+                match reset.await {
+                    Ok(forgot) => forgot,
+                    Err(e) => {
+                        eprintln!("the fleet's pins of {gun} could not be removed: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+        };
+        if local || fleet {
+            let whom = if config.storage.shared.is_some() {
+                " fleet-wide"
+            } else {
+                ""
+            };
+            println!("forgot the pinned trust data of {gun}{whom}; the next pull trusts the root it finds then (or the pins of its policy)");
+        } else {
             println!(
                 "nothing was pinned for {gun} (looked for {})",
-                store.path_for(gun).display()
+                store.path_for(&gun).display()
             );
-            ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
-        }
-    }
+        ExitCode::SUCCESS
+    })
 }
 
 pub fn verify(path: &std::path::Path, image: &str) -> ExitCode {
@@ -294,7 +314,32 @@ pub fn check_store(path: &std::path::Path) -> ExitCode {
             }
         }
         println!("{good} objects intact, {removed} removed");
-        if removed > 0 {
+        // The shared tier (issue 14): every object is re-read and hashed; bad ones are named,
+        // not removed (another replica may be serving them; the operator decides).
+        let mut shared_bad = 0;
+        if let Some(sh) = &config.storage.shared {
+            let checked = match crate::store::SharedStore::from_config(sh) {
+                Ok(shared) => shared.check_content(true).await,
+                Err(e) => Err(e),
+            };
+            match checked {
+                Ok((n, bytes, bad)) => {
+                    for b in &bad {
+                        println!("shared store: {b}");
+                    }
+                    shared_bad = bad.len();
+                    println!(
+                        "shared store {}: {} objects ({bytes} bytes), {shared_bad} bad",
+                        sh.url, n
+                    );
+                }
+                Err(e) => {
+                    eprintln!("shared store {}: {e}", sh.url);
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        if removed > 0 || shared_bad > 0 {
             ExitCode::FAILURE
         } else {
             ExitCode::SUCCESS

@@ -119,6 +119,8 @@ pub struct TrustService {
     locks: KeyedLocks<String>,
     /// GUNs whose Notary server is unreachable right now (logged once per outage).
     degraded: moka::sync::Cache<String, ()>,
+    /// The fleet's shared pins (`[storage.shared]`, issue 14).
+    fleet: Option<super::FleetTrust>,
 }
 
 impl TrustService {
@@ -132,7 +134,19 @@ impl TrustService {
             cache: moka::sync::Cache::new(MAX_CACHED_REPOSITORIES),
             locks: KeyedLocks::new(),
             degraded: moka::sync::Cache::new(MAX_FLAGGED_REPOSITORIES),
+            fleet: None,
         }
+    }
+
+    /// Shares pins and version floors with the other replicas of a fleet ([`super::fleet`]).
+    pub fn with_fleet(mut self, fleet: super::FleetTrust) -> Self {
+        self.fleet = Some(fleet);
+        self
+    }
+
+    /// The fleet's shared pins, when configured.
+    pub fn fleet(&self) -> Option<&super::FleetTrust> {
+        self.fleet.as_ref()
     }
 
     /// Sets the offline grace period (seconds; 0 = none).
@@ -207,15 +221,19 @@ impl TrustService {
         };
         let now = self.now();
         let started = tokio::time::Instant::now();
-        let result = trust::update(
-            &notary.source(gun),
-            gun,
-            notary.host(),
-            pinned.as_ref(),
-            now,
-            &opts,
-        )
-        .await;
+        let source = notary.source(gun);
+        let result = match &self.fleet {
+            None => trust::update(&source, gun, notary.host(), pinned.as_ref(), now, &opts).await,
+            Some(fleet) => {
+                let (src, host, o) = (&source, notary.host(), &opts);
+                let verify: super::fleet::VerifyFn<'_> = Box::new(move |pins| {
+                    Box::pin(
+                        async move { trust::update(src, gun, host, pins.as_ref(), now, o).await },
+                    )
+                });
+                fleet.verify_shared(gun, pinned.as_ref(), verify).await
+            }
+        };
         let elapsed = started.elapsed();
         crate::metrics::metrics().verify_done(result.as_ref().err().map(reason_of), elapsed);
         tracing::debug!(

@@ -190,6 +190,10 @@ impl Proxy {
             clock,
         )
         .with_offline_grace(config.trust.offline_grace().as_secs());
+        let trust = match content.shared() {
+            Some(shared) => trust.with_fleet(crate::enforce::FleetTrust::new(shared.clone())),
+            None => trust,
+        };
         let manifests = moka::sync::Cache::builder()
             .max_capacity(config.trust.manifest_cache_bytes)
             .weigher(|_k: &Digest, v: &Arc<CheckedManifest>| {
