@@ -304,3 +304,54 @@ fn store_down_pulls_go_on_and_fills_resume_after_restart() {
     assert_eq!(metric(&tg, "trustgate_shared_store_up"), 1.0);
     assert!(tg.log().contains("shared store reachable again"));
 }
+
+/// Behind a load balancer: the client named by a trusted hop's `X-Forwarded-For` is the one in
+/// the request log (the same address goes to audit lines and the login throttle); an untrusted
+/// peer's header is ignored.
+#[test]
+fn trusted_proxies_name_the_client_untrusted_headers_are_ignored() {
+    let t = TestDir::new("fleet-xff");
+    let reg = Registry::start(&t.path().join("registry"));
+    let start = |name: &str, server_toml: &str| {
+        Trustgate::start(
+            &t.path().join(name),
+            TrustgateOptions {
+                upstreams: vec![UpstreamConfig::default_for(&reg)],
+                server_toml: server_toml.into(),
+                extra_toml: "[log]\nformat = \"json\"\n".into(),
+                env: vec![("RUST_LOG".into(), "info".into())],
+                ..Default::default()
+            },
+        )
+    };
+    let behind = start("behind", "trusted_proxies = [\"127.0.0.0/8\"]\n");
+    let open = start("open", "");
+    for tg in [&behind, &open] {
+        let r = http::request(
+            &format!("{}/v2/", tg.url()),
+            &http::Req {
+                headers: vec![("X-Forwarded-For", "6.6.6.6, 203.0.113.7")],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    let client_of = |tg: &Trustgate| -> String {
+        tg.stderr()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["message"] == "request")
+            .map(|v| v["client"].as_str().unwrap_or_default().to_string())
+            .expect("a request line")
+    };
+    assert_eq!(
+        client_of(&behind),
+        "203.0.113.7:0",
+        "the hop next to the balancer, not the forged one"
+    );
+    assert!(
+        client_of(&open).starts_with("127.0.0.1:"),
+        "no trusted proxies: the peer"
+    );
+}

@@ -7,6 +7,7 @@
 
 pub mod conn;
 pub mod error;
+pub mod forwarded;
 pub mod pull;
 pub mod route;
 pub mod server;

@@ -83,6 +83,8 @@ pub struct ListenOptions {
     pub idle_timeout: Duration,
     /// After `shutdown`: how long open connections get to finish before they are closed.
     pub shutdown_grace: Duration,
+    /// Whose `X-Forwarded-For` names the client (`[server] trusted_proxies`).
+    pub trusted_proxies: Arc<crate::api::forwarded::TrustedProxies>,
 }
 
 impl ListenOptions {
@@ -99,6 +101,11 @@ impl ListenOptions {
             header_read_timeout: server.header_read_timeout(),
             idle_timeout: server.idle_timeout(),
             shutdown_grace: server.shutdown_grace(),
+            // Validated with the configuration; an entry that does not parse was refused there.
+            trusted_proxies: Arc::new(
+                crate::api::forwarded::TrustedProxies::parse(&server.trusted_proxies)
+                    .unwrap_or_default(),
+            ),
         }
     }
 }
@@ -260,9 +267,12 @@ async fn serve_connection(
             return;
         }
     };
-    let service = hyper::service::service_fn(move |req| {
+    let proxies = options.trusted_proxies.clone();
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let frontend = frontend.clone();
-        async move { Ok::<_, Infallible>(handle(frontend, req, peer).await) }
+        // Behind a trusted load balancer the client is the one it names (issue 14).
+        let client = proxies.client(peer, req.headers());
+        async move { Ok::<_, Infallible>(handle(frontend, req, client).await) }
     });
     let io = TokioIo::new(io);
     let conn: Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>> = match version {

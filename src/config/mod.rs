@@ -204,6 +204,11 @@ pub struct ServerConfig {
     /// Time in-flight responses get to finish after SIGTERM before trustgate exits anyway.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: Seconds,
+    /// Load balancers in front (addresses or CIDR blocks): a request from one of them names its
+    /// client in `X-Forwarded-For` (audit lines, logs, login throttle). Empty: nobody's header
+    /// is believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -218,6 +223,7 @@ impl Default for ServerConfig {
             header_read_timeout: default_header_read_timeout(),
             idle_timeout: default_server_idle_timeout(),
             shutdown_grace: default_shutdown_grace(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -544,6 +550,8 @@ impl Config {
                 "client certificates need TLS: set tls_cert and tls_key too".into(),
             ));
         }
+        crate::api::forwarded::TrustedProxies::parse(&s.trusted_proxies)
+            .map_err(|(i, p)| (format!("server.trusted_proxies[{i}]"), p))?;
         if s.max_connections == 0 {
             return Err(("server.max_connections".into(), "must be at least 1".into()));
         }
