@@ -355,3 +355,68 @@ fn trusted_proxies_name_the_client_untrusted_headers_are_ignored() {
         "no trusted proxies: the peer"
     );
 }
+
+/// The same fleet behaviour on SeaweedFS, a real distributed object store: two replicas, a cold
+/// pull through one, then the other serves every blob from the bucket without asking the
+/// upstream; the bucket holds only verified objects and no lease.
+#[test]
+fn seaweedfs_shared_tier_serves_the_second_replica_from_the_bucket() {
+    let t = TestDir::new("fleet-seaweed");
+    let reg = Registry::start(&t.path().join("registry"));
+    let skopeo = Skopeo::new(&t.path().join("skopeo"));
+    let spec = ImageSpec::new(
+        "seaweed",
+        vec![
+            LayerSpec::random("data/big.bin", 6 * 1024 * 1024, 31),
+            LayerSpec::text("etc/x.txt", "seaweed\n"),
+        ],
+    );
+    let layout = Layout::image(&t.path().join("image"), &spec);
+    layout.push(&skopeo, &reg.host(), "demo/app", "v1", None);
+    let s3 = S3Server::start_seaweedfs(&t.path().join("s3"), BUCKET);
+    let shared = s3.shared_toml(BUCKET, "sw", 10, 30);
+    let a = replica(
+        &t.path().join("a"),
+        UpstreamConfig::default_for(&reg),
+        &shared,
+    );
+    let b = replica(
+        &t.path().join("b"),
+        UpstreamConfig::default_for(&reg),
+        &shared,
+    );
+    let blobs = layout.blob_digests();
+    for d in &blobs {
+        let bytes = curl(
+            &format!("{}/v2/demo/app/blobs/{d}", a.url()),
+            &t.path().join("ca"),
+        )
+        .unwrap();
+        assert_eq!(&sha256_digest(&bytes), d);
+    }
+    assert!(
+        proc::wait_until(Duration::from_secs(20), || {
+            s3.assert_content_intact(BUCKET, "sw") == blobs.len()
+        }),
+        "every blob stored in SeaweedFS:\n{}",
+        a.log()
+    );
+    let before: Vec<usize> = blobs.iter().map(|d| reg.blob_gets(d)).collect();
+    for d in &blobs {
+        let bytes = curl(
+            &format!("{}/v2/demo/app/blobs/{d}", b.url()),
+            &t.path().join("cb"),
+        )
+        .unwrap();
+        assert_eq!(&sha256_digest(&bytes), d);
+    }
+    for (d, n) in blobs.iter().zip(before) {
+        assert_eq!(
+            reg.blob_gets(d),
+            n,
+            "{d}: B read it from the bucket, not the upstream"
+        );
+    }
+    assert!(metric(&b, "trustgate_shared_hits_total") >= blobs.len() as f64);
+    assert!(no_leases_left(&s3, "sw"));
+}

