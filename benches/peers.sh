@@ -22,7 +22,12 @@
 #   4. 16 concurrent cold GETs of the 256 MiB blob: upstream fetches (upstream access log) and
 #      wall time;
 #   5. peak RSS (VmHWM, reset with clear_refs) of each server during 2 and during 4;
-#   6. CPU time (user + sys from /proc/PID/stat) per GB served during 2.
+#   6. CPU time (user + sys from /proc/PID/stat) per GB served during 2;
+#   7. fleet (issue 14): three trustgate replicas on one shared S3 bucket (moto_server) against
+#      the one replica on disk above: the cold fleet pull's upstream fetch count (16 concurrent
+#      GETs of the big blob spread over the three), a local miss served from the shared store (a
+#      fourth, fresh replica: wall time, no upstream fetch), and warm hits from the local tier
+#      (wrk, 16 connections, interleaved with the single replica: >= 0.95x its GB/s).
 # Prints a markdown table with the absolute numbers and the ratios trustgate / registry proxy,
 # trustgate / nginx and trustgate / direct, and checks the targets of issue #7. A full run
 # appends the table to BENCHMARKS.md with the date, the commit and the machine.
@@ -40,7 +45,8 @@
 # digest does not match, enforcement is off), never because of a timing number.
 #
 # Needs (Debian): docker-registry, notary (notary-server + notary CLI), skopeo, nginx-light, wrk,
-# openssl, curl, python3, plus cargo. scripts/install-test-deps.sh installs them.
+# openssl, curl, python3, plus cargo; moto_server (PyPI moto[server]) for 7.
+# scripts/install-test-deps.sh installs them.
 set -euo pipefail
 
 MODE=full
@@ -690,6 +696,106 @@ for s in direct regproxy trustgate; do
 done
 
 # ---------------------------------------------------------------------------------------------
+# 7. fleet: three replicas on one shared bucket (moto_server) against the one replica on disk
+# ---------------------------------------------------------------------------------------------
+command -v moto_server >/dev/null 2>&1 || die "moto_server not found: pip install 'moto[server]' (scripts/install-test-deps.sh)"
+S3=127.0.0.1:$(free_port)
+start moto moto_server -H 127.0.0.1 -p "${S3#*:}"
+wait_http moto "http://$S3/moto-api/"
+curl -sf -X PUT "http://$S3/peers-fleet" >/dev/null || die "moto: cannot create the bucket"
+export AWS_ACCESS_KEY_ID=peers AWS_SECRET_ACCESS_KEY=peers-secret AWS_REGION=us-east-1
+declare -A FLEET=()
+start_replica() { # NAME: a fresh replica (empty local cache) on the shared bucket
+    local name=$1 port admin
+    port=127.0.0.1:$(free_port)
+    admin=127.0.0.1:$(free_port)
+    rm -rf "${WORK:?}/$name"
+    mkdir -p "$WORK/$name/data"
+    cat >"$WORK/$name/trustgate.toml" <<EOF
+[server]
+listen = "$port"
+
+[admin]
+listen = "$admin"
+
+[storage]
+path = "$WORK/$name/data"
+
+[storage.shared]
+url = "s3://peers-fleet/run"
+endpoint = "http://$S3"
+allow_http = true
+
+[[upstream]]
+name = "$UP"
+url = "http://$UP"
+default = true
+notary = "$NOTARY_URL"
+notary_ca_file = "$CA"
+
+[[policy]]
+repositories = ["*"]
+trust = "enforce"
+EOF
+    start "$name" env RUST_LOG=info NO_COLOR=1 "$BIN" serve --config "$WORK/$name/trustgate.toml"
+    wait_http "$name" "http://$port/v2/"
+    FLEET[$name]=$port
+}
+log "7. fleet: three replicas on one shared bucket ($S3)"
+for f in fleet1 fleet2 fleet3; do
+    start_replica "$f"
+    # trust first contact (pinned fleet-wide by the first), so only the blob is cold below
+    [ "$(get_digest "http://${FLEET[$f]}/v2/bench/big/manifests/v1")" = "$BIG_DIGEST_MANIFEST" ] ||
+        die "$f did not serve bench/big:v1"
+done
+# the cold fleet pull: CLIENTS_W4 GETs at once, spread round-robin over the three replicas
+before=$(upstream_gets trustgate/)
+start_t=$(now)
+pids=()
+for i in $(seq 1 "$CLIENTS_W4"); do
+    f=fleet$(((i - 1) % 3 + 1))
+    curl -s -o /dev/null -w '%{http_code} %{size_download}\n' \
+        "http://${FLEET[$f]}/v2/bench/big/blobs/$BIG_DIGEST" >"$WORK/w7-$i" &
+    pids+=($!)
+done
+failed=0
+for p in "${pids[@]}"; do wait "$p" || failed=$((failed + 1)); done
+R[w7.cold.wall]=$(elapsed "$start_t")
+[ "$failed" = 0 ] || die "fleet: $failed of $CLIENTS_W4 concurrent blob GETs failed"
+for i in $(seq 1 "$CLIENTS_W4"); do
+    [ "$(cat "$WORK/w7-$i")" = "200 $BIG_BYTES" ] ||
+        die "fleet: a concurrent blob GET got '$(cat "$WORK/w7-$i")', expected 200 $BIG_BYTES"
+done
+R[w7.cold.fetches]=$(($(upstream_gets trustgate/) - before))
+log "fleet: ${R[w7.cold.fetches]} upstream fetch(es) for $CLIENTS_W4 GETs over 3 replicas, ${R[w7.cold.wall]}s"
+# a local miss served from the shared store: a fourth replica with an empty local cache
+start_replica fleet4
+[ "$(get_digest "http://${FLEET[fleet4]}/v2/bench/big/manifests/v1")" = "$BIG_DIGEST_MANIFEST" ] ||
+    die "fleet4 did not serve bench/big:v1"
+before=$(upstream_gets trustgate/)
+start_t=$(now)
+[ "$(get_digest "http://${FLEET[fleet4]}/v2/bench/big/blobs/$BIG_DIGEST")" = "$BIG_DIGEST" ] ||
+    die "fleet4 served another blob"
+R[w7.miss.wall]=$(elapsed "$start_t")
+R[w7.miss.fetches]=$(($(upstream_gets trustgate/) - before))
+R[w7.miss.gbps]=$(awk -v b="$BIG_BYTES" -v t="${R[w7.miss.wall]}" 'BEGIN {printf "%.3f", b / 1e9 / t}')
+log "fleet: local miss from the shared store in ${R[w7.miss.wall]}s, ${R[w7.miss.fetches]} upstream fetch(es)"
+# warm hits from the local tier: replica fleet1 against the single replica, interleaved (3 left
+# the single replica with a fresh cache: warm it with the blob first)
+[ "$(get_digest "http://$TG/v2/bench/big/manifests/v1")" = "$BIG_DIGEST_MANIFEST" ] ||
+    die "trustgate did not serve bench/big:v1"
+[ "$(get_digest "http://$TG/v2/bench/big/blobs/$BIG_DIGEST")" = "$BIG_DIGEST" ] ||
+    die "trustgate served another blob"
+for round in $(seq 1 "$WRK_ROUNDS"); do
+    wrk_run "w7c16.trustgate" trustgate 2 16 "http://$TG/v2/bench/big/blobs/$BIG_DIGEST"
+    wrk_run "w7c16.fleet" fleet1 2 16 "http://${FLEET[fleet1]}/v2/bench/big/blobs/$BIG_DIGEST"
+done
+medians w7c16.trustgate
+medians w7c16.fleet
+for f in fleet1 fleet2 fleet3 fleet4 moto; do stop "$f"; done
+unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION
+
+# ---------------------------------------------------------------------------------------------
 # the table
 # ---------------------------------------------------------------------------------------------
 # fmt VALUE DECIMALS / ratio A B (A / B, 2 significant decimals) / mib KIB
@@ -760,6 +866,13 @@ TABLE=$WORK/table.md
         "$(fmt "${R[w2.trustgate.cpu_per_gb]}" 3)" "$(fmt "${R[w2.nginx.cpu_per_gb]}" 3)" "—" \
         "$(ratio "${R[w2.trustgate.cpu_per_gb]}" "${R[w2.regproxy.cpu_per_gb]}")" \
         "$(ratio "${R[w2.trustgate.cpu_per_gb]}" "${R[w2.nginx.cpu_per_gb]}")" "—"
+    row "7. fleet of 3 on one bucket: $CLIENTS_W4 concurrent cold GETs over the 3, upstream fetches" "—" \
+        "${R[w7.cold.fetches]}" "—" "$CLIENTS_W4" "—" "—" "—"
+    row "7. fleet: local miss served from the shared store, ${MIB_BIG} MiB, GB/s (upstream fetches: ${R[w7.miss.fetches]})" "—" \
+        "$(fmt "${R[w7.miss.gbps]}" 2)" "—" "—" "—" "—" "—"
+    row "7. fleet: warm blob from the local tier, 16 clients, GB/s (single replica: $(fmt "${R[w7c16.trustgate.gbps]}" 2))" "—" \
+        "$(fmt "${R[w7c16.fleet.gbps]}" 2)" "$(fmt "${R[w2c16.nginx.gbps]}" 2)" "—" "—" \
+        "$(ratio "${R[w7c16.fleet.gbps]}" "${R[w2c16.nginx.gbps]}")" "—"
 } >"$TABLE"
 
 TARGETS=$WORK/targets.md
@@ -787,6 +900,12 @@ x() { awk -v a="$1" -v b="$2" 'BEGIN {if (b == 0) print "inf"; else printf "%.2f
         "cold pull: ≤ 1.05× the direct pull — $(x "${R[w3.trustgate]}" "${R[w3.direct]}")×"
     verdict "$(check [ "${R[w4.trustgate.fetches]}" = 1 ])" \
         "$CLIENTS_W4 concurrent cold GETs of one blob: 1 upstream fetch — ${R[w4.trustgate.fetches]}"
+    verdict "$(check [ "${R[w7.cold.fetches]}" = 1 ])" \
+        "fleet of 3 on one bucket, $CLIENTS_W4 concurrent cold GETs: 1 upstream fetch — ${R[w7.cold.fetches]}"
+    verdict "$(check [ "${R[w7.miss.fetches]}" = 0 ])" \
+        "fleet: a local miss is served from the shared store, not the upstream — ${R[w7.miss.fetches]} fetch(es)"
+    verdict "$(check ge "${R[w7c16.fleet.gbps]}" "$(awk -v r="${R[w7c16.trustgate.gbps]}" 'BEGIN {print 0.95 * r}')")" \
+        "fleet: warm hits from the local tier ≥ 0.95× the single replica's GB/s — $(x "${R[w7c16.fleet.gbps]}" "${R[w7c16.trustgate.gbps]}")×"
     for w in w2 w4; do
         verdict "$(check le "${R[$w.trustgate.rss]}" "$(awk -v r="${R[$w.regproxy.rss]}" 'BEGIN {print r / 4}')")" \
             "peak RSS during ${w#w}: ≤ 1/4 of the registry proxy's — $(x "${R[$w.trustgate.rss]}" "${R[$w.regproxy.rss]}")×"
