@@ -8,7 +8,13 @@
 //!   became visible in the bucket, no lease is left;
 //! - the object store stopped mid-run (by its PID): pulls keep working from the local tier and
 //!   the upstream, `/readyz` and the metrics say the store is down; restarted: fills are stored
-//!   again.
+//!   again;
+//! - trust shared: two replicas at first contact, their Notary test doubles handing different
+//!   valid roots (signed in code by `trust::testkit`): one pin fleet-wide, the other refuses;
+//!   replica A verifies timestamp 10, replica B is offered 9 and refuses (rollback across the
+//!   fleet);
+//! - SeaweedFS instead of moto: the second replica serves from the bucket, no upstream GET;
+//! - `[server] trusted_proxies`: the client named by a trusted hop is the one logged.
 
 mod support;
 
@@ -419,4 +425,132 @@ fn seaweedfs_shared_tier_serves_the_second_replica_from_the_bucket() {
     }
     assert!(metric(&b, "trustgate_shared_hits_total") >= blobs.len() as f64);
     assert!(no_leases_left(&s3, "sw"));
+}
+
+/// Trust data built and signed in code (`trust::testkit`) for `gun`, tag `v1` = `manifest`,
+/// under the root key of `root_seed`, with timestamp and snapshot at `version`, as the files a
+/// Notary server serves.
+fn trust_files(
+    gun: &str,
+    manifest: &[u8],
+    root_seed: u8,
+    version: u64,
+) -> support::fake_notary::Files {
+    use trustgate::trust::testkit::{TestKey, TestRepo};
+    let mut repo = TestRepo::new(gun);
+    repo.root.keys = vec![TestKey::root_cert(
+        root_seed,
+        gun,
+        time::macros::datetime!(2020-01-01 0:00 UTC),
+        time::macros::datetime!(2120-01-01 0:00 UTC),
+    )];
+    repo.timestamp.version = version;
+    repo.snapshot.version = version;
+    repo.target_files = [("v1".to_string(), manifest.to_vec())]
+        .into_iter()
+        .collect();
+    let source = repo.build();
+    source
+        .names()
+        .map(|n| (n.to_string(), source.get(n).unwrap().clone()))
+        .collect()
+}
+
+/// Two real replicas on one bucket, each asked through its own Notary test double:
+/// - first contact at the same instant, the doubles handing different (each valid) roots: one
+///   root is pinned fleet-wide, and the other replica refuses rather than serve under a second
+///   root;
+/// - rollback across the fleet: replica A verifies timestamp version 10; replica B, which never
+///   saw the repository itself, is offered version 9 by its (lying) double and refuses.
+#[test]
+fn fleet_trust_first_contact_race_and_rollback() {
+    let t = TestDir::new("fleet-trust");
+    let reg = Registry::start(&t.path().join("registry"));
+    let skopeo = Skopeo::new(&t.path().join("skopeo"));
+    let layout = Layout::image(&t.path().join("image"), &ImageSpec::small("trust", 1));
+    for repo in ["demo/race", "demo/roll"] {
+        layout.push(&skopeo, &reg.host(), repo, "v1", None);
+    }
+    let gun = |repo: &str| format!("{}/{repo}", reg.host());
+    let na = support::fake_notary::FakeNotary::start(trust_files(
+        &gun("demo/race"),
+        &layout.manifest,
+        1,
+        1,
+    ));
+    let nb = support::fake_notary::FakeNotary::start(trust_files(
+        &gun("demo/race"),
+        &layout.manifest,
+        9,
+        1,
+    ));
+    let s3 = S3Server::start_moto(&t.path().join("s3"), BUCKET);
+    let shared = s3.shared_toml(BUCKET, "trust", 10, 30);
+    let a = replica(
+        &t.path().join("a"),
+        UpstreamConfig::default_for(&reg).with_notary_url(&na.url(), None),
+        &shared,
+    );
+    let b = replica(
+        &t.path().join("b"),
+        UpstreamConfig::default_for(&reg).with_notary_url(&nb.url(), None),
+        &shared,
+    );
+    let get = |tg: &Trustgate, repo: &str| {
+        http::request(
+            &format!("{}/v2/{repo}/manifests/v1", tg.url()),
+            &http::Req {
+                accept: Some(http::MANIFEST_ACCEPT),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+
+    // First contact, both at once.
+    let (ua, ub) = (a.url(), b.url());
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let race: Vec<_> = [ua, ub]
+        .into_iter()
+        .map(|u| {
+            let barrier = barrier.clone();
+            thread::spawn(move || {
+                barrier.wait();
+                http::request(
+                    &format!("{u}/v2/demo/race/manifests/v1"),
+                    &http::Req {
+                        accept: Some(http::MANIFEST_ACCEPT),
+                        ..Default::default()
+                    },
+                )
+                .unwrap()
+                .status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = race.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "exactly one root serves: {statuses:?}\nA:\n{}\nB:\n{}",
+        a.log(),
+        b.log()
+    );
+    let records = s3.objects(BUCKET, "trust/trust/");
+    assert_eq!(records.len(), 1, "one fleet pin for demo/race: {records:?}");
+    // Asked again, the loser still refuses: it never serves under a second root.
+    let loser = if statuses[0] == 200 { &b } else { &a };
+    assert_ne!(get(loser, "demo/race").status, 200);
+
+    // Rollback across the fleet.
+    na.replace(trust_files(&gun("demo/roll"), &layout.manifest, 1, 10));
+    nb.replace(trust_files(&gun("demo/roll"), &layout.manifest, 1, 9));
+    assert_eq!(get(&a, "demo/roll").status, 200, "{}", a.log());
+    let r = get(&b, "demo/roll");
+    assert_ne!(r.status, 200, "B must refuse timestamp 9 after A saw 10");
+    assert!(
+        r.text().to_lowercase().contains("rollback") || b.log().contains("rollback"),
+        "{}",
+        r.text()
+    );
 }
