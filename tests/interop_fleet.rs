@@ -277,8 +277,28 @@ fn store_down_pulls_go_on_and_fills_resume_after_restart() {
     assert!(proc::wait_until(Duration::from_secs(10), || {
         s3.assert_content_intact(BUCKET, "down") == first.len()
     }));
+    // The operator's checks cover the bucket: check-config writes a probe object, check-store
+    // re-hashes what the bucket holds.
+    let check_config = |tg: &Trustgate| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_trustgate"));
+        cmd.arg("check-config")
+            .arg(tg.config_path())
+            .envs(aws_env());
+        proc::run(cmd, Duration::from_secs(60), &tg.dir().join("check"))
+    };
+    check_config(&tg).assert_success();
+    let out = tg.cli(&["check-store"]);
+    out.assert_success();
+    assert!(
+        out.stdout.contains(&format!("{} objects", first.len())) && out.stdout.contains("0 bad"),
+        "{}",
+        out.stdout
+    );
 
     s3.stop();
+    let out = check_config(&tg);
+    out.assert_failure();
+    assert!(out.stderr.contains("storage.shared"), "{}", out.stderr);
     // Cached locally: still served. Not cached: served from the upstream, unstored.
     pull_blobs(&first, "c2");
     let second = push("two", 22);

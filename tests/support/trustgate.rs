@@ -169,11 +169,13 @@ impl Trustgate {
         self.child = spawn_serve(&self.dir, &self.config_path, self.port, &self.env, &name);
     }
 
-    /// Run another subcommand of the binary with this instance's configuration:
+    /// Run another subcommand of the binary with this instance's configuration and environment:
     /// `trustgate ARGS --config FILE` (e.g. `verify IMAGE`, `trust reset GUN`).
     pub fn cli(&self, args: &[&str]) -> CmdOutput {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_trustgate"));
         cmd.args(args).arg("--config").arg(&self.config_path);
+        // The server's environment (e.g. the shared store's AWS_* credentials), then quiet logs.
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.env("RUST_LOG", "warn").env("NO_COLOR", "1");
         for v in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"] {
             cmd.env_remove(v);

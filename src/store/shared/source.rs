@@ -54,7 +54,8 @@ impl SharedStore {
             match self.open(&digest, None).await {
                 Ok(Some((meta, stream))) => {
                     metrics().shared_hit();
-                    return Ok((Some(meta.size), Box::pin(stream.map_err(BoxError::from))));
+                    let checked = self.checked(digest, stream);
+                    return Ok((Some(meta.size), Box::pin(checked)));
                 }
                 Ok(None) if first_look => metrics().shared_miss(),
                 Ok(None) => {}
@@ -97,6 +98,45 @@ impl SharedStore {
         let (len, body) = start().await.map_err(Into::into)?;
         let body = body.map_err(Into::into);
         Ok((len, Box::pin(body)))
+    }
+
+    /// The bucket's bytes of `digest`, hashed on the way: an object that does not hash to its
+    /// name (written around trustgate, or damaged) is deleted from the bucket and logged, so the
+    /// next request fetches it afresh. The local fill refuses the bytes either way (it hashes
+    /// them too).
+    fn checked(
+        self: &Arc<Self>,
+        digest: Digest,
+        stream: super::SharedStream,
+    ) -> impl Stream<Item = Result<Bytes, BoxError>> + Send + 'static {
+        use sha2::Digest as _;
+        let me = self.clone();
+        let hasher = sha2::Sha256::new();
+        futures_util::stream::unfold(Some((stream, hasher, me)), move |state| async move {
+            let (mut stream, mut hasher, me) = state?;
+            match futures_util::StreamExt::next(&mut stream).await {
+                Some(Ok(chunk)) => {
+                    hasher.update(&chunk);
+                    Some((Ok(chunk), Some((stream, hasher, me))))
+                }
+                Some(Err(e)) => Some((Err(BoxError::from(e)), None)),
+                None => {
+                    let actual = Digest::from_bytes(hasher.finalize().into());
+                    if actual == digest {
+                        return None;
+                    }
+                    tracing::error!(%digest, %actual, store = %me.describe,
+                            "shared store object does not hash to its name: deleting it (it is fetched again on the next request)");
+                    let _ = me.delete_record(&me.content_key(&digest)).await;
+                    Some((
+                        Err(BoxError::from(format!(
+                            "the shared store's copy of {digest} hashes to {actual}"
+                        ))),
+                        None,
+                    ))
+                }
+            }
+        })
     }
 
     /// Create-only claim of the fill lease; takes over an expired (or unreadable) lease with a

@@ -237,3 +237,37 @@ fn metric(name: &str) -> f64 {
         .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
         .unwrap_or(0.0)
 }
+
+#[tokio::test]
+async fn a_damaged_bucket_object_is_refused_deleted_and_fetched_again() {
+    let mem = Arc::new(InMemory::new());
+    let (_dir, a) = replica(&mem, Duration::from_secs(30)).await;
+    let data = Bytes::from(pattern(5000));
+    let d = Digest::of(&data);
+    // Written around trustgate, with other bytes under the digest's name.
+    mem.put(&content_key(&d), Bytes::from(pattern(4999)).into())
+        .await
+        .unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let fill = a.fill_from(None, d, None, None, upstream(data.clone(), count.clone()));
+    assert!(
+        fill.wait().await.is_err(),
+        "the damaged copy is never served"
+    );
+    assert!(!a.disk().contains(&d));
+    for _ in 0..100 {
+        if mem.head(&content_key(&d)).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        mem.head(&content_key(&d)).await.is_err(),
+        "deleted from the bucket"
+    );
+    // The next request goes upstream and stores the right bytes.
+    let fill = a.fill_from(None, d, None, None, upstream(data.clone(), count.clone()));
+    assert_eq!(read_all(&fill).await, data);
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+    assert_eq!(wait_for_object(&mem, &d).await, data);
+}
