@@ -14,6 +14,7 @@
 //!   replica A verifies timestamp 10, replica B is offered 9 and refuses (rollback across the
 //!   fleet);
 //! - SeaweedFS instead of moto: the second replica serves from the bucket, no upstream GET;
+//! - a store that accepts connections and never answers: timed out, pulls go on, unstored;
 //! - `[server] trusted_proxies`: the client named by a trusted hop is the one logged.
 
 mod support;
@@ -577,4 +578,53 @@ fn fleet_trust_first_contact_race_and_rollback() {
         "{}",
         r.text()
     );
+}
+
+/// A store that accepts connections and never answers (slow, not down): every request hits
+/// `timeout`, the store is marked down, and pulls go on from the upstream, unstored, saying so.
+#[test]
+fn a_store_that_never_answers_is_timed_out_and_pulls_go_on() {
+    let t = TestDir::new("fleet-slow");
+    let reg = Registry::start(&t.path().join("registry"));
+    let skopeo = Skopeo::new(&t.path().join("skopeo"));
+    let spec = ImageSpec::new(
+        "slow",
+        vec![LayerSpec::random("data/x.bin", 200 * 1024, 41)],
+    );
+    let layout = Layout::image(&t.path().join("image"), &spec);
+    layout.push(&skopeo, &reg.host(), "demo/app", "v1", None);
+    // Bound, never accepted: connections complete in the kernel, requests get no answer.
+    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let shared = format!(
+        "\n[storage.shared]\nurl = \"s3://{BUCKET}/slow\"\nendpoint = \"http://{}\"\nallow_http = true\ntimeout = 1\nretry_after = 60\n",
+        blackhole.local_addr().unwrap()
+    );
+    let tg = replica(
+        &t.path().join("tg"),
+        UpstreamConfig::default_for(&reg),
+        &shared,
+    );
+    for d in layout.blob_digests() {
+        let bytes = curl(
+            &format!("{}/v2/demo/app/blobs/{d}", tg.url()),
+            &t.path().join("c"),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", tg.log()));
+        assert_eq!(sha256_digest(&bytes), d);
+    }
+    let log = tg.log();
+    assert!(
+        log.contains("shared store unavailable") && log.contains("took longer than 1 s"),
+        "{log}"
+    );
+    let ready = http::get(&format!("{}/readyz", tg.admin_url())).unwrap();
+    assert_eq!(ready.status, 200);
+    assert!(
+        ready.text().contains("degraded: shared store"),
+        "{}",
+        ready.text()
+    );
+    assert_eq!(metric(&tg, "trustgate_shared_store_up"), 0.0);
+    assert!(metric(&tg, "trustgate_shared_errors_total") >= 1.0);
+    drop(blackhole);
 }
