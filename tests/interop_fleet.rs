@@ -13,7 +13,8 @@
 //!   valid roots (signed in code by `trust::testkit`): one pin fleet-wide, the other refuses;
 //!   replica A verifies timestamp 10, replica B is offered 9 and refuses (rollback across the
 //!   fleet);
-//! - SeaweedFS instead of moto: the second replica serves from the bucket, no upstream GET;
+//! - SeaweedFS instead of moto: the second replica answers HEAD and Range (a ranged read) and
+//!   serves every blob from the bucket, with no upstream request;
 //! - a store that accepts connections and never answers: timed out, pulls go on, unstored;
 //! - `[server] trusted_proxies`: the client named by a trusted hop is the one logged.
 
@@ -433,6 +434,41 @@ fn seaweedfs_shared_tier_serves_the_second_replica_from_the_bucket() {
         a.log()
     );
     let before: Vec<usize> = blobs.iter().map(|d| reg.blob_gets(d)).collect();
+    let heads_before = reg.count_requests("HEAD", "/blobs/");
+    // B holds nothing locally yet: a HEAD and a Range request are answered from the bucket (a
+    // ranged read), not from the upstream.
+    let big = &layout.amd64().layers[0];
+    let big_bytes =
+        std::fs::read(layout.dir.join(big.digest.trim_start_matches("sha256:"))).unwrap();
+    let url = format!("{}/v2/demo/app/blobs/{}", b.url(), big.digest);
+    let head = http::request(
+        &url,
+        &http::Req {
+            method: Some("HEAD"),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-length"),
+        Some(big.size.to_string().as_str())
+    );
+    let part = http::request(
+        &url,
+        &http::Req {
+            headers: vec![("Range", "bytes=1000-1999")],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(part.status, 206, "{}", part.text());
+    assert_eq!(part.body, big_bytes[1000..2000]);
+    assert_eq!(
+        reg.count_requests("HEAD", "/blobs/"),
+        heads_before,
+        "no upstream HEAD"
+    );
     for d in &blobs {
         let bytes = curl(
             &format!("{}/v2/demo/app/blobs/{d}", b.url()),
