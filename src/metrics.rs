@@ -21,7 +21,7 @@
 //! | `trustgate_shared_hits_total` / `trustgate_shared_misses_total` | counter | |
 //! | `trustgate_shared_read_bytes_total` / `trustgate_shared_written_bytes_total` | counter | |
 //! | `trustgate_shared_lease_waits_total` / `trustgate_shared_lease_takeovers_total` | counter | |
-//! | `trustgate_shared_uploads_abandoned_total` | counter | |
+//! | `trustgate_shared_uploads_abandoned_total`, `trustgate_shared_peer_streams_total` | counter | |
 //! | `trustgate_shared_errors_total` | counter | `op` |
 //! | `trustgate_shared_store_up` | gauge | |
 //! | `trustgate_build_info` | info | `version` |
@@ -243,6 +243,7 @@ struct SharedTierMetrics {
     written_bytes: Counter,
     lease_waits: Counter,
     takeovers: Counter,
+    peer_streams: Counter,
     abandoned: Counter,
     errors: Family<SharedOpLabels, Counter>,
     up: Gauge,
@@ -400,6 +401,11 @@ impl Metrics {
                 "shared_lease_takeovers",
                 "Fills that took over an expired fill lease",
                 &sh.takeovers,
+            ),
+            (
+                "shared_peer_streams",
+                "Fills streamed from the lease holder's peer endpoint",
+                &sh.peer_streams,
             ),
             (
                 "shared_uploads_abandoned",
@@ -577,6 +583,9 @@ impl Metrics {
     }
     pub fn shared_lease_takeover(&self) {
         self.shared.takeovers.inc();
+    }
+    pub fn shared_peer_stream(&self) {
+        self.shared.peer_streams.inc();
     }
     pub fn shared_upload_abandoned(&self) {
         self.shared.abandoned.inc();

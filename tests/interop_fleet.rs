@@ -16,6 +16,8 @@
 //! - SeaweedFS instead of moto: the second replica answers HEAD and Range (a ranged read) and
 //!   serves every blob from the bucket, with no upstream request;
 //! - a store that accepts connections and never answers: timed out, pulls go on, unstored;
+//! - `[fleet]`: a waiting replica streams the running fill from the lease holder's peer endpoint
+//!   (one upstream fetch); the endpoint refuses requests without the fleet's secret;
 //! - `[server] trusted_proxies`: the client named by a trusted hop is the one logged.
 
 mod support;
@@ -663,4 +665,84 @@ fn a_store_that_never_answers_is_timed_out_and_pulls_go_on() {
     assert_eq!(metric(&tg, "trustgate_shared_store_up"), 0.0);
     assert!(metric(&tg, "trustgate_shared_errors_total") >= 1.0);
     drop(blackhole);
+}
+
+/// `[fleet]`: a replica that finds another holding the fill lease streams the running fill from
+/// the holder's peer endpoint (authenticated, on its own listener) instead of waiting for the
+/// whole object to reach the bucket: one upstream fetch, right bytes on both; the endpoint
+/// refuses anyone without the fleet's secret.
+#[test]
+fn waiting_replica_streams_the_running_fill_from_the_lease_holder() {
+    let t = TestDir::new("fleet-peer");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let up = rt.block_on(fake_upstream::FakeUpstream::start());
+    let blob: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 241) as u8).collect();
+    let d = up.add_blob(&blob);
+    let path = format!("/v2/demo/app/blobs/{d}");
+    // The holder's upstream pauses after 1 MiB: the other replica asks while the fill runs.
+    up.script(
+        &path,
+        fake_upstream::Behavior::Stall {
+            after: 1024 * 1024,
+            stall: Duration::from_secs(3),
+        },
+    );
+    let upstream = UpstreamConfig {
+        name: up.base().trim_start_matches("http://").to_string(),
+        url: up.base(),
+        default: true,
+        creds: None,
+        ca_file: None,
+        notary: None,
+        notary_ca_file: None,
+    };
+    let s3 = S3Server::start_moto(&t.path().join("s3"), BUCKET);
+    let secret_file = t.path().join("fleet.secret");
+    std::fs::write(&secret_file, "a-fleet-secret-of-some-length\n").unwrap();
+    let fleet_toml = |port: u16| {
+        format!(
+            "{}\n[fleet]\nlisten = \"127.0.0.1:{port}\"\nadvertise = \"http://127.0.0.1:{port}\"\nsecret_file = \"{}\"\n",
+            s3.shared_toml(BUCKET, "peer", 10, 30),
+            secret_file.display()
+        )
+    };
+    let (pa, pb) = (proc::free_port(), proc::free_port());
+    let a = replica(&t.path().join("a"), upstream.clone(), &fleet_toml(pa));
+    let b = replica(&t.path().join("b"), upstream, &fleet_toml(pb));
+
+    let url_a = format!("{}{path}", a.url());
+    let scratch = t.path().join("curl-a");
+    let first = thread::spawn(move || curl(&url_a, &scratch));
+    assert!(
+        proc::wait_until(Duration::from_secs(20), || {
+            up.count(&path) == 1 && !s3.objects(BUCKET, "peer/leases/").is_empty()
+        }),
+        "A holds the lease and fills"
+    );
+    let got = curl(&format!("{}{path}", b.url()), &t.path().join("curl-b")).expect("B serves it");
+    assert_eq!(sha256_digest(&got), d);
+    assert_eq!(sha256_digest(&first.join().unwrap().unwrap()), d);
+    assert_eq!(up.count(&path), 1, "one upstream fetch for both replicas");
+    assert!(
+        metric(&b, "trustgate_shared_peer_streams_total") >= 1.0,
+        "{}",
+        b.log()
+    );
+    assert!(proc::wait_until(Duration::from_secs(10), || {
+        s3.assert_content_intact(BUCKET, "peer") == 1
+    }));
+
+    // The peer endpoint wants the secret.
+    let peer_url = format!("http://127.0.0.1:{pa}/fleet/v1/blobs/{d}");
+    assert_eq!(http::get(&peer_url).unwrap().status, 401);
+    let wrong = http::request(
+        &peer_url,
+        &http::Req {
+            headers: vec![("Authorization", "Bearer not-the-secret")],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(wrong.status, 401);
+    drop(rt);
 }

@@ -217,6 +217,20 @@ impl App {
         if let Some(shared) = proxy.content().shared() {
             health.set_shared(shared.clone());
         }
+        // The fleet's peer endpoint, on its own listener (never the client one).
+        if let Some(f) = &config.fleet {
+            let secret = f.read_secret().map_err(AppError)?;
+            let listener = TcpListener::bind(f.listen)
+                .await
+                .map_err(|e| AppError(format!("fleet.listen {}: {e}", f.listen)))?;
+            tracing::info!(listen = %f.listen, advertise = %f.advertise, "fleet peer endpoint listening");
+            tokio::spawn(crate::store::shared::peer::serve(
+                listener,
+                proxy.store().clone(),
+                secret,
+                until_stopped(stopped.clone()),
+            ));
+        }
         health.set_started();
         let upstreams: Vec<String> = config
             .upstreams

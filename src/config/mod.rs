@@ -23,6 +23,7 @@ use serde::Deserialize;
 
 pub use crate::auth::{AccessRule, AuthConfig};
 pub use crate::policy::{PolicyConfig, TrustMode};
+pub use crate::store::shared::peer::FleetConfig;
 pub use crate::store::SharedStoreConfig;
 pub use units::Seconds;
 use units::{de_opt_size, de_size};
@@ -69,6 +70,8 @@ pub struct Config {
     pub admin: AdminConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// `[fleet]`: the internal peer endpoint of a fleet's replicas (issue 14).
+    pub fleet: Option<FleetConfig>,
 }
 
 /// `[admin]`: the operator's listener (metrics, health), apart from the registry API.
@@ -508,6 +511,22 @@ impl Config {
         if let Some(sh) = &self.storage.shared {
             sh.validate()
                 .map_err(|(k, p)| invalid(format!("storage.shared.{k}"), p))?;
+        }
+        if let Some(f) = &self.fleet {
+            f.validate()
+                .map_err(|(k, p)| invalid(format!("fleet.{k}"), p))?;
+            if self.storage.shared.is_none() {
+                return Err(invalid(
+                    "fleet".into(),
+                    "a fleet needs [storage.shared]: set it too, or remove [fleet]".into(),
+                ));
+            }
+            if f.listen == self.server.listen || f.listen == self.admin.listen {
+                return Err(invalid(
+                    "fleet.listen".into(),
+                    format!("{} is taken by server.listen or admin.listen; the peer endpoint needs its own address", f.listen),
+                ));
+            }
         }
         self.auth
             .validate()

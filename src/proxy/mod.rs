@@ -142,6 +142,9 @@ pub enum SetupError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     SharedStore(#[from] crate::store::SharedError),
+    /// `[fleet]`: the secret file, or the peer client.
+    #[error("{0}")]
+    Fleet(String),
     /// A file an `[[upstream]]` entry names (password, CA bundle).
     #[error("upstream {name}: {source}")]
     Settings {
@@ -179,10 +182,19 @@ impl Proxy {
         let store = Store::open(&config.storage.path, config.storage.max_size).await?;
         let content = match &config.storage.shared {
             None => Content::Disk(store),
-            Some(sh) => Content::Tiered {
-                local: store,
-                shared: crate::store::SharedStore::from_config(sh)?,
-            },
+            Some(sh) => {
+                let shared = crate::store::SharedStore::from_config(sh)?;
+                if let Some(f) = &config.fleet {
+                    let secret = f.read_secret().map_err(SetupError::Fleet)?;
+                    let peering = crate::store::shared::peer::Peering::new(f, secret)
+                        .map_err(SetupError::Fleet)?;
+                    shared.set_peering(peering);
+                }
+                Content::Tiered {
+                    local: store,
+                    shared,
+                }
+            }
         };
         let trust = TrustService::new(
             TrustStore::new(&config.storage.path),

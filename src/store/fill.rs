@@ -266,6 +266,11 @@ impl Store {
         self.fill_from(None, digest, expected_len, media_type, start)
     }
 
+    /// The fill of `digest` running now, if any (the fleet's peer endpoint streams it).
+    pub fn running_fill(&self, digest: &Digest) -> Option<Arc<Fill>> {
+        self.inner.lock().inflight.get(digest).cloned()
+    }
+
     /// [`Store::fill`], naming the upstream the bytes come from: bytes that fail their digest
     /// or length are counted against it (`trustgate_upstream_errors_total`).
     pub fn fill_from<F, Fut, S, E>(

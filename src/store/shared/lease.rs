@@ -28,6 +28,9 @@ pub struct LeaseRecord {
     pub holder: String,
     /// Until when, in milliseconds since the Unix epoch.
     pub expires_ms: u64,
+    /// Where the holder's peer endpoint streams the running fill (`[fleet] advertise`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<String>,
 }
 
 impl LeaseRecord {
@@ -35,7 +38,13 @@ impl LeaseRecord {
         Self {
             holder: holder.to_string(),
             expires_ms: now_ms.saturating_add(ttl_ms),
+            advertise: None,
         }
+    }
+
+    pub fn advertising(mut self, advertise: Option<&str>) -> Self {
+        self.advertise = advertise.map(str::to_string);
+        self
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -86,7 +95,8 @@ impl SharedStore {
                 tokio::select! {
                     _ = &mut rx => break,
                     _ = tokio::time::sleep(every) => {
-                        let rec = LeaseRecord::new(&me.holder, now_ms(), ttl_ms);
+                        let rec = LeaseRecord::new(&me.holder, now_ms(), ttl_ms)
+                            .advertising(me.advertise());
                         match me.put_versioned(&key, rec.encode(), PutMode::Update(version.clone())).await {
                             Ok(Some(v)) => version = v,
                             Ok(None) => {

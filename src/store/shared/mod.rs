@@ -23,6 +23,7 @@
 pub mod config;
 mod health;
 pub mod lease;
+pub mod peer;
 mod source;
 mod upload;
 
@@ -89,6 +90,8 @@ pub struct SharedStore {
     timeout: Duration,
     lease_ttl: Duration,
     health: health::Health,
+    /// `[fleet]`: streaming running fills from their lease holders.
+    peering: std::sync::OnceLock<peer::Peering>,
 }
 
 impl std::fmt::Debug for SharedStore {
@@ -162,12 +165,22 @@ impl SharedStore {
             timeout,
             lease_ttl,
             health: health::Health::new(describe, retry_after),
+            peering: std::sync::OnceLock::new(),
         }
     }
 
     /// `s3://bucket/prefix`, for logs.
     pub fn describe(&self) -> &str {
         &self.describe
+    }
+
+    /// Streams running fills from (and to) the other replicas' peer endpoints (`[fleet]`).
+    pub fn set_peering(&self, peering: peer::Peering) {
+        let _ = self.peering.set(peering);
+    }
+
+    fn advertise(&self) -> Option<&str> {
+        self.peering.get().map(|p| p.advertise.as_str())
     }
 
     /// This replica's id in lease records.

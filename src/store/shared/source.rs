@@ -28,7 +28,10 @@ const CLAIM_ATTEMPTS: usize = 8;
 
 enum Claim {
     Mine(LeaseHandle),
-    Theirs { holder: String },
+    Theirs {
+        holder: String,
+        advertise: Option<String>,
+    },
 }
 
 impl SharedStore {
@@ -83,8 +86,21 @@ impl SharedStore {
                     let tee = self.tee(digest, expected_len.or(len), media_type, Some(lease), body);
                     return Ok((len, Box::pin(tee)));
                 }
-                Ok(Claim::Theirs { holder }) => {
+                Ok(Claim::Theirs { holder, advertise }) => {
                     metrics().shared_lease_wait();
+                    // Stream the running fill from its holder, when both sides peer.
+                    if let (Some(peering), Some(at)) = (self.peering.get(), advertise.as_deref()) {
+                        match peering.fetch(at, &digest).await {
+                            Ok((len, body)) => {
+                                metrics().shared_peer_stream();
+                                tracing::info!(%digest, %holder, peer = at, "streaming the running fill from the replica that holds its lease");
+                                return Ok((len, body));
+                            }
+                            Err(e) => {
+                                tracing::info!(%digest, %holder, peer = at, error = %e, "the lease holder's peer endpoint did not answer; waiting for the object in the shared store");
+                            }
+                        }
+                    }
                     tracing::debug!(%digest, %holder, "shared store: another replica is filling this object; waiting for it");
                     if let Err(e) = self.wait_for(&digest).await {
                         break e;
@@ -145,7 +161,8 @@ impl SharedStore {
         let key = self.lease_key(digest);
         let ttl_ms = self.lease_ttl.as_millis() as u64;
         for _ in 0..CLAIM_ATTEMPTS {
-            let rec = LeaseRecord::new(&self.holder, now_ms(), ttl_ms);
+            let rec =
+                LeaseRecord::new(&self.holder, now_ms(), ttl_ms).advertising(self.advertise());
             if let Some(v) = self
                 .put_versioned(&key, rec.encode(), PutMode::Create)
                 .await?
@@ -158,10 +175,14 @@ impl SharedStore {
             let held = LeaseRecord::decode(&current.bytes);
             match held {
                 Some(l) if !l.is_expired(now_ms()) => {
-                    return Ok(Claim::Theirs { holder: l.holder })
+                    return Ok(Claim::Theirs {
+                        holder: l.holder,
+                        advertise: l.advertise,
+                    })
                 }
                 _ => {
-                    let rec = LeaseRecord::new(&self.holder, now_ms(), ttl_ms);
+                    let rec = LeaseRecord::new(&self.holder, now_ms(), ttl_ms)
+                        .advertising(self.advertise());
                     if let Some(v) = self
                         .put_versioned(&key, rec.encode(), PutMode::Update(current.version))
                         .await?
