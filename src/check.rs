@@ -93,6 +93,9 @@ pub enum CheckError {
         #[source]
         source: crate::store::SharedError,
     },
+    /// `[fleet]`: the secret file.
+    #[error("{}: {problem}", file.display())]
+    Fleet { file: PathBuf, problem: String },
     /// `[[policy]]`: a pinned certificate file (the error names its own key).
     #[error("{}: {source}", file.display())]
     Policy {
@@ -142,6 +145,12 @@ pub fn check_loaded(config: &Config, file: &Path) -> Result<Summary, CheckError>
         file: file.to_path_buf(),
         source,
     })?;
+    if let Some(f) = &config.fleet {
+        f.read_secret().map_err(|problem| CheckError::Fleet {
+            file: file.to_path_buf(),
+            problem,
+        })?;
+    }
     if let Some(sh) = &config.storage.shared {
         probe_shared(sh).map_err(|source| CheckError::SharedStore {
             file: file.to_path_buf(),

@@ -962,4 +962,22 @@ mod tests {
         assert_eq!(hub.name, "docker.io");
         assert!(hub.is_docker_hub());
     }
+
+    #[test]
+    fn fleet_needs_the_shared_store_and_its_own_address() {
+        let shared = "[storage.shared]\nurl = \"s3://bkt/p\"\n";
+        let fleet = |listen: &str| {
+            format!("[fleet]\nlisten = \"{listen}\"\nadvertise = \"http://10.0.0.7:5003\"\nsecret_file = \"/s\"\n")
+        };
+        let e = err(&fleet("0.0.0.0:5003"));
+        assert!(e.contains("fleet: a fleet needs [storage.shared]"), "{e}");
+        let e = err(&format!("{shared}{}", fleet("127.0.0.1:5000")));
+        assert!(e.contains("fleet.listen"), "{e}");
+        let c = load(&format!("{shared}{}", fleet("0.0.0.0:5003"))).unwrap();
+        assert_eq!(c.fleet.unwrap().listen.port(), 5003);
+        let e = err("[storage.shared]\nurl = \"s3://bkt\"\naccess_key_id = \"x\"\n");
+        assert!(e.contains("storage.shared"), "{e}");
+        let e = err("[server]\ntrusted_proxies = [\"lb.local\"]\n");
+        assert!(e.contains("server.trusted_proxies[0]"), "{e}");
+    }
 }
