@@ -5,8 +5,8 @@
 //! Keys and signatures come from aws-lc-rs, the verifier's own library: what they prove is the
 //! metadata logic, while the signature checks themselves are pinned against independently made
 //! vectors (Python's `cryptography`, the real `notary`; see the tests of `trust::signature` and
-//! scripts/notary-golden). ECDSA and RSA-PSS signatures are randomised, so a repository built
-//! twice has the same keys but not the same signature bytes.
+//! scripts/notary-golden). ECDSA and RSA-PSS signatures are randomised by aws-lc; `memo_sign`
+//! makes a repository built twice in one process come out byte-identical all the same.
 //!
 //! Certificates are built here with a small DER writer (no extra dependency). The RSA key below was
 //! made once with `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048` (test use only).
@@ -250,26 +250,52 @@ impl TestKey {
             Signer::Ed25519(k) => ("eddsa", k.sign(msg).as_ref().to_vec()),
             Signer::P256(k) => (
                 "ecdsa",
-                k.fixed
-                    .sign(&rng, msg)
-                    .expect("ecdsa sign")
-                    .as_ref()
-                    .to_vec(),
+                memo_sign(&k.spki(), "ecdsa", msg, || {
+                    k.fixed
+                        .sign(&rng, msg)
+                        .expect("ecdsa sign")
+                        .as_ref()
+                        .to_vec()
+                }),
             ),
             Signer::Rsa(k) => {
-                let mut sig = vec![0u8; k.public_modulus_len()];
                 let pkcs1 = self.method.as_deref() == Some("rsapkcs1v15");
                 let (name, encoding): (_, &'static dyn alg::RsaEncoding) = if pkcs1 {
                     ("rsapkcs1v15", &alg::RSA_PKCS1_SHA256)
                 } else {
                     ("rsapss", &alg::RSA_PSS_SHA256)
                 };
-                k.sign(encoding, &rng, msg, &mut sig).expect("rsa sign");
+                let sig = memo_sign(&self.public, name, msg, || {
+                    let mut sig = vec![0u8; k.public_modulus_len()];
+                    k.sign(encoding, &rng, msg, &mut sig).expect("rsa sign");
+                    sig
+                });
                 (name, sig)
             }
         };
         (self.method.clone().unwrap_or_else(|| natural.into()), sig)
     }
+}
+
+/// ECDSA and RSA-PSS signatures from aws-lc-rs are randomised, but tests rebuild a repository and
+/// expect what they did not change to come out byte-identical: a role's envelope, and a root
+/// certificate (whose bytes are the root key, so its key ID). So each (public key, scheme,
+/// message) is signed once per process and the signature reused, which gives the determinism
+/// RFC 6979 signers had.
+fn memo_sign(
+    public: &[u8],
+    scheme: &'static str,
+    msg: &[u8],
+    sign: impl FnOnce() -> Vec<u8>,
+) -> Vec<u8> {
+    type Memo = BTreeMap<(Vec<u8>, &'static str, [u8; 32]), Vec<u8>>;
+    static MEMO: parking_lot::Mutex<Memo> = parking_lot::const_mutex(BTreeMap::new());
+    let key = (public.to_vec(), scheme, Sha256::digest(msg).into());
+    if let Some(sig) = MEMO.lock().get(&key) {
+        return sig.clone();
+    }
+    let sig = sign();
+    MEMO.lock().entry(key).or_insert(sig).clone()
 }
 
 // ---- a minimal DER writer for certificates ----
@@ -359,9 +385,16 @@ pub fn make_cert(
     }
     let tbs = seq(&tbs_parts);
     let rng = aws_lc_rs::rand::SystemRandom::new();
-    let sig = issuer_key.asn1.sign(&rng, &tbs).expect("ecdsa sign");
+    let sig = memo_sign(&issuer_key.spki(), "ecdsa-der", &tbs, || {
+        issuer_key
+            .asn1
+            .sign(&rng, &tbs)
+            .expect("ecdsa sign")
+            .as_ref()
+            .to_vec()
+    });
     let mut bits = vec![0u8];
-    bits.extend_from_slice(sig.as_ref());
+    bits.extend_from_slice(&sig);
     seq(&[tbs, alg, der(0x03, &bits)])
 }
 
