@@ -27,6 +27,7 @@ pub mod body;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod decision;
 pub mod enforce;
 pub mod glob;

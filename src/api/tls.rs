@@ -138,10 +138,7 @@ fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
 }
 
 fn provider() -> Arc<CryptoProvider> {
-    // Explicit rather than the process default: reqwest's rustls and ours are one crate with
-    // only `ring` enabled, but relying on the default would panic if a second provider ever
-    // got compiled in.
-    Arc::new(rustls::crypto::ring::default_provider())
+    crate::crypto::tls_provider()
 }
 
 /// Builds the server config from the file contents. Pure: no I/O.

@@ -1,12 +1,16 @@
 //! Notary keys (`notary:tuf/data/keys.go`): key objects, key IDs exactly as Notary computes them, canonical key IDs
 //! for x509 keys, public key parsing and the root-certificate checks of `ValidateRoot` (`notary:trustpinning/certs.go`).
 
+use aws_lc_rs::signature::{self as alg, ParsedPublicKey};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
+use x509_parser::oid_registry::{OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_PKCS1_RSAENCRYPTION};
 use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::public_key::PublicKey as SpkiKey;
+use x509_parser::x509::SubjectPublicKeyInfo;
 
 /// Key types Notary knows (`notary:tuf/data/types.go`).
 pub const ED25519: &str = "ed25519";
@@ -21,6 +25,11 @@ pub const RSA_X509: &str = "rsa-x509";
 
 /// Minimum RSA modulus size Notary accepts.
 pub const MIN_RSA_BITS: usize = 2048;
+
+/// Maximum RSA modulus size. Notary has none; this is the limit of the RustCrypto `rsa` crate
+/// the verifier used before aws-lc-rs, kept so that changing the crypto library did not change
+/// which keys are usable.
+pub const MAX_RSA_BITS: usize = 4096;
 
 /// A key object as it appears in metadata: `{"keytype":…,"keyval":{"private":null,"public":…}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,12 +47,17 @@ pub struct KeyVal {
     pub public: String,
 }
 
-/// Parsed verification material.
+/// Parsed verification material: aws-lc-rs keys, parsed once when the metadata is read so that
+/// each signature check is only the check. An RSA key may sign with either of Notary's two RSA
+/// methods, and aws-lc-rs binds a parsed key to one algorithm: hence two.
 #[derive(Debug, Clone)]
 pub(crate) enum KeyMaterial {
-    Ed25519(ed25519_dalek::VerifyingKey),
-    P256(p256::ecdsa::VerifyingKey),
-    Rsa(Box<rsa::RsaPublicKey>),
+    Ed25519(ParsedPublicKey),
+    P256(ParsedPublicKey),
+    Rsa {
+        pss: ParsedPublicKey,
+        pkcs1: ParsedPublicKey,
+    },
 }
 
 /// A public key from metadata, with its Notary key ID.
@@ -83,12 +97,15 @@ impl PublicKey {
         let id = key_id(key_type, &public);
         let mut certs = Vec::new();
         let material = match key_type {
-            ED25519 => <[u8; 32]>::try_from(public.as_slice())
-                .map_err(|_| "ed25519 key is not 32 bytes".to_string())
-                .and_then(|b| {
-                    ed25519_dalek::VerifyingKey::from_bytes(&b).map_err(|e| e.to_string())
-                })
-                .map(KeyMaterial::Ed25519),
+            // Exactly the 32 raw bytes: aws-lc-rs would also take a SubjectPublicKeyInfo.
+            // aws-lc-rs does not decode the point here, so a 32-byte value that is not a curve
+            // point is a key that never verifies (Threshold), not an unsupported key.
+            ED25519 if public.len() != alg::ED25519_PUBLIC_KEY_LEN => {
+                Err("ed25519 key is not 32 bytes".to_string())
+            }
+            ED25519 => ParsedPublicKey::new(&alg::ED25519, &public)
+                .map(KeyMaterial::Ed25519)
+                .map_err(|e| format!("bad ed25519 key: {e}")),
             ECDSA => spki_material(&public, false),
             RSA => spki_material(&public, true),
             ECDSA_X509 | RSA_X509 => match parse_pem_certs(&public) {
@@ -161,25 +178,81 @@ impl PublicKey {
     }
 }
 
+/// The kind of key a SubjectPublicKeyInfo holds, checked before aws-lc-rs sees it.
+enum SpkiKind {
+    P256,
+    Rsa,
+}
+
+/// Check that `der` is exactly one DER SubjectPublicKeyInfo (nothing after it) of a kind we
+/// verify with: a P-256 key named by its curve OID, or an RSA key whose modulus and exponent
+/// pass the checks Notary's keys always passed here (2048..=4096 bits, odd modulus, odd
+/// exponent in 3..2^33). aws-lc-rs is more lenient in what it parses (a bare point or a PKCS#1
+/// key instead of an SPKI, explicit curve parameters, trailing bytes), so these checks keep
+/// keys that Notary (Go's `x509.ParsePKIXPublicKey`) would refuse unusable.
+fn spki_kind(der: &[u8]) -> Result<SpkiKind, String> {
+    let (rest, spki) =
+        SubjectPublicKeyInfo::from_der(der).map_err(|e| format!("bad public key: {e}"))?;
+    if !rest.is_empty() {
+        return Err("bad public key: bytes after the SubjectPublicKeyInfo".into());
+    }
+    let oid = &spki.algorithm.algorithm;
+    if *oid == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        let curve = spki.algorithm.parameters.as_ref().map(|p| p.as_oid());
+        return match curve {
+            Some(Ok(c)) if c == OID_EC_P256 => Ok(SpkiKind::P256),
+            // Only P-256 is supported (Notary generates P-256; P-384 keys are reported
+            // unsupported). Explicit curve parameters are refused, as Go refuses them.
+            _ => Err("unsupported ECDSA curve (P-256 only, named by its OID)".into()),
+        };
+    }
+    if *oid != OID_PKCS1_RSAENCRYPTION {
+        return Err(format!("unsupported public key algorithm {oid}"));
+    }
+    let Ok(SpkiKey::RSA(k)) = spki.parsed() else {
+        return Err("bad RSA public key".into());
+    };
+    let bits = bit_len(k.modulus);
+    if bits < MIN_RSA_BITS {
+        return Err(format!("RSA key of {bits} bits is below {MIN_RSA_BITS}"));
+    }
+    if bits > MAX_RSA_BITS {
+        return Err(format!("RSA key of {bits} bits is above {MAX_RSA_BITS}"));
+    }
+    let e_bits = bit_len(k.exponent);
+    let odd = |b: &[u8]| b.last().is_some_and(|l| l & 1 == 1);
+    if !odd(k.modulus) || !odd(k.exponent) || !(2..=33).contains(&e_bits) {
+        return Err("bad RSA public key: modulus or exponent out of range".into());
+    }
+    Ok(SpkiKind::Rsa)
+}
+
+/// Bit length of a big-endian unsigned integer (leading zero bytes allowed).
+fn bit_len(be: &[u8]) -> usize {
+    let digits: &[u8] = match be.iter().position(|b| *b != 0) {
+        Some(i) => &be[i..],
+        None => &[],
+    };
+    match digits.first() {
+        Some(top) => digits.len() * 8 - top.leading_zeros() as usize,
+        None => 0,
+    }
+}
+
 fn spki_material(der: &[u8], want_rsa: bool) -> Result<KeyMaterial, String> {
-    if want_rsa {
-        use rsa::pkcs8::DecodePublicKey;
-        use rsa::traits::PublicKeyParts;
-        let k = rsa::RsaPublicKey::from_public_key_der(der)
-            .map_err(|e| format!("bad RSA public key: {e}"))?;
-        if k.n().bits() < MIN_RSA_BITS {
-            return Err(format!(
-                "RSA key of {} bits is below {MIN_RSA_BITS}",
-                k.n().bits()
-            ));
+    let parse = |a: &'static dyn alg::VerificationAlgorithm| {
+        ParsedPublicKey::new(a, der).map_err(|e| format!("bad public key: {e}"))
+    };
+    match (spki_kind(der)?, want_rsa) {
+        (SpkiKind::P256, false) => Ok(KeyMaterial::P256(parse(&alg::ECDSA_P256_SHA256_FIXED)?)),
+        (SpkiKind::Rsa, true) => Ok(KeyMaterial::Rsa {
+            pss: parse(&alg::RSA_PSS_2048_8192_SHA256)?,
+            pkcs1: parse(&alg::RSA_PKCS1_2048_8192_SHA256)?,
+        }),
+        (SpkiKind::P256, true) => Err("bad RSA public key: the key is an ECDSA key".into()),
+        (SpkiKind::Rsa, false) => {
+            Err("unsupported or bad ECDSA public key (P-256 only): the key is an RSA key".into())
         }
-        Ok(KeyMaterial::Rsa(Box::new(k)))
-    } else {
-        use p256::pkcs8::DecodePublicKey;
-        // Only P-256 is supported (Notary generates P-256; P-384 keys are reported unsupported).
-        let k = p256::ecdsa::VerifyingKey::from_public_key_der(der)
-            .map_err(|e| format!("unsupported or bad ECDSA public key (P-256 only): {e}"))?;
-        Ok(KeyMaterial::P256(k))
     }
 }
 
@@ -257,9 +330,8 @@ pub(crate) fn check_root_leaf(
         ));
     }
     check_cert_common(leaf, now, check_expiry)?;
-    if let Some(KeyMaterial::Rsa(_)) = key.material() {
-        // size already enforced in spki_material
-    } else if key.material().is_none() {
+    // RSA key size is enforced when the key is parsed (spki_kind).
+    if key.material().is_none() {
         return Err(format!(
             "root certificate key unusable: {}",
             key.unsupported_reason().unwrap_or("?")
@@ -299,7 +371,8 @@ fn check_cert_common(
 }
 
 /// Check that `child_der` was signed by the certificate `issuer_der`, that the issuer is a CA and
-/// is valid at `now`. Used for CA trust pinning. Verified with p256/rsa directly (no ring).
+/// is valid at `now`. Used for CA trust pinning. The signature is checked with aws-lc-rs; the CA
+/// key must be P-256 or RSA 2048..=4096 bits, as for keys in metadata.
 pub(crate) fn cert_signed_by(
     child_der: &[u8],
     issuer_der: &[u8],
@@ -317,53 +390,34 @@ pub(crate) fn cert_signed_by(
     let tbs = child.tbs_certificate.as_ref();
     let sig = child.signature_value.data.as_ref();
     let spki = issuer.public_key().raw;
-    let alg = child.signature_algorithm.algorithm.to_id_string();
-    use sha2::{Sha384, Sha512};
-    let ok = match alg.as_str() {
-        "1.2.840.10045.4.3.2" | "1.2.840.10045.4.3.3" | "1.2.840.10045.4.3.4" => {
-            use p256::ecdsa::signature::hazmat::PrehashVerifier;
-            use p256::pkcs8::DecodePublicKey;
-            let key = p256::ecdsa::VerifyingKey::from_public_key_der(spki)
-                .map_err(|e| format!("CA key: {e}"))?;
-            let s =
-                p256::ecdsa::Signature::from_der(sig).map_err(|e| format!("bad signature: {e}"))?;
-            let digest: Vec<u8> = match alg.as_str() {
-                "1.2.840.10045.4.3.2" => Sha256::digest(tbs).to_vec(),
-                "1.2.840.10045.4.3.3" => Sha384::digest(tbs).to_vec(),
-                _ => Sha512::digest(tbs).to_vec(),
-            };
-            key.verify_prehash(&digest, &s).is_ok()
-        }
-        "1.2.840.113549.1.1.11" | "1.2.840.113549.1.1.12" | "1.2.840.113549.1.1.13" => {
-            use rsa::pkcs8::DecodePublicKey;
-            let key =
-                rsa::RsaPublicKey::from_public_key_der(spki).map_err(|e| format!("CA key: {e}"))?;
-            let (scheme, digest) = match alg.as_str() {
-                "1.2.840.113549.1.1.11" => (
-                    rsa::Pkcs1v15Sign::new::<Sha256>(),
-                    Sha256::digest(tbs).to_vec(),
-                ),
-                "1.2.840.113549.1.1.12" => (
-                    rsa::Pkcs1v15Sign::new::<Sha384>(),
-                    Sha384::digest(tbs).to_vec(),
-                ),
-                _ => (
-                    rsa::Pkcs1v15Sign::new::<Sha512>(),
-                    Sha512::digest(tbs).to_vec(),
-                ),
-            };
-            key.verify(scheme, &digest, sig).is_ok()
-        }
-        other => {
+    let kind = spki_kind(spki).map_err(|e| format!("CA key: {e}"))?;
+    let oid = child.signature_algorithm.algorithm.to_id_string();
+    let algorithm: &'static dyn alg::VerificationAlgorithm = match (oid.as_str(), kind) {
+        ("1.2.840.10045.4.3.2", SpkiKind::P256) => &alg::ECDSA_P256_SHA256_ASN1,
+        ("1.2.840.10045.4.3.3", SpkiKind::P256) => &alg::ECDSA_P256_SHA384_ASN1,
+        ("1.2.840.10045.4.3.4", SpkiKind::P256) => &alg::ECDSA_P256_SHA512_ASN1,
+        ("1.2.840.113549.1.1.11", SpkiKind::Rsa) => &alg::RSA_PKCS1_2048_8192_SHA256,
+        ("1.2.840.113549.1.1.12", SpkiKind::Rsa) => &alg::RSA_PKCS1_2048_8192_SHA384,
+        ("1.2.840.113549.1.1.13", SpkiKind::Rsa) => &alg::RSA_PKCS1_2048_8192_SHA512,
+        (
+            "1.2.840.10045.4.3.2"
+            | "1.2.840.10045.4.3.3"
+            | "1.2.840.10045.4.3.4"
+            | "1.2.840.113549.1.1.11"
+            | "1.2.840.113549.1.1.12"
+            | "1.2.840.113549.1.1.13",
+            _,
+        ) => return Err("certificate signature algorithm does not match the CA key".into()),
+        (other, _) => {
             return Err(format!(
                 "unsupported certificate signature algorithm {other}"
             ))
         }
     };
-    if ok {
-        Ok(())
-    } else {
-        Err("certificate signature does not verify with the CA key".into())
+    let key = ParsedPublicKey::new(algorithm, spki).map_err(|e| format!("CA key: {e}"))?;
+    match key.verify_sig(tbs, sig) {
+        Ok(()) => Ok(()),
+        Err(_) => Err("certificate signature does not verify with the CA key".into()),
     }
 }
 
@@ -422,5 +476,184 @@ mod tests {
         let key = PublicKey::new("dsa", vec![1, 2, 3]);
         assert!(!key.is_supported());
         assert_eq!(key.id().len(), 64);
+    }
+
+    use crate::trust::testkit::{der, seq, TestKey, NOW};
+
+    const EC_OID: [u8; 7] = [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+    const P256_OID: [u8; 8] = [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+    const RSA_OID: [u8; 9] = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+
+    fn bit_string(b: &[u8]) -> Vec<u8> {
+        der(0x03, &[&[0], b].concat())
+    }
+
+    fn ec_spki(point: &[u8]) -> Vec<u8> {
+        seq(&[
+            seq(&[der(0x06, &EC_OID), der(0x06, &P256_OID)]),
+            bit_string(point),
+        ])
+    }
+
+    /// SPKI of an RSA "key" with modulus `n` (big-endian, no sign byte) and exponent `e`. aws-lc
+    /// does not factor: any odd modulus parses.
+    fn rsa_spki(n: &[u8], e: &[u8]) -> Vec<u8> {
+        // DER INTEGER: a zero byte only in front of a set top bit.
+        let int = |b: &[u8]| match b.first() {
+            Some(top) if top & 0x80 != 0 => der(0x02, &[&[0], b].concat()),
+            _ => der(0x02, b),
+        };
+        seq(&[
+            seq(&[der(0x06, &RSA_OID), der(0x05, &[])]),
+            bit_string(&seq(&[int(n), int(e)])),
+        ])
+    }
+
+    /// The uncompressed point of the testkit key ecdsa(9) (the last 65 bytes of its SPKI).
+    fn point9() -> Vec<u8> {
+        let spki = TestKey::ecdsa(9).public;
+        spki[spki.len() - 65..].to_vec()
+    }
+
+    #[test]
+    fn ecdsa_keys_must_be_p256_spki() {
+        let point = point9();
+        assert_eq!(point[0], 4);
+        assert!(PublicKey::new(ECDSA, ec_spki(&point)).is_supported());
+        // A bare point (aws-lc-rs would take it), trailing bytes, no curve, an RSA OID.
+        assert!(!PublicKey::new(ECDSA, point.clone()).is_supported());
+        let mut trailing = ec_spki(&point);
+        trailing.push(0);
+        assert!(!PublicKey::new(ECDSA, trailing).is_supported());
+        let no_curve = seq(&[seq(&[der(0x06, &EC_OID)]), bit_string(&point)]);
+        assert!(!PublicKey::new(ECDSA, no_curve).is_supported());
+        // A point not on the curve, and the identity encoding.
+        let mut off = point.clone();
+        off[64] ^= 1;
+        assert!(!PublicKey::new(ECDSA, ec_spki(&off)).is_supported());
+        assert!(!PublicKey::new(ECDSA, ec_spki(&[0])).is_supported());
+        // P-384 (aws-lc-rs makes one): unsupported, as before.
+        let p384 = aws_lc_rs::signature::EcdsaKeyPair::generate(
+            &aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+        )
+        .unwrap();
+        use aws_lc_rs::encoding::AsDer as _;
+        use aws_lc_rs::signature::KeyPair as _;
+        let der384 = p384.public_key().as_der().unwrap().as_ref().to_vec();
+        let k = PublicKey::new(ECDSA, der384);
+        assert!(k.unsupported_reason().unwrap().contains("P-256 only"));
+    }
+
+    /// The compressed form of a P-256 point was accepted before (the p256 crate) and still is.
+    #[test]
+    fn compressed_p256_points_still_verify() {
+        let point = point9();
+        let mut compressed = vec![2 + (point[64] & 1)];
+        compressed.extend_from_slice(&point[1..33]);
+        let key = PublicKey::new(ECDSA, ec_spki(&compressed));
+        assert!(key.is_supported());
+        let (_, sig) = TestKey::ecdsa(9).sign(b"msg");
+        let m = crate::trust::signature::Method::Ecdsa;
+        assert!(crate::trust::signature::verify(&key, m, b"msg", &sig));
+    }
+
+    #[test]
+    fn rsa_key_limits_are_the_previous_ones() {
+        let e = [1, 0, 1];
+        let n = |bits: usize| {
+            let mut n = vec![0xff; bits.div_ceil(8)];
+            if bits % 8 != 0 {
+                n[0] >>= 8 - bits % 8;
+            }
+            n
+        };
+        assert!(PublicKey::new(RSA, rsa_spki(&n(2048), &e)).is_supported());
+        assert!(PublicKey::new(RSA, rsa_spki(&n(4096), &e)).is_supported());
+        for (bits, want) in [
+            (2047, "below 2048"),
+            (1024, "below 2048"),
+            (4097, "above 4096"),
+        ] {
+            let k = PublicKey::new(RSA, rsa_spki(&n(bits), &e));
+            let why = k.unsupported_reason().unwrap();
+            assert!(
+                why.contains(&format!("{bits} bits")) && why.contains(want),
+                "{why}"
+            );
+        }
+        // Even modulus, even exponent, exponent 1, exponent of 34 bits.
+        let mut even = n(2048);
+        even[255] = 0xfe;
+        for (n, e) in [
+            (even, vec![1, 0, 1]),
+            (n(2048), vec![1, 0, 0]),
+            (n(2048), vec![1]),
+            (n(2048), vec![3, 0, 0, 0, 1]),
+        ] {
+            assert!(
+                !PublicKey::new(RSA, rsa_spki(&n, &e)).is_supported(),
+                "{e:?}"
+            );
+        }
+        // A PKCS#1 RSAPublicKey without the SPKI wrapper (aws-lc-rs would take it).
+        let spki = TestKey::rsa().public;
+        let (_, info) = SubjectPublicKeyInfo::from_der(&spki).unwrap();
+        let pkcs1 = info.subject_public_key.data.to_vec();
+        assert!(!PublicKey::new(RSA, pkcs1).is_supported());
+        assert!(PublicKey::new(RSA, spki).is_supported());
+    }
+
+    #[test]
+    fn ed25519_keys_are_32_raw_bytes() {
+        let k = TestKey::ed25519(3);
+        assert!(PublicKey::new(ED25519, k.public.clone()).is_supported());
+        // The same key as an SPKI (aws-lc-rs would take it) and other lengths.
+        let spki = seq(&[
+            seq(&[der(0x06, &[0x2b, 0x65, 0x70])]),
+            bit_string(&k.public),
+        ]);
+        assert!(!PublicKey::new(ED25519, spki).is_supported());
+        assert!(!PublicKey::new(ED25519, k.public[..31].to_vec()).is_supported());
+    }
+
+    /// CA pinning with an RSA CA (PKCS#1 v1.5, SHA-256) issuing an ECDSA leaf, made with rcgen.
+    #[test]
+    fn cert_signed_by_rsa_ca() {
+        let ca_key = rcgen::KeyPair::from_pem(crate::trust::testkit::RSA_PEM.trim()).unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "RSA CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "docker.io/library/app");
+        let leaf = params.signed_by(&leaf_key, &issuer).unwrap();
+        assert_eq!(cert_signed_by(leaf.der(), ca.der(), NOW), Ok(()));
+        let mut bad = leaf.der().to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert_eq!(
+            cert_signed_by(&bad, ca.der(), NOW),
+            Err("certificate signature does not verify with the CA key".into())
+        );
+        // The leaf is not a CA: it cannot be the issuer of anything.
+        assert!(cert_signed_by(ca.der(), leaf.der(), NOW).is_err());
+    }
+
+    #[test]
+    fn cert_signed_by_ecdsa_ca() {
+        let (ca_pem, leaf) = crate::trust::testkit::ca_and_leaf(1, 2, "docker.io/library/app");
+        let ca = parse_pem_certs(ca_pem.as_bytes()).unwrap().remove(0);
+        let leaf_der = parse_pem_certs(&leaf.public).unwrap().remove(0);
+        assert_eq!(cert_signed_by(&leaf_der, &ca, NOW), Ok(()));
+        let mut bad = leaf_der.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(cert_signed_by(&bad, &ca, NOW).is_err());
     }
 }

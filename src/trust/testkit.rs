@@ -2,6 +2,12 @@
 //! repositories that a test can change in exactly one place. Compiled for unit tests and with the
 //! `testkit` feature (integration tests, benches, fuzz); never in a normal build.
 //!
+//! Keys and signatures come from aws-lc-rs, the verifier's own library: what they prove is the
+//! metadata logic, while the signature checks themselves are pinned against independently made
+//! vectors (Python's `cryptography`, the real `notary`; see the tests of `trust::signature` and
+//! scripts/notary-golden). ECDSA and RSA-PSS signatures are randomised by aws-lc; `memo_sign`
+//! makes a repository built twice in one process come out byte-identical all the same.
+//!
 //! Certificates are built here with a small DER writer (no extra dependency). The RSA key below was
 //! made once with `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048` (test use only).
 // Test support builds its own inputs: a failure here is a broken test, not bad input.
@@ -10,6 +16,8 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
+use aws_lc_rs::encoding::AsDer as _;
+use aws_lc_rs::signature::{self as alg, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -29,7 +37,7 @@ pub const EXPIRES: OffsetDateTime = datetime!(2100-01-01 00:00 UTC);
 /// Notary host used in messages.
 pub const HOST: &str = "notary.test";
 
-const RSA_PEM: &str = "
+pub(crate) const RSA_PEM: &str = "
 -----BEGIN PRIVATE KEY-----
 MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQDpti42vI+v3F1D
 df2KeAYKmRD9TIlhv3diTqhlWSzSMX3GFMyBBxfisZsl52XY6+/lKZ7UmBHCWZe8
@@ -64,11 +72,31 @@ w/bn7KoGp19wccPJV+XYQDNgurmmTHO9TcmU2BKuvJWWltNZxu9uzbqyxKbPqFnM
 #[derive(Clone)]
 pub enum Signer {
     /// Ed25519.
-    Ed25519(ed25519_dalek::SigningKey),
+    Ed25519(Box<Ed25519KeyPair>),
     /// ECDSA P-256.
-    P256(p256::ecdsa::SigningKey),
+    P256(P256Key),
     /// RSA (signs with `rsapss` unless the method is overridden).
-    Rsa(Box<rsa::RsaPrivateKey>),
+    Rsa(Box<RsaKeyPair>),
+}
+
+/// An ECDSA P-256 private key: aws-lc-rs binds a key pair to one signature encoding, so there
+/// is one for Notary's raw `r‖s` and one for the DER signatures of certificates.
+#[derive(Clone)]
+pub struct P256Key {
+    fixed: EcdsaKeyPair,
+    asn1: EcdsaKeyPair,
+}
+
+impl P256Key {
+    /// DER SubjectPublicKeyInfo of the public key.
+    pub fn spki(&self) -> Vec<u8> {
+        self.fixed
+            .public_key()
+            .as_der()
+            .expect("spki")
+            .as_ref()
+            .to_vec()
+    }
 }
 
 /// A key pair as metadata knows it.
@@ -90,52 +118,46 @@ impl std::fmt::Debug for TestKey {
     }
 }
 
-struct CountingRng(u64);
-impl rsa::rand_core::RngCore for CountingRng {
-    fn next_u32(&mut self) -> u32 {
-        self.next_u64() as u32
+/// The P-256 key with scalar `0x11` followed by 31 bytes `seed` (below the group order).
+pub fn p256_key(seed: u8) -> P256Key {
+    let mut scalar = [seed.max(1); 32];
+    scalar[0] = 0x11;
+    // RFC 5915 ECPrivateKey: version 1, the scalar, the curve (prime256v1); aws-lc computes the
+    // public point.
+    let p256_oid = [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+    let ec_private_key = seq(&[
+        der(0x02, &[1]),
+        der(0x04, &scalar),
+        der(0xa0, &der(0x06, &p256_oid)),
+    ]);
+    let pair = |a| EcdsaKeyPair::from_private_key_der(a, &ec_private_key).expect("P-256 key");
+    P256Key {
+        fixed: pair(&alg::ECDSA_P256_SHA256_FIXED_SIGNING),
+        asn1: pair(&alg::ECDSA_P256_SHA256_ASN1_SIGNING),
     }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        for b in dest {
-            *b = (self.next_u64() >> 33) as u8;
+}
+
+/// A raw `r‖s` ECDSA signature re-encoded as DER (`ECDSA-Sig-Value`), for tests that check it is
+/// refused where Notary expects raw.
+pub fn ecdsa_raw_to_der(raw: &[u8]) -> Vec<u8> {
+    let int = |b: &[u8]| {
+        let mut v: Vec<u8> = b.iter().copied().skip_while(|x| *x == 0).collect();
+        if v.first().is_none_or(|x| x & 0x80 != 0) {
+            v.insert(0, 0);
         }
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rsa::rand_core::Error> {
-        self.fill_bytes(dest);
-        Ok(())
-    }
-}
-impl rsa::rand_core::CryptoRng for CountingRng {}
-
-fn p256_key(seed: u8) -> p256::ecdsa::SigningKey {
-    let mut bytes = [seed.max(1); 32];
-    bytes[0] = 0x11; // keep the scalar below the group order
-    p256::ecdsa::SigningKey::from_slice(&bytes).expect("valid scalar")
-}
-
-fn p256_spki(k: &p256::ecdsa::SigningKey) -> Vec<u8> {
-    use p256::pkcs8::EncodePublicKey;
-    k.verifying_key()
-        .to_public_key_der()
-        .expect("spki")
-        .as_bytes()
-        .to_vec()
+        der(0x02, &v)
+    };
+    let (r, s) = raw.split_at(raw.len() / 2);
+    seq(&[int(r), int(s)])
 }
 
 impl TestKey {
     /// Ed25519 key from a seed byte.
     pub fn ed25519(seed: u8) -> TestKey {
-        let sk = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
-        let public = sk.verifying_key().to_bytes().to_vec();
+        let sk = Ed25519KeyPair::from_seed_unchecked(&[seed; 32]).expect("ed25519 seed");
+        let public = sk.public_key().as_ref().to_vec();
         TestKey {
-            signer: Signer::Ed25519(sk),
+            signer: Signer::Ed25519(Box::new(sk)),
             key_type: keys::ED25519.into(),
             public,
             method: None,
@@ -145,7 +167,7 @@ impl TestKey {
     /// ECDSA P-256 key (`ecdsa`, PKIX public key) from a seed byte.
     pub fn ecdsa(seed: u8) -> TestKey {
         let sk = p256_key(seed);
-        let public = p256_spki(&sk);
+        let public = sk.spki();
         TestKey {
             signer: Signer::P256(sk),
             key_type: keys::ECDSA.into(),
@@ -156,14 +178,9 @@ impl TestKey {
 
     /// The fixed RSA-2048 key (`rsa`).
     pub fn rsa() -> TestKey {
-        use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
-        let sk = rsa::RsaPrivateKey::from_pkcs8_pem(RSA_PEM.trim()).expect("test RSA key");
-        let public = sk
-            .to_public_key()
-            .to_public_key_der()
-            .expect("spki")
-            .as_bytes()
-            .to_vec();
+        let pkcs8 = pem::parse(RSA_PEM.trim()).expect("test RSA key PEM");
+        let sk = RsaKeyPair::from_pkcs8(pkcs8.contents()).expect("test RSA key");
+        let public = sk.public_key().as_der().expect("spki").as_ref().to_vec();
         TestKey {
             signer: Signer::Rsa(Box::new(sk)),
             key_type: keys::RSA.into(),
@@ -181,7 +198,7 @@ impl TestKey {
     ) -> TestKey {
         let sk = p256_key(seed);
         let der = make_cert(
-            &p256_spki(&sk),
+            &sk.spki(),
             cn,
             cn,
             &sk,
@@ -194,7 +211,7 @@ impl TestKey {
     }
 
     /// An `ecdsa-x509` key over a certificate bundle (leaf first) for private key `sk`.
-    pub fn x509(sk: p256::ecdsa::SigningKey, certs: &[Vec<u8>]) -> TestKey {
+    pub fn x509(sk: P256Key, certs: &[Vec<u8>]) -> TestKey {
         let public = keys::pem_encode_certs(certs);
         TestKey {
             signer: Signer::P256(sk),
@@ -228,41 +245,62 @@ impl TestKey {
 
     /// Sign `msg`; returns (method, signature bytes).
     pub fn sign(&self, msg: &[u8]) -> (String, Vec<u8>) {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
         let (natural, sig) = match &self.signer {
-            Signer::Ed25519(k) => {
-                use ed25519_dalek::Signer as _;
-                ("eddsa", k.sign(msg).to_bytes().to_vec())
-            }
-            Signer::P256(k) => {
-                use p256::ecdsa::signature::Signer as _;
-                let s: p256::ecdsa::Signature = k.sign(msg);
-                ("ecdsa", s.to_bytes().to_vec())
-            }
+            Signer::Ed25519(k) => ("eddsa", k.sign(msg).as_ref().to_vec()),
+            Signer::P256(k) => (
+                "ecdsa",
+                memo_sign(&k.spki(), "ecdsa", msg, || {
+                    k.fixed
+                        .sign(&rng, msg)
+                        .expect("ecdsa sign")
+                        .as_ref()
+                        .to_vec()
+                }),
+            ),
             Signer::Rsa(k) => {
-                let digest = Sha256::digest(msg);
-                if self.method.as_deref() == Some("rsapkcs1v15") {
-                    (
-                        "rsapkcs1v15",
-                        k.sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &digest)
-                            .expect("rsa sign"),
-                    )
+                let pkcs1 = self.method.as_deref() == Some("rsapkcs1v15");
+                let (name, encoding): (_, &'static dyn alg::RsaEncoding) = if pkcs1 {
+                    ("rsapkcs1v15", &alg::RSA_PKCS1_SHA256)
                 } else {
-                    let mut rng = CountingRng(7);
-                    (
-                        "rsapss",
-                        k.sign_with_rng(&mut rng, rsa::Pss::new::<Sha256>(), &digest)
-                            .expect("rsa sign"),
-                    )
-                }
+                    ("rsapss", &alg::RSA_PSS_SHA256)
+                };
+                let sig = memo_sign(&self.public, name, msg, || {
+                    let mut sig = vec![0u8; k.public_modulus_len()];
+                    k.sign(encoding, &rng, msg, &mut sig).expect("rsa sign");
+                    sig
+                });
+                (name, sig)
             }
         };
         (self.method.clone().unwrap_or_else(|| natural.into()), sig)
     }
 }
 
+/// ECDSA and RSA-PSS signatures from aws-lc-rs are randomised, but tests rebuild a repository and
+/// expect what they did not change to come out byte-identical: a role's envelope, and a root
+/// certificate (whose bytes are the root key, so its key ID). So each (public key, scheme,
+/// message) is signed once per process and the signature reused, which gives the determinism
+/// RFC 6979 signers had.
+fn memo_sign(
+    public: &[u8],
+    scheme: &'static str,
+    msg: &[u8],
+    sign: impl FnOnce() -> Vec<u8>,
+) -> Vec<u8> {
+    type Memo = BTreeMap<(Vec<u8>, &'static str, [u8; 32]), Vec<u8>>;
+    static MEMO: parking_lot::Mutex<Memo> = parking_lot::const_mutex(BTreeMap::new());
+    let key = (public.to_vec(), scheme, Sha256::digest(msg).into());
+    if let Some(sig) = MEMO.lock().get(&key) {
+        return sig.clone();
+    }
+    let sig = sign();
+    MEMO.lock().entry(key).or_insert(sig).clone()
+}
+
 // ---- a minimal DER writer for certificates ----
 
-fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+pub(crate) fn der(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
     let n = content.len();
     if n < 128 {
@@ -281,7 +319,7 @@ fn der(tag: u8, content: &[u8]) -> Vec<u8> {
     out
 }
 
-fn seq(parts: &[Vec<u8>]) -> Vec<u8> {
+pub(crate) fn seq(parts: &[Vec<u8>]) -> Vec<u8> {
     der(0x30, &parts.concat())
 }
 
@@ -319,7 +357,7 @@ pub fn make_cert(
     spki: &[u8],
     subject_cn: &str,
     issuer_cn: &str,
-    issuer_key: &p256::ecdsa::SigningKey,
+    issuer_key: &P256Key,
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
     is_ca: bool,
@@ -346,10 +384,17 @@ pub fn make_cert(
         tbs_parts.push(der(0xa3, &seq(&[bc])));
     }
     let tbs = seq(&tbs_parts);
-    use p256::ecdsa::signature::Signer as _;
-    let sig: p256::ecdsa::Signature = issuer_key.sign(&tbs);
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let sig = memo_sign(&issuer_key.spki(), "ecdsa-der", &tbs, || {
+        issuer_key
+            .asn1
+            .sign(&rng, &tbs)
+            .expect("ecdsa sign")
+            .as_ref()
+            .to_vec()
+    });
     let mut bits = vec![0u8];
-    bits.extend_from_slice(sig.to_der().as_bytes());
+    bits.extend_from_slice(&sig);
     seq(&[tbs, alg, der(0x03, &bits)])
 }
 
@@ -357,7 +402,7 @@ pub fn make_cert(
 pub fn ca_and_leaf(ca_seed: u8, leaf_seed: u8, gun: &str) -> (String, TestKey) {
     let ca_sk = p256_key(ca_seed);
     let ca = make_cert(
-        &p256_spki(&ca_sk),
+        &ca_sk.spki(),
         "Test CA",
         "Test CA",
         &ca_sk,
@@ -368,7 +413,7 @@ pub fn ca_and_leaf(ca_seed: u8, leaf_seed: u8, gun: &str) -> (String, TestKey) {
     );
     let leaf_sk = p256_key(leaf_seed);
     let leaf = make_cert(
-        &p256_spki(&leaf_sk),
+        &leaf_sk.spki(),
         gun,
         "Test CA",
         &ca_sk,

@@ -211,7 +211,8 @@ struct Inner {
 }
 
 impl AuthClient {
-    /// Build the client: rustls with the webpki roots plus `ca_pem`, proxies from
+    /// Build the client: rustls (aws-lc-rs) with the webpki roots plus `ca_pem`
+    /// ([`super::tls::client_config`]), proxies from
     /// `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`/`NO_PROXY` (reqwest's default, kept on), no
     /// automatic redirects, pooled connections kept for `timeouts.idle`.
     pub fn new(settings: &UpstreamSettings) -> Result<Self, UpstreamError> {
@@ -225,23 +226,14 @@ impl AuthClient {
                 settings.url
             )));
         }
-        let mut builder = reqwest::Client::builder()
+        let tls = super::tls::client_config(settings.ca_pem.as_deref()).map_err(config_err)?;
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(settings.timeouts.connect)
             .pool_idle_timeout(settings.timeouts.idle)
             .tcp_keepalive(Duration::from_secs(60))
-            .user_agent(concat!("trustgate/", env!("CARGO_PKG_VERSION")));
-        if let Some(pem) = &settings.ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| config_err(format!("ca_pem is not a PEM bundle: {e}")))?;
-            if certs.is_empty() {
-                return Err(config_err("ca_pem holds no certificate".to_string()));
-            }
-            for c in certs {
-                builder = builder.add_root_certificate(c);
-            }
-        }
-        let http = builder
+            .user_agent(concat!("trustgate/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| config_err(format!("cannot build the HTTP client: {e}")))?;
         let basic = match (&settings.username, &settings.password) {

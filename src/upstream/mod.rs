@@ -2,7 +2,7 @@
 //! a CNCF distribution registry) and, through the same [`AuthClient`], Notary servers.
 //!
 //! - [`challenge`]: pure `WWW-Authenticate` parser.
-//! - [`AuthClient`]: pooled reqwest (rustls) client per upstream; Bearer token flow with a token
+//! - [`AuthClient`]: pooled reqwest client per upstream, TLS from [`tls`] (rustls, aws-lc-rs); Bearer token flow with a token
 //!   cache keyed by (realm, service, scope), Basic auth, redirects followed by hand so that
 //!   `Authorization` never leaves the upstream's origin, connect / first-byte / idle timeouts.
 //! - [`RegistryClient`]: `ping`, `manifest`, `blob`, `tags`.
@@ -25,6 +25,7 @@ pub mod client;
 pub mod error;
 pub mod response;
 pub mod settings;
+pub mod tls;
 
 pub use auth::AuthClient;
 pub use challenge::{BearerChallenge, Challenge, Scheme};

@@ -61,7 +61,8 @@ pub fn request(url: &str, opts: &Req<'_>) -> Result<Response, String> {
     if let Some(ca) = opts.ca_pem {
         let pem = std::fs::read(ca).map_err(|e| format!("read CA {}: {e}", ca.display()))?;
         let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| format!("CA: {e}"))?;
-        builder = builder.add_root_certificate(cert);
+        // Only the test CA: reqwest 0.13 would otherwise add the host's store (platform verifier).
+        builder = builder.tls_certs_only([cert]);
     }
     let client = builder.build().map_err(|e| e.to_string())?;
     let method = reqwest::Method::from_bytes(opts.method.unwrap_or("GET").as_bytes())
