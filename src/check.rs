@@ -6,7 +6,8 @@
 //! listener's TLS files ([`TlsFiles::from_config`] and [`TlsFiles::load`]), the htpasswd file
 //! ([`Gate::from_config`]), each upstream's password and CA files
 //! ([`UpstreamSettings::from_config`], [`UpstreamSettings::notary_from_config`]) and the
-//! certificates policies pin ([`Policies::from_config`]). Nothing here listens, connects or
+//! certificates policies pin ([`Policies::from_config`]), the key and trusted-root files of
+//! `[[verifier]]` tables ([`DigestVerifiers::from_config`]). Nothing here listens, connects or
 //! writes. The CLI only prints what [`check_config`] returns.
 
 use std::fmt;
@@ -18,6 +19,7 @@ use crate::auth::{AuthError, Gate};
 use crate::config::{Config, ConfigError};
 use crate::policy::{Policies, PolicyError};
 use crate::upstream::settings::{SettingsError, UpstreamSettings};
+use crate::verify::digest::{DigestVerifiers, VerifierSetupError};
 
 /// What a valid configuration sets up; its `Display` is the summary `check-config` prints after
 /// the file name: `valid (2 upstreams, listening on 127.0.0.1:5000 (HTTPS))`.
@@ -91,6 +93,14 @@ pub enum CheckError {
         #[source]
         source: PolicyError,
     },
+    /// `[[verifier]]`: a key or trusted-root file, an identity pattern (the error names its own
+    /// key: `verifier[0].keys[1]: …`).
+    #[error("{}: {source}", file.display())]
+    Verifier {
+        file: PathBuf,
+        #[source]
+        source: VerifierSetupError,
+    },
 }
 
 /// Loads `file` and every file it names, as `serve` would, without starting anything.
@@ -132,6 +142,12 @@ pub fn check_loaded(config: &Config, file: &Path) -> Result<Summary, CheckError>
     Policies::from_config(&config.policies).map_err(|source| CheckError::Policy {
         file: file.to_path_buf(),
         source,
+    })?;
+    DigestVerifiers::from_config(&config.verifiers, Path::new(".")).map_err(|source| {
+        CheckError::Verifier {
+            file: file.to_path_buf(),
+            source,
+        }
     })?;
     Ok(Summary {
         upstreams: config.upstreams.len(),

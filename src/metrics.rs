@@ -18,10 +18,11 @@
 //! | `trustgate_upstream_errors_total` | counter | `upstream`, `kind`, `error` |
 //! | `trustgate_trust_decisions_total` | counter | `outcome`, `reason` |
 //! | `trustgate_trust_verify_duration_seconds` | histogram | `result` |
+//! | `trustgate_signed_tag_moved_back_total` | counter | `upstream` |
 //! | `trustgate_build_info` | info | `version` |
 //! | `trustgate_process_start_time_seconds` | gauge | |
 //!
-//! Route kinds: `ping`, `manifest`, `blob`, `tags`, `other` (anything that did not route,
+//! Route kinds: `ping`, `manifest`, `blob`, `tags`, `referrers`, `other` (anything that did not route,
 //! writes included). A request is counted when its body is done (or abandoned), with the bytes
 //! it carried and the time from the request to that moment.
 //!
@@ -65,6 +66,8 @@ pub enum RouteKind {
     Manifest,
     Blob,
     Tags,
+    /// `/v2/<name>/referrers/<digest>`.
+    Referrers,
     /// Did not route: unknown paths, bad names, writes.
     Other,
 }
@@ -76,6 +79,7 @@ impl RouteKind {
             Self::Manifest => "manifest",
             Self::Blob => "blob",
             Self::Tags => "tags",
+            Self::Referrers => "referrers",
             Self::Other => "other",
         }
     }
@@ -219,6 +223,13 @@ pub struct Metrics {
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
     decisions: Family<DecisionLabels, Counter>,
     verify_duration: HistogramFamily<VerifyLabels>,
+    moved_back: Family<UpstreamOnlyLabels, Counter>,
+}
+
+/// Only the upstream's configured name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamOnlyLabels {
+    upstream: String,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -251,6 +262,7 @@ impl Metrics {
             upstream_errors: Family::default(),
             decisions: Family::default(),
             verify_duration: Family::new_with_constructor(latency_histogram as fn() -> _),
+            moved_back: Family::default(),
         };
         // Series that dashboards divide by are there from the first scrape, at zero.
         for c in [ContentKind::Manifest, ContentKind::Blob] {
@@ -335,6 +347,11 @@ impl Metrics {
             "Time of a full Notary fetch and verification of one repository, by result",
             Unit::Seconds,
             self.verify_duration.clone(),
+        );
+        r.register(
+            "signed_tag_moved_back",
+            "Tags under digest verifiers (cosign) seen resolving to an older signed digest than before",
+            self.moved_back.clone(),
         );
         r.register(
             "build",
@@ -460,6 +477,16 @@ impl Metrics {
             .get_or_create(&DecisionLabels {
                 outcome: outcome.as_str(),
                 reason: reason.as_str(),
+            })
+            .inc();
+    }
+
+    /// A tag under digest verifiers moved back to a digest it resolved to before (a registry
+    /// may point a tag at any digest the key ever signed: cosign signs digests, not tags).
+    pub fn signed_tag_moved_back(&self, upstream: &str) {
+        self.moved_back
+            .get_or_create(&UpstreamOnlyLabels {
+                upstream: upstream.to_string(),
             })
             .inc();
     }

@@ -65,8 +65,12 @@ impl Proxy {
                 name.to_string(),
                 self.signed_tag(&t, parsed)
                     .await
-                    .map(|s| s.target)
-                    .map_err(ApiError::from),
+                    .map_err(ApiError::from)
+                    .and_then(|s| {
+                        s.target.ok_or_else(|| {
+                            ApiError::new(ErrorCode::Unknown, "not a Notary v1 target".to_string())
+                        })
+                    }),
             )),
             None => None,
         };

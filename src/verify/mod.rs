@@ -26,6 +26,8 @@
 
 pub mod config;
 pub mod cosign;
+pub mod digest;
+pub mod discovery;
 
 use std::sync::Arc;
 
@@ -58,10 +60,11 @@ pub struct SignedTag {
     pub length: Option<u64>,
     /// The signing role or identity, for the audit line.
     pub signer: String,
-    /// The verified trust data that decided; the signed closure is rebuilt when it changes.
-    pub basis: Arc<VerifiedRepository>,
+    /// Notary v1: the verified trust data that decided; the signed closure is rebuilt when it
+    /// changes. (A digest verifier's verdict never changes: its closure only grows.)
+    pub basis: Option<Arc<VerifiedRepository>>,
     /// The Notary v1 target itself (for `trustgate verify`).
-    pub target: SignedTarget,
+    pub target: Option<SignedTarget>,
 }
 
 /// A kind of signature verification the enforcement path can ask.
@@ -106,8 +109,8 @@ impl Verifier {
                     digest: Digest::from_bytes(target.sha256),
                     length: Some(target.length),
                     signer: target.role.clone(),
-                    basis,
-                    target,
+                    basis: Some(basis),
+                    target: Some(target),
                 })
             }
         }

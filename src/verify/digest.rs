@@ -1,0 +1,302 @@
+//! Verifiers that sign digests (cosign; Notation joins in issue 13): the named `[[verifier]]`
+//! set, and the pure decision of whether the signatures found for a digest satisfy a policy's
+//! `verifiers` and `require`.
+//!
+//! A verifier accepts a digest when ANY signature found is accepted by it; a policy accepts the
+//! digest when at least `need` of its verifiers do. The refusal names what each verifier said
+//! about the signatures it saw, so a client reads why (`signature not made by any key of
+//! verifier acme-release`), and carries a [`Reason`] for the audit line and the metric.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::decision::Reason;
+use crate::reference::Digest;
+use crate::verify::config::{VerifierConfig, VerifierKind};
+use crate::verify::cosign::{Accepted, CosignConfigError, CosignVerifier, Expected};
+use crate::verify::discovery::{DiscoveryError, Found, Location};
+
+/// The `[[verifier]]` tables, built once.
+#[derive(Debug, Default)]
+pub struct DigestVerifiers {
+    by_name: BTreeMap<String, Arc<CosignVerifier>>,
+}
+
+/// A `[[verifier]]` that cannot be built, printed as `verifier[0].keys[1]: cannot read …`.
+#[derive(Debug, thiserror::Error)]
+#[error("verifier[{index}].{source}")]
+pub struct VerifierSetupError {
+    pub index: usize,
+    #[source]
+    pub source: CosignConfigError,
+}
+
+impl DigestVerifiers {
+    /// Builds every verifier, reading the files they name (relative to `base`).
+    pub fn from_config(tables: &[VerifierConfig], base: &Path) -> Result<Self, VerifierSetupError> {
+        let mut by_name = BTreeMap::new();
+        for (index, t) in tables.iter().enumerate() {
+            let v = match t.kind {
+                VerifierKind::Cosign => CosignVerifier::from_config(t, base)
+                    .map_err(|source| VerifierSetupError { index, source })?,
+            };
+            by_name.insert(t.name.clone(), Arc::new(v));
+        }
+        Ok(Self { by_name })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<CosignVerifier>> {
+        self.by_name.get(name)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}
+
+/// A signature one verifier accepted, and where it was found.
+#[derive(Debug, Clone)]
+pub struct Acceptance {
+    pub verifier: String,
+    pub accepted: Accepted,
+    pub location: Location,
+}
+
+/// The verdict on a digest that passed.
+#[derive(Debug, Clone)]
+pub struct DigestVerdict {
+    pub digest: Digest,
+    /// One acceptance per verifier that accepted (at least `need`).
+    pub accepted: Vec<Acceptance>,
+}
+
+impl DigestVerdict {
+    /// Who signed, for the audit line: `acme:<signer>, ops:<signer>`.
+    pub fn signers(&self) -> String {
+        self.accepted
+            .iter()
+            .map(|a| format!("{}:{}", a.verifier, a.accepted.signer))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Why a digest is not accepted under a policy's digest verifiers.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DigestFailure {
+    /// Nothing that looks like a cosign signature was found.
+    #[error("no cosign signature for {image}@{digest}{}", notes(ignored))]
+    NoSignature {
+        image: String,
+        digest: Digest,
+        /// Artifacts looked at and set aside (another subject, no signature layer).
+        ignored: Vec<String>,
+    },
+    /// Signatures were found, but fewer than `need` verifiers accepted one.
+    #[error("{}", rejected_message(image, digest, *need, accepted, refusals))]
+    Rejected {
+        image: String,
+        digest: Digest,
+        need: usize,
+        /// The verifiers that accepted.
+        accepted: Vec<String>,
+        /// For each verifier that did not: why (its refusal of the first signature it saw).
+        refusals: Vec<(String, String)>,
+    },
+    /// The signatures could not be read (the registry failed, or served something refused).
+    #[error("{source}")]
+    Discovery {
+        #[source]
+        source: DiscoveryError,
+    },
+    /// An offline mirror holds no record of the tag's digest.
+    #[error("the mirror is offline (upstream {upstream} has offline = true) and {image} was never resolved through it; seed it while connected (trustgate seed)")]
+    OfflineNoTag { upstream: String, image: String },
+    /// A policy names a verifier that is not configured (cannot happen after validation).
+    #[error("verifier {0:?} is not configured")]
+    UnknownVerifier(String),
+}
+
+fn notes(ignored: &[String]) -> String {
+    if ignored.is_empty() {
+        String::new()
+    } else {
+        format!(" (set aside: {})", ignored.join("; "))
+    }
+}
+
+fn rejected_message(
+    image: &str,
+    digest: &Digest,
+    need: usize,
+    accepted: &[String],
+    refusals: &[(String, String)],
+) -> String {
+    let why = refusals
+        .iter()
+        .map(|(v, r)| format!("{v}: {r}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if accepted.is_empty() && need == 1 {
+        format!("no cosign signature of {image}@{digest} was accepted: {why}")
+    } else {
+        format!(
+            "{need} verifiers must accept {image}@{digest}, {} did ({}): {why}",
+            accepted.len(),
+            if accepted.is_empty() {
+                "none".to_string()
+            } else {
+                accepted.join(", ")
+            }
+        )
+    }
+}
+
+impl DigestFailure {
+    pub fn reason(&self) -> Reason {
+        match self {
+            Self::NoSignature { .. } | Self::OfflineNoTag { .. } => Reason::NoSignature,
+            Self::Rejected { .. } => Reason::SignatureRejected,
+            Self::Discovery { source } if source.is_fetch() => Reason::Fetch,
+            Self::Discovery { .. } | Self::UnknownVerifier(_) => Reason::Malformed,
+        }
+    }
+}
+
+/// Decides a digest (pure): `need` of `verifiers` must each accept one of `found`.
+pub fn decide(
+    verifiers: &[(&str, &CosignVerifier)],
+    need: usize,
+    found: &[Found],
+    ignored: &[String],
+    image: &str,
+    expected: &Expected<'_>,
+    now: SystemTime,
+) -> Result<DigestVerdict, DigestFailure> {
+    if found.is_empty() {
+        return Err(DigestFailure::NoSignature {
+            image: image.to_string(),
+            digest: *expected.digest,
+            ignored: ignored.to_vec(),
+        });
+    }
+    let mut accepted = Vec::new();
+    let mut refusals = Vec::new();
+    for (name, v) in verifiers {
+        let mut first_refusal = None;
+        let mut ok = None;
+        for f in found {
+            match v.verify(&f.evidence, expected, now) {
+                Ok(a) => {
+                    ok = Some(Acceptance {
+                        verifier: name.to_string(),
+                        accepted: a,
+                        location: f.location.clone(),
+                    });
+                    break;
+                }
+                Err(r) => {
+                    first_refusal.get_or_insert(r.to_string());
+                }
+            }
+        }
+        match ok {
+            Some(a) => accepted.push(a),
+            None => refusals.push((
+                name.to_string(),
+                first_refusal.unwrap_or_else(|| "no signature to check".into()),
+            )),
+        }
+    }
+    if accepted.len() >= need {
+        return Ok(DigestVerdict {
+            digest: *expected.digest,
+            accepted,
+        });
+    }
+    Err(DigestFailure::Rejected {
+        image: image.to_string(),
+        digest: *expected.digest,
+        need,
+        accepted: accepted.into_iter().map(|a| a.verifier).collect(),
+        refusals,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(c: char) -> Digest {
+        Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).unwrap()
+    }
+
+    #[test]
+    fn messages_say_what_each_verifier_said() {
+        let e = DigestFailure::NoSignature {
+            image: "r.io/a".into(),
+            digest: d('a'),
+            ignored: vec![],
+        };
+        assert_eq!(
+            e.to_string(),
+            format!("no cosign signature for r.io/a@{}", d('a'))
+        );
+        assert_eq!(e.reason(), Reason::NoSignature);
+        let e = DigestFailure::Rejected {
+            image: "r.io/a".into(),
+            digest: d('a'),
+            need: 1,
+            accepted: vec![],
+            refusals: vec![(
+                "acme-release".into(),
+                "signature not made by any key of verifier acme-release".into(),
+            )],
+        };
+        assert_eq!(
+            e.to_string(),
+            format!("no cosign signature of r.io/a@{} was accepted: acme-release: signature not made by any key of verifier acme-release", d('a'))
+        );
+        let e = DigestFailure::Rejected {
+            image: "r.io/a".into(),
+            digest: d('a'),
+            need: 2,
+            accepted: vec!["ops".into()],
+            refusals: vec![("acme".into(), "wrong key".into())],
+        };
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "2 verifiers must accept r.io/a@{}, 1 did (ops): acme: wrong key",
+                d('a')
+            )
+        );
+        assert_eq!(e.reason(), Reason::SignatureRejected);
+    }
+
+    #[test]
+    fn nothing_found_is_no_signature_whatever_the_verifiers() {
+        let digest = d('a');
+        let expected = Expected {
+            registry_host: "r.io",
+            repository: "a",
+            digest: &digest,
+        };
+        let e = decide(
+            &[],
+            1,
+            &[],
+            &["x".into()],
+            "r.io/a",
+            &expected,
+            SystemTime::UNIX_EPOCH,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("no cosign signature for r.io/a@{digest} (set aside: x)")
+        );
+    }
+}
