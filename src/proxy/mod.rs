@@ -55,7 +55,7 @@ use crate::verify::Verifier;
 
 pub use crate::api::UpstreamId;
 pub use error::{Fetching, Missing, Origin, PullError, Unacceptable};
-pub use inspect::Inspection;
+pub use inspect::{Inspection, SignatureLine, SignatureReport};
 pub use target::{Target, Upstream};
 
 /// A manifest as served: its bytes exactly as they came, their media type and the digest
