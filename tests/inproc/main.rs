@@ -14,6 +14,7 @@ mod inproc;
 
 mod cache_fake;
 mod compose_static;
+mod cosign_flow;
 mod enforce_golden;
 mod proxy_passthrough;
 mod proxy_stale;
