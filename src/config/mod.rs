@@ -554,6 +554,22 @@ impl Config {
                     ),
                 ));
             }
+            for (j, id) in v.identities.iter().enumerate() {
+                for (k, pattern) in [
+                    ("issuer_regex", &id.issuer_regex),
+                    ("subject_regex", &id.subject_regex),
+                ] {
+                    if let Some(p) = pattern {
+                        // Anchored as the verifier uses it: the whole value must match.
+                        if let Err(e) = regex::Regex::new(&format!("^(?:{p})$")) {
+                            return Err((
+                                format!("verifier[{i}].identities[{j}].{k}"),
+                                format!("{p:?} is not a regular expression: {e}"),
+                            ));
+                        }
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -1019,6 +1035,11 @@ mod tests {
             "{v}[[policy]]\nrepositories = [\"a.io/*\"]\ntrust = \"enforce\"\nverifiers = [\"acme\"]\nrequire = 0\n"
         ));
         assert!(e.contains("policy[0].require: must be at least 1"), "{e}");
+        let e = err("[[verifier]]\nname = \"ci\"\nkind = \"cosign\"\nidentities = [{ issuer = \"https://i\", subject_regex = \"(unclosed\" }]\n");
+        assert!(
+            e.starts_with("test.toml: verifier[0].identities[0].subject_regex: \"(unclosed\" is not a regular expression"),
+            "{e}"
+        );
         let e = err("[[verifier]]\nname = \"x\"\nkind = \"notation\"\n");
         assert!(e.starts_with("test.toml: verifier[0].kind: "), "{e}");
     }
