@@ -13,16 +13,18 @@
 //! [`crate::enforce::TrustService`] (fetched from the Notary server, cached for `[trust]
 //! refresh`, persisted, re-verified offline).
 //!
-//! How cosign and Notation join (issues 12 and 13): they sign DIGESTS, not tags. A `Cosign`
-//! (or `Notation`) variant resolves a tag by asking `subject.registry` for its digest (HEAD), then
-//! finds the signatures of that digest (the OCI referrers API, `GET /v2/<name>/referrers/<digest>`,
-//! or the `sha256-<hex>.sig` tag and the `sha256-<hex>` fallback index) and verifies them; its
-//! `signed_set` is the set of digests it has verified for the repository (a digest's verdict is
-//! cached: it cannot change for a given policy and trust root). A policy's
-//! `verifiers = [...]` with `require = "any" | "all" | N` becomes a `Verifier::Require { of:
-//! Vec<Verifier>, need: usize }` variant whose `resolve_tag` asks each member for the same
-//! digest and counts. The refusal stays a [`TrustFailure`] with its typed reason, so the
-//! client JSON, the audit line and the metric need no change.
+//! How cosign joined (issue 12; Notation follows in 13): cosign signs DIGESTS, not tags. A
+//! policy with `verifiers = [...]` ([`crate::policy::Signatures::Digest`]) does not go through
+//! [`Verifier`]: `crate::proxy` (its `signed_digests.rs`) resolves the tag by asking the upstream
+//! (HEAD), finds the digest's signatures with [`discovery`] (the OCI referrers API, the
+//! `sha256-<hex>` fallback index, the `sha256-<hex>.sig` tag), read through the proxy so they are
+//! checked by digest and kept in the store, and decides with [`digest::decide`]: `need` of the
+//! policy's [`cosign::CosignVerifier`]s must each accept one signature. A digest's verdict is
+//! cached (it cannot change for the same signatures and trust roots); the signed closure grows
+//! from every verified digest instead of from a set of signed tags. The refusal is a
+//! [`TrustFailure::Digest`] with its typed reason, so the client JSON, the audit line and the
+//! metric are built as for Notary v1. `notary` is the implicit verifier name of Notary v1, which
+//! stays this module's [`Verifier::NotaryV1`].
 
 pub mod config;
 pub mod cosign;
