@@ -52,6 +52,8 @@ pub struct PublicKey {
     /// The SubjectPublicKeyInfo's key bits: the SEC1 point (ECDSA), the PKCS#1 `RSAPublicKey`
     /// (RSA), the 32-byte key (Ed25519); what aws-lc-rs's `UnparsedPublicKey` takes.
     raw: Vec<u8>,
+    /// The DER SubjectPublicKeyInfo (what `sigstore-verify` takes for keyed bundles).
+    der: Vec<u8>,
     /// SHA-256 of the DER SubjectPublicKeyInfo, hex: how operators tell keys apart
     /// (the same value as `cosign public-key | openssl pkey -pubin -outform der | sha256sum`).
     fingerprint: String,
@@ -123,12 +125,18 @@ impl PublicKey {
         Ok(Self {
             kind,
             raw,
+            der: der.to_vec(),
             fingerprint,
         })
     }
 
     pub fn kind(&self) -> KeyKind {
         self.kind
+    }
+
+    /// The DER SubjectPublicKeyInfo.
+    pub fn spki_der(&self) -> &[u8] {
+        &self.der
     }
 
     /// `sha256:<hex>` of the SubjectPublicKeyInfo.
