@@ -280,6 +280,44 @@ async fn signatures_are_found_through_the_referrers_api_and_listed_through_trust
     assert_eq!((payload.status, &payload.body), (200, &sig.blobs[1]));
 }
 
+/// cosign 3's layout: a Sigstore bundle as a referrer, found through the referrers API and
+/// handed to the verifier, which decides (a keyed bundle with neither a log entry nor a trusted
+/// timestamp has no verified signing time: refused, naming why; a bundle attached to another
+/// image than it signs is refused naming both).
+#[tokio::test]
+async fn bundles_found_through_the_referrers_api_reach_the_verifier() {
+    let fake = FakeUpstream::start().await;
+    fake.enable_referrers(true);
+    let e = env_with(fake, CosignKey::generate()).await;
+    let img = image("bundled");
+    put_image(&e.fake, "v1", &img);
+    let other = image("not-bundled");
+    put_image(&e.fake, "v2", &other);
+    let bundle = cosign::keyed_bundle(&e.key, &img.manifest);
+    put_artifact(
+        &e.fake,
+        None,
+        &cosign::bundle_referrer(&img.digest, img.manifest.len(), &bundle),
+    );
+    put_artifact(
+        &e.fake,
+        None,
+        &cosign::bundle_referrer(&other.digest, other.manifest.len(), &bundle),
+    );
+    let (status, code, message) = refusal(&e.manifest("v1").await);
+    assert_eq!((status, code.as_str()), (403, "DENIED"));
+    assert!(
+        message.contains("acme: no verified signing time"),
+        "{message}"
+    );
+    let (status, _, message) = refusal(&e.manifest("v2").await);
+    assert_eq!(status, 403, "{message}");
+    assert!(
+        message.contains(&other.digest) && message.contains(&img.digest),
+        "{message}"
+    );
+}
+
 /// kyverno#16664: cosign 3's fallback entries carry the empty type as `artifactType`; the layer's
 /// media type is what tells a signature.
 #[tokio::test]

@@ -268,3 +268,22 @@ pub async fn push(
         put.text().await.unwrap_or_default()
     );
 }
+
+/// A keyed Sigstore bundle v0.3 as `cosign sign --key --new-bundle-format` stores it without a
+/// transparency log (`--tlog-upload=false`): a `messageSignature` over the manifest bytes, the
+/// public key named by a hint, no log entry.
+pub fn keyed_bundle(key: &CosignKey, manifest: &[u8]) -> Vec<u8> {
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    serde_json::to_vec(&serde_json::json!({
+        "mediaType": BUNDLE_V03,
+        "verificationMaterial": {
+            "publicKey": {"hint": "acme"},
+            "tlogEntries": [],
+        },
+        "messageSignature": {
+            "messageDigest": {"algorithm": "SHA2_256", "digest": b64(&Sha256::digest(manifest))},
+            "signature": key.sign(manifest),
+        },
+    }))
+    .expect("bundle")
+}
