@@ -416,8 +416,13 @@ impl Proxy {
         (Some(discovered), result)
     }
 
-    /// Signature artifacts read for a digest are trust data: servable by digest under enforce.
+    /// Signature artifacts read for a digest are trust data: servable by digest under enforce,
+    /// with the config and layers of those that are signature manifests (bounded, signature
+    /// layer types only); an index's entries or another manifest's references are not.
     fn allow_artifacts(&self, t: &Target<'_>, d: &Discovered) {
+        for (digest, bytes) in &d.signature_manifests {
+            self.closures.allow_manifest(&t.gun, *digest, bytes);
+        }
         for a in &d.artifacts {
             self.closures.allow_trust_data(&t.gun, *a);
         }

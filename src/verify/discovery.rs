@@ -127,6 +127,9 @@ pub struct Discovered {
     /// The digests of every signature artifact read (manifests, indexes, blobs): trust data
     /// that may be served under enforce and that `trustgate seed` keeps.
     pub artifacts: Vec<Digest>,
+    /// The signature manifests read that are signature artifacts ([`is_signature_artifact`]):
+    /// their config and layers may be served too.
+    pub signature_manifests: Vec<(Digest, Bytes)>,
     /// Whether the upstream answered the referrers API.
     pub referrers_api: bool,
 }
@@ -398,6 +401,9 @@ pub async fn discover(
                 }
             };
             out.artifacts.push(r.digest);
+            if is_signature_artifact(&manifest) {
+                out.signature_manifests.push((r.digest, manifest.clone()));
+            }
             let what = location.to_string();
             let (layers, subject) = match signature_layers(&manifest, digest, &what) {
                 Ok(x) => x,
@@ -430,6 +436,9 @@ pub async fn discover(
     {
         Ok((sig_digest, manifest)) => {
             out.artifacts.push(sig_digest);
+            if is_signature_artifact(&manifest) {
+                out.signature_manifests.push((sig_digest, manifest.clone()));
+            }
             let what = format!("the signature tag {}", sig_tag(digest));
             let (layers, _) = signature_layers(&manifest, digest, &what)?;
             if layers.is_empty() {
@@ -652,6 +661,7 @@ mod tests {
         );
         assert_eq!(got.found[0].location, Location::Referrer { manifest: m });
         assert!(got.artifacts.contains(&m) && got.artifacts.contains(&bundle));
+        assert_eq!(got.signature_manifests.len(), 1);
     }
 
     /// kyverno#16664: the fallback entry's artifactType is the empty type; the layer decides.

@@ -58,9 +58,10 @@ fn put_artifact(fake: &FakeUpstream, tag: Option<&str>, a: &Artifact) {
 }
 
 /// The `.sig` tag of `img`, signed by `key`.
-fn sign_sig_tag(fake: &FakeUpstream, img: &Image, key: &CosignKey) {
+fn sign_sig_tag(fake: &FakeUpstream, img: &Image, key: &CosignKey) -> Artifact {
     let sig = cosign::sig_manifest(&[Signed::by(key, REFERENCE, &img.digest)]);
     put_artifact(fake, Some(&cosign::sig_tag(&img.digest)), &sig);
+    sig
 }
 
 /// Configuration: the fake as `registry.local`, verifiers `acme` (and `ops` when given), and a
@@ -173,7 +174,7 @@ async fn a_sig_tag_signature_lets_the_image_through_and_an_unsigned_tag_is_refus
     let e = env().await;
     let signed = image("signed");
     put_image(&e.fake, "v1", &signed);
-    sign_sig_tag(&e.fake, &signed, &e.key);
+    let sig = sign_sig_tag(&e.fake, &signed, &e.key);
     let unsigned = image("unsigned");
     put_image(&e.fake, "v2", &unsigned);
 
@@ -187,6 +188,13 @@ async fn a_sig_tag_signature_lets_the_image_through_and_an_unsigned_tag_is_refus
     }
     // By digest too (inside the signed closure).
     assert_eq!(e.manifest(&signed.digest).await.status, 200);
+    // The signature artifact is trust data: its manifest, config and payload are served.
+    let m = e.manifest(&sig.digest()).await;
+    assert_eq!((m.status, &m.body), (200, &sig.manifest));
+    for b in &sig.blobs {
+        let got = e.blob(&cosign::digest(b)).await;
+        assert_eq!((got.status, &got.body), (200, b));
+    }
 
     let (status, code, message) = refusal(&e.manifest("v2").await);
     assert_eq!((status, code.as_str()), (404, "MANIFEST_UNKNOWN"));
