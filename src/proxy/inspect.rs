@@ -169,9 +169,8 @@ impl Proxy {
                     .map(|name| {
                         let outcome = match self.digest_verifiers.get(name) {
                             Some(v) => v
-                                .verify(&f.evidence, &expected, now)
-                                .map(|a| (a.signer, a.issuer))
-                                .map_err(|r| r.to_string()),
+                                .verify(&f.evidence, &expected, None, now)
+                                .map(|a| (a.signer, a.issuer)),
                             None => Err("not configured".to_string()),
                         };
                         (name.clone(), outcome)
@@ -179,12 +178,7 @@ impl Proxy {
                     .collect();
                 signatures.push(SignatureLine {
                     location: f.location.to_string(),
-                    kind: match f.evidence {
-                        crate::verify::cosign::SignatureEvidence::Bundle(_) => "bundle",
-                        crate::verify::cosign::SignatureEvidence::SimpleSigning { .. } => {
-                            "simple-signing"
-                        }
-                    },
+                    kind: f.evidence.kind(),
                     checks,
                 });
             }

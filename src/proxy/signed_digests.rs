@@ -31,9 +31,13 @@ use crate::policy::Signatures;
 use crate::reference::{Digest, Tag};
 use crate::upstream::UpstreamError;
 use crate::verify::cosign::Expected;
-use crate::verify::digest::{decide, DigestFailure, DigestVerdict};
+use crate::verify::digest::{decide, DigestFailure, DigestVerdict, ManifestFacts};
 use crate::verify::discovery::{self, Discovered, SignatureSource, SourceError};
 use crate::verify::SignedTag;
+
+/// The largest manifest read to compare with a Notation payload's size and media type (the OCI
+/// distribution specification's manifest limit).
+const MAX_SIGNED_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Verified digests remembered (per repository and verifier set).
 pub(crate) const VERDICT_ENTRIES: u64 = 100_000;
@@ -403,6 +407,34 @@ impl Proxy {
             repository: t.repository(),
             digest,
         };
+        // Notation signs the manifest's size and media type as well as its digest: read the
+        // manifest (by digest, through the proxy, so it is checked and kept) when a Notation
+        // verifier will look at a signature.
+        let manifest = if verifiers.iter().any(|(_, v)| v.is_notation())
+            && !discovered.found.is_empty()
+        {
+            match src.manifest(digest, MAX_SIGNED_MANIFEST_BYTES).await {
+                Ok(bytes) => Some((bytes.len() as u64, media::manifest_media_type(None, &bytes))),
+                Err(e) => {
+                    return (
+                        Some(discovered),
+                        Err(DigestFailure::Discovery {
+                            source: crate::verify::discovery::DiscoveryError::Fetch {
+                                digest: *digest,
+                                what: "the signed manifest".into(),
+                                problem: e,
+                            },
+                        }),
+                    )
+                }
+            }
+        } else {
+            None
+        };
+        let facts = manifest.as_ref().map(|(size, media_type)| ManifestFacts {
+            size: *size,
+            media_type: media_type.as_str(),
+        });
         let now: SystemTime = self.trust().now().into();
         let result = decide(
             &verifiers,
@@ -411,6 +443,7 @@ impl Proxy {
             &discovered.ignored,
             &t.gun,
             &expected,
+            facts,
             now,
         );
         (Some(discovered), result)

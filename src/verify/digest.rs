@@ -16,12 +16,93 @@ use crate::decision::Reason;
 use crate::reference::Digest;
 use crate::verify::config::{VerifierConfig, VerifierKind};
 use crate::verify::cosign::{Accepted, CosignConfigError, CosignVerifier, Expected};
-use crate::verify::discovery::{DiscoveryError, Found, Location};
+use crate::verify::discovery::{DiscoveryError, Evidence, Found, Location};
+use crate::verify::notation::{NotationConfigError, NotationVerifier, TargetManifest};
 
 /// The `[[verifier]]` tables, built once.
 #[derive(Debug, Default)]
 pub struct DigestVerifiers {
-    by_name: BTreeMap<String, Arc<CosignVerifier>>,
+    by_name: BTreeMap<String, Arc<DigestVerifier>>,
+}
+
+/// One `[[verifier]]`, of either kind.
+#[derive(Debug)]
+pub enum DigestVerifier {
+    Cosign(CosignVerifier),
+    Notation(NotationVerifier),
+}
+
+/// The manifest being served, when the caller has read it: Notation signs its size and media
+/// type too.
+#[derive(Debug, Clone, Copy)]
+pub struct ManifestFacts<'a> {
+    pub size: u64,
+    pub media_type: &'a str,
+}
+
+impl DigestVerifier {
+    /// Verifies one signature of either kind; a verifier refuses the other kind's signatures.
+    pub fn verify(
+        &self,
+        evidence: &Evidence,
+        expected: &Expected<'_>,
+        manifest: Option<ManifestFacts<'_>>,
+        now: SystemTime,
+    ) -> Result<Accepted, String> {
+        match (self, evidence) {
+            (Self::Cosign(v), Evidence::Cosign(e)) => {
+                v.verify(e, expected, now).map_err(|r| r.to_string())
+            }
+            (Self::Notation(v), Evidence::Notation(e)) => {
+                let target = TargetManifest {
+                    digest: expected.digest,
+                    size: manifest.map(|m| m.size),
+                    media_type: manifest.map(|m| m.media_type),
+                };
+                let scope = format!("{}/{}", expected.registry_host, expected.repository);
+                v.verify(e, &scope, &target, now)
+                    .map(|a| Accepted {
+                        signer: a.signer,
+                        issuer: None,
+                        signed_at: a.signed_at,
+                    })
+                    .map_err(|r| r.to_string())
+            }
+            (Self::Cosign(v), Evidence::Notation(_)) => Err(format!(
+                "a Notation signature, and verifier {} accepts cosign signatures",
+                v.name()
+            )),
+            (Self::Notation(v), Evidence::Cosign(_)) => Err(format!(
+                "a cosign signature, and verifier {} accepts Notation signatures",
+                v.name()
+            )),
+        }
+    }
+
+    /// A Notation verifier at level `skip` for this image: accepted with no signature at all.
+    fn skips(&self, expected: &Expected<'_>) -> bool {
+        match self {
+            Self::Notation(v) => v.skips(&format!(
+                "{}/{}",
+                expected.registry_host, expected.repository
+            )),
+            Self::Cosign(_) => false,
+        }
+    }
+
+    /// Whether this verifier reads Notation signatures (which sign the manifest's size and type).
+    pub fn is_notation(&self) -> bool {
+        matches!(self, Self::Notation(_))
+    }
+}
+
+/// Why a `[[verifier]]` table is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupProblem {
+    #[error("{0}")]
+    Cosign(#[from] CosignConfigError),
+    #[error("{0}")]
+    Notation(#[from] NotationConfigError),
 }
 
 /// A `[[verifier]]` that cannot be built, printed as `verifier[0].keys[1]: cannot read …`.
@@ -30,7 +111,7 @@ pub struct DigestVerifiers {
 pub struct VerifierSetupError {
     pub index: usize,
     #[source]
-    pub source: CosignConfigError,
+    pub source: SetupProblem,
 }
 
 impl DigestVerifiers {
@@ -40,14 +121,24 @@ impl DigestVerifiers {
         for (index, t) in tables.iter().enumerate() {
             let v = match t.kind {
                 VerifierKind::Cosign => CosignVerifier::from_config(t, base)
-                    .map_err(|source| VerifierSetupError { index, source })?,
+                    .map(DigestVerifier::Cosign)
+                    .map_err(|e| VerifierSetupError {
+                        index,
+                        source: e.into(),
+                    })?,
+                VerifierKind::Notation => NotationVerifier::from_config(t, base)
+                    .map(DigestVerifier::Notation)
+                    .map_err(|e| VerifierSetupError {
+                        index,
+                        source: e.into(),
+                    })?,
             };
             by_name.insert(t.name.clone(), Arc::new(v));
         }
         Ok(Self { by_name })
     }
 
-    pub fn get(&self, name: &str) -> Option<&Arc<CosignVerifier>> {
+    pub fn get(&self, name: &str) -> Option<&Arc<DigestVerifier>> {
         self.by_name.get(name)
     }
 
@@ -86,17 +177,20 @@ impl DigestVerdict {
 /// Why a digest is not accepted under a policy's digest verifiers.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DigestFailure {
-    /// Nothing that looks like a cosign signature was found.
-    #[error("no cosign signature for {image}@{digest}{}", notes(ignored))]
+    /// Nothing that looks like a cosign or Notation signature was found.
+    #[error("no {kind} signature for {image}@{digest}{}", notes(ignored))]
     NoSignature {
+        /// `cosign`, `Notation` or `cosign or Notation`: what the policy's verifiers read.
+        kind: &'static str,
         image: String,
         digest: Digest,
         /// Artifacts looked at and set aside (another subject, no signature layer).
         ignored: Vec<String>,
     },
     /// Signatures were found, but fewer than `need` verifiers accepted one.
-    #[error("{}", rejected_message(image, digest, *need, accepted, refusals))]
+    #[error("{}", rejected_message(kind, image, digest, *need, accepted, refusals))]
     Rejected {
+        kind: &'static str,
         image: String,
         digest: Digest,
         need: usize,
@@ -128,6 +222,7 @@ fn notes(ignored: &[String]) -> String {
 }
 
 fn rejected_message(
+    kind: &str,
     image: &str,
     digest: &Digest,
     need: usize,
@@ -140,7 +235,7 @@ fn rejected_message(
         .collect::<Vec<_>>()
         .join("; ");
     if accepted.is_empty() && need == 1 {
-        format!("no cosign signature of {image}@{digest} was accepted: {why}")
+        format!("no {kind} signature of {image}@{digest} was accepted: {why}")
     } else {
         format!(
             "{need} verifiers must accept {image}@{digest}, {} did ({}): {why}",
@@ -165,18 +260,29 @@ impl DigestFailure {
     }
 }
 
-/// Decides a digest (pure): `need` of `verifiers` must each accept one of `found`.
+/// Decides a digest (pure): `need` of `verifiers` must each accept one of `found`. A Notation
+/// verifier at level `skip` accepts without a signature.
+#[allow(clippy::too_many_arguments)]
 pub fn decide(
-    verifiers: &[(&str, &CosignVerifier)],
+    verifiers: &[(&str, &DigestVerifier)],
     need: usize,
     found: &[Found],
     ignored: &[String],
     image: &str,
     expected: &Expected<'_>,
+    manifest: Option<ManifestFacts<'_>>,
     now: SystemTime,
 ) -> Result<DigestVerdict, DigestFailure> {
-    if found.is_empty() {
+    let notation = verifiers.iter().filter(|(_, v)| v.is_notation()).count();
+    let kind = match notation {
+        0 => "cosign",
+        n if n == verifiers.len() => "Notation",
+        _ => "cosign or Notation",
+    };
+    let skipping = verifiers.iter().filter(|(_, v)| v.skips(expected)).count();
+    if found.is_empty() && skipping < need {
         return Err(DigestFailure::NoSignature {
+            kind,
             image: image.to_string(),
             digest: *expected.digest,
             ignored: ignored.to_vec(),
@@ -187,8 +293,20 @@ pub fn decide(
     for (name, v) in verifiers {
         let mut first_refusal = None;
         let mut ok = None;
+        if v.skips(expected) && found.is_empty() {
+            accepted.push(Acceptance {
+                verifier: name.to_string(),
+                accepted: Accepted {
+                    signer: "not verified (level skip)".into(),
+                    issuer: None,
+                    signed_at: None,
+                },
+                location: Location::NotNeeded,
+            });
+            continue;
+        }
         for f in found {
-            match v.verify(&f.evidence, expected, now) {
+            match v.verify(&f.evidence, expected, manifest, now) {
                 Ok(a) => {
                     ok = Some(Acceptance {
                         verifier: name.to_string(),
@@ -198,7 +316,7 @@ pub fn decide(
                     break;
                 }
                 Err(r) => {
-                    first_refusal.get_or_insert(r.to_string());
+                    first_refusal.get_or_insert(r);
                 }
             }
         }
@@ -217,6 +335,7 @@ pub fn decide(
         });
     }
     Err(DigestFailure::Rejected {
+        kind,
         image: image.to_string(),
         digest: *expected.digest,
         need,
@@ -236,6 +355,7 @@ mod tests {
     #[test]
     fn messages_say_what_each_verifier_said() {
         let e = DigestFailure::NoSignature {
+            kind: "cosign",
             image: "r.io/a".into(),
             digest: d('a'),
             ignored: vec![],
@@ -246,6 +366,7 @@ mod tests {
         );
         assert_eq!(e.reason(), Reason::NoSignature);
         let e = DigestFailure::Rejected {
+            kind: "cosign",
             image: "r.io/a".into(),
             digest: d('a'),
             need: 1,
@@ -260,6 +381,7 @@ mod tests {
             format!("no cosign signature of r.io/a@{} was accepted: acme-release: signature not made by any key of verifier acme-release", d('a'))
         );
         let e = DigestFailure::Rejected {
+            kind: "cosign",
             image: "r.io/a".into(),
             digest: d('a'),
             need: 2,
@@ -291,6 +413,7 @@ mod tests {
             &["x".into()],
             "r.io/a",
             &expected,
+            None,
             SystemTime::UNIX_EPOCH,
         )
         .unwrap_err();

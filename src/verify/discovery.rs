@@ -28,6 +28,8 @@ use serde::Deserialize;
 
 use crate::reference::Digest;
 use crate::verify::cosign::SignatureEvidence;
+use crate::verify::notation::envelope::EnvelopeFormat;
+use crate::verify::notation::NotationEvidence;
 
 /// The simple-signing payload layer of a `.sig` manifest.
 pub const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -99,6 +101,8 @@ pub enum Location {
     FallbackTag { manifest: Digest },
     /// Layer `layer` of the `sha256-<hex>.sig` manifest.
     SigTag { manifest: Digest, layer: usize },
+    /// No signature: a Notation verifier at level `skip` accepted without one.
+    NotNeeded,
 }
 
 impl fmt::Display for Location {
@@ -107,6 +111,30 @@ impl fmt::Display for Location {
             Self::Referrer { manifest } => write!(f, "referrer {manifest}"),
             Self::FallbackTag { manifest } => write!(f, "fallback-tag referrer {manifest}"),
             Self::SigTag { manifest, layer } => write!(f, ".sig tag {manifest} layer {layer}"),
+            Self::NotNeeded => f.write_str("no signature needed (level skip)"),
+        }
+    }
+}
+
+/// A signature of either kind, as found.
+#[derive(Debug, Clone)]
+pub enum Evidence {
+    Cosign(SignatureEvidence),
+    /// A Notation envelope: the layer of a manifest whose artifact type is
+    /// `application/vnd.cncf.notary.signature`.
+    Notation(NotationEvidence),
+}
+
+impl Evidence {
+    /// What kind of signature, for `trustgate verify`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Cosign(SignatureEvidence::Bundle(_)) => "bundle",
+            Self::Cosign(SignatureEvidence::SimpleSigning { .. }) => "simple-signing",
+            Self::Notation(n) => match n.format {
+                EnvelopeFormat::Jws => "notation-jws",
+                EnvelopeFormat::Cose => "notation-cose",
+            },
         }
     }
 }
@@ -114,7 +142,7 @@ impl fmt::Display for Location {
 /// One signature found for a digest.
 #[derive(Debug, Clone)]
 pub struct Found {
-    pub evidence: SignatureEvidence,
+    pub evidence: Evidence,
     pub location: Location,
 }
 
@@ -259,6 +287,8 @@ pub struct SignatureLayer {
 pub enum LayerKind {
     /// A Sigstore bundle (JSON).
     Bundle,
+    /// A Notation signature envelope (`application/jose+json` or `application/cose`).
+    Notation(EnvelopeFormat),
     /// A simple-signing payload with its signature annotations.
     SimpleSigning {
         signature: String,
@@ -310,6 +340,8 @@ pub fn signature_layers(
         let media_type = d.media_type.split(';').next().unwrap_or("").trim();
         let kind = if media_type.starts_with(BUNDLE_PREFIX) {
             LayerKind::Bundle
+        } else if let Some(format) = EnvelopeFormat::from_media_type(media_type) {
+            LayerKind::Notation(format)
         } else if media_type == SIMPLESIGNING {
             let Some(signature) = d.annotations.get(ANNOTATION_SIGNATURE) else {
                 continue;
@@ -493,21 +525,25 @@ async fn collect(
         };
         out.artifacts.push(l.digest);
         let evidence = match l.kind {
-            LayerKind::Bundle => SignatureEvidence::Bundle(bytes),
+            LayerKind::Bundle => Evidence::Cosign(SignatureEvidence::Bundle(bytes)),
+            LayerKind::Notation(format) => Evidence::Notation(NotationEvidence {
+                format,
+                envelope: bytes,
+            }),
             LayerKind::SimpleSigning {
                 signature,
                 certificate,
                 chain,
                 rekor_bundle,
                 rfc3161_timestamp,
-            } => SignatureEvidence::SimpleSigning {
+            } => Evidence::Cosign(SignatureEvidence::SimpleSigning {
                 payload: bytes,
                 signature,
                 certificate,
                 chain,
                 rekor_bundle,
                 rfc3161_timestamp,
-            },
+            }),
         };
         out.found.push(Found {
             evidence,
@@ -550,8 +586,7 @@ pub fn is_signature_artifact(bytes: &[u8]) -> bool {
 pub fn is_signature_layer_type(t: &str) -> bool {
     t == SIMPLESIGNING
         || t.starts_with(BUNDLE_PREFIX)
-        || t == "application/jose+json"
-        || t == "application/cose"
+        || EnvelopeFormat::from_media_type(t).is_some()
 }
 
 #[cfg(test)]
@@ -657,7 +692,7 @@ mod tests {
         assert!(got.referrers_api);
         assert_eq!(got.found.len(), 1);
         assert!(
-            matches!(&got.found[0].evidence, SignatureEvidence::Bundle(b) if &b[..] == b"{\"bundle\":1}")
+            matches!(&got.found[0].evidence, Evidence::Cosign(SignatureEvidence::Bundle(b)) if &b[..] == b"{\"bundle\":1}")
         );
         assert_eq!(got.found[0].location, Location::Referrer { manifest: m });
         assert!(got.artifacts.contains(&m) && got.artifacts.contains(&bundle));
@@ -755,13 +790,13 @@ mod tests {
             "the layer without a signature annotation is none"
         );
         match &got.found[0].evidence {
-            SignatureEvidence::SimpleSigning {
+            Evidence::Cosign(SignatureEvidence::SimpleSigning {
                 signature,
                 certificate,
                 rekor_bundle,
                 payload: p,
                 ..
-            } => {
+            }) => {
                 assert_eq!(signature, "c2ln");
                 assert_eq!(certificate, &None);
                 assert_eq!(rekor_bundle.as_deref(), Some("{}"));

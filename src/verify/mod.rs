@@ -30,6 +30,7 @@ pub mod config;
 pub mod cosign;
 pub mod digest;
 pub mod discovery;
+pub mod notation;
 
 use std::sync::Arc;
 

@@ -639,6 +639,7 @@ mod tests {
             trusted_root: None,
             transparency: None,
             check_reference: true,
+            ..Default::default()
         };
         CosignVerifier::from_config(&config, dir).unwrap()
     }
@@ -756,6 +757,7 @@ mod tests {
             trusted_root: None,
             transparency: None,
             check_reference: true,
+            ..Default::default()
         };
         let err = CosignVerifier::from_config(&config, dir.path()).unwrap_err();
         assert_eq!(err.key, "keys");
