@@ -1,6 +1,6 @@
 //! Certificates of a Notation signature: the chain the envelope carries, the signing key and
 //! its algorithm, validity at a time, trusted identities, and the RFC 3161 countersignature
-//! (pure; aws-lc-rs for every signature check, `sigstore-tsa` for the timestamp token).
+//! (pure; aws-lc-rs for every signature check).
 //!
 //! Why the chain is checked here and not by a path builder such as webpki: Notation's rule is
 //! not "find a path to an anchor". The envelope carries the complete chain, leaf first, ending
@@ -44,11 +44,11 @@ impl<'a> Cert<'a> {
         self.x509.subject().to_string()
     }
 
-    fn self_issued(&self) -> bool {
+    pub(super) fn self_issued(&self) -> bool {
         self.x509.subject().as_raw() == self.x509.issuer().as_raw()
     }
 
-    fn extension(&self, oid: &Oid<'_>) -> Option<(bool, &ParsedExtension<'_>)> {
+    pub(super) fn extension(&self, oid: &Oid<'_>) -> Option<(bool, &ParsedExtension<'_>)> {
         self.x509
             .extensions()
             .iter()
@@ -57,7 +57,7 @@ impl<'a> Cert<'a> {
     }
 
     /// The curve of an EC key, or the modulus bits of an RSA key.
-    fn key(&self) -> Result<KeyKind, CertProblem> {
+    pub(super) fn key(&self) -> Result<KeyKind, CertProblem> {
         let spki = self.x509.public_key();
         let alg = &spki.algorithm.algorithm;
         if *alg == oids::OID_PKCS1_RSAENCRYPTION {
@@ -90,7 +90,7 @@ impl<'a> Cert<'a> {
         }
     }
 
-    fn key_bytes(&self) -> &[u8] {
+    pub(super) fn key_bytes(&self) -> &[u8] {
         &self.x509.public_key().subject_public_key.data
     }
 
@@ -117,7 +117,7 @@ impl<'a> Cert<'a> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum KeyKind {
+pub(super) enum KeyKind {
     Rsa(usize),
     P256,
     P384,
@@ -193,65 +193,83 @@ pub fn verify_signature(
         })
 }
 
-/// Verifies that `issuer` signed `cert` (any algorithm X.509 certificates of a Notation chain use).
-fn issued_by(cert: &Cert<'_>, issuer: &Cert<'_>) -> Result<(), CertProblem> {
-    let sig_oid = &cert.x509.signature_algorithm.algorithm;
-    let key = issuer.key()?;
-    let tbs = cert.x509.tbs_certificate.as_ref();
-    let sig = &cert.x509.signature_value.data;
-    let candidates: Vec<&'static dyn VerificationAlgorithm> =
-        if *sig_oid == oids::OID_PKCS1_SHA256WITHRSA {
-            vec![&signature::RSA_PKCS1_2048_8192_SHA256]
-        } else if *sig_oid == oids::OID_PKCS1_SHA384WITHRSA {
-            vec![&signature::RSA_PKCS1_2048_8192_SHA384]
-        } else if *sig_oid == oids::OID_PKCS1_SHA512WITHRSA {
-            vec![&signature::RSA_PKCS1_2048_8192_SHA512]
-        } else if *sig_oid == oids::OID_PKCS1_RSASSAPSS {
-            // The hash is in the parameters; exactly one of the three can verify.
-            vec![
-                &signature::RSA_PSS_2048_8192_SHA256,
-                &signature::RSA_PSS_2048_8192_SHA384,
-                &signature::RSA_PSS_2048_8192_SHA512,
-            ]
-        } else if *sig_oid == oids::OID_SIG_ECDSA_WITH_SHA256 {
-            match key {
-                KeyKind::P256 => vec![&signature::ECDSA_P256_SHA256_ASN1],
-                KeyKind::P384 => vec![&signature::ECDSA_P384_SHA256_ASN1],
-                _ => vec![],
-            }
-        } else if *sig_oid == oids::OID_SIG_ECDSA_WITH_SHA384 {
-            match key {
-                KeyKind::P256 => vec![&signature::ECDSA_P256_SHA384_ASN1],
-                KeyKind::P384 => vec![&signature::ECDSA_P384_SHA384_ASN1],
-                _ => vec![],
-            }
-        } else if *sig_oid == oids::OID_SIG_ECDSA_WITH_SHA512 {
-            match key {
-                KeyKind::P521 => vec![&signature::ECDSA_P521_SHA512_ASN1],
-                _ => vec![],
-            }
-        } else {
-            vec![]
-        };
+/// Verifies `sig` over `msg` by `signer`'s key, for the X.509/CMS signature algorithm `sig_oid`
+/// (dotted). `digest_oid` names the hash when `sig_oid` is bare `rsaEncryption` (CMS).
+pub(super) fn verify_by(
+    signer: &Cert<'_>,
+    sig_oid: &str,
+    digest_oid: Option<&str>,
+    msg: &[u8],
+    sig: &[u8],
+) -> Result<(), CertProblem> {
+    const SHA256: &str = "2.16.840.1.101.3.4.2.1";
+    const SHA384: &str = "2.16.840.1.101.3.4.2.2";
+    const SHA512: &str = "2.16.840.1.101.3.4.2.3";
+    let key = signer.key()?;
+    let candidates: Vec<&'static dyn VerificationAlgorithm> = match (sig_oid, key) {
+        ("1.2.840.113549.1.1.11", KeyKind::Rsa(_)) => vec![&signature::RSA_PKCS1_2048_8192_SHA256],
+        ("1.2.840.113549.1.1.12", KeyKind::Rsa(_)) => vec![&signature::RSA_PKCS1_2048_8192_SHA384],
+        ("1.2.840.113549.1.1.13", KeyKind::Rsa(_)) => vec![&signature::RSA_PKCS1_2048_8192_SHA512],
+        ("1.2.840.113549.1.1.1", KeyKind::Rsa(_)) => match digest_oid {
+            Some(SHA256) => vec![&signature::RSA_PKCS1_2048_8192_SHA256],
+            Some(SHA384) => vec![&signature::RSA_PKCS1_2048_8192_SHA384],
+            Some(SHA512) => vec![&signature::RSA_PKCS1_2048_8192_SHA512],
+            _ => vec![],
+        },
+        // RSASSA-PSS: the hash is in the parameters; only the right one can verify.
+        ("1.2.840.113549.1.1.10", KeyKind::Rsa(_)) => vec![
+            &signature::RSA_PSS_2048_8192_SHA256,
+            &signature::RSA_PSS_2048_8192_SHA384,
+            &signature::RSA_PSS_2048_8192_SHA512,
+        ],
+        ("1.2.840.10045.4.3.2", KeyKind::P256) => vec![&signature::ECDSA_P256_SHA256_ASN1],
+        ("1.2.840.10045.4.3.2", KeyKind::P384) => vec![&signature::ECDSA_P384_SHA256_ASN1],
+        ("1.2.840.10045.4.3.3", KeyKind::P256) => vec![&signature::ECDSA_P256_SHA384_ASN1],
+        ("1.2.840.10045.4.3.3", KeyKind::P384) => vec![&signature::ECDSA_P384_SHA384_ASN1],
+        ("1.2.840.10045.4.3.4", KeyKind::P521) => vec![&signature::ECDSA_P521_SHA512_ASN1],
+        // CMS may name the key type and leave the hash to digestAlgorithm.
+        ("1.2.840.10045.2.1", k) => match (digest_oid, k) {
+            (Some(SHA256), KeyKind::P256) => vec![&signature::ECDSA_P256_SHA256_ASN1],
+            (Some(SHA256), KeyKind::P384) => vec![&signature::ECDSA_P384_SHA256_ASN1],
+            (Some(SHA384), KeyKind::P256) => vec![&signature::ECDSA_P256_SHA384_ASN1],
+            (Some(SHA384), KeyKind::P384) => vec![&signature::ECDSA_P384_SHA384_ASN1],
+            (Some(SHA512), KeyKind::P521) => vec![&signature::ECDSA_P521_SHA512_ASN1],
+            _ => vec![],
+        },
+        _ => vec![],
+    };
     if candidates.is_empty() {
         return Err(format!(
-            "certificate {} is signed with an unsupported algorithm ({sig_oid})",
-            cert.subject()
+            "signature algorithm {sig_oid} is not supported for the key of {}",
+            signer.subject()
         ));
     }
     if candidates.iter().any(|a| {
-        UnparsedPublicKey::new(*a, issuer.key_bytes())
-            .verify(tbs, sig)
+        UnparsedPublicKey::new(*a, signer.key_bytes())
+            .verify(msg, sig)
             .is_ok()
     }) {
         Ok(())
     } else {
         Err(format!(
+            "the signature does not verify with the key of {}",
+            signer.subject()
+        ))
+    }
+}
+
+/// Verifies that `issuer` signed `cert`.
+pub(super) fn issued_by(cert: &Cert<'_>, issuer: &Cert<'_>) -> Result<(), CertProblem> {
+    let sig_oid = cert.x509.signature_algorithm.algorithm.to_id_string();
+    let tbs = cert.x509.tbs_certificate.as_ref();
+    let sig = &cert.x509.signature_value.data;
+    verify_by(issuer, &sig_oid, None, tbs, sig).map_err(|_| {
+        format!(
             "certificate {} is not signed by {}",
             cert.subject(),
             issuer.subject()
-        ))
-    }
+        )
+    })
 }
 
 fn key_usage(cert: &Cert<'_>) -> Result<(bool, bool), CertProblem> {
@@ -380,84 +398,6 @@ pub enum ChainProblem {
 /// Every certificate of the chain valid at `time`.
 pub fn chain_valid_at(chain: &[Cert<'_>], time: SystemTime) -> Result<(), CertProblem> {
     chain.iter().try_for_each(|c| c.valid_at(time))
-}
-
-/// Verifies the RFC 3161 token countersigning `signature` against the TSA roots (DER), and
-/// returns the time it attests. The token's own certificates supply the TSA's signing
-/// certificate and intermediates; `sigstore-tsa` checks the CMS signature, the message imprint
-/// (a hash of `signature`), the time-stamping purpose and the chain to the root.
-pub fn verify_timestamp(
-    token: &[u8],
-    signature: &[u8],
-    tsa_roots: &[Vec<u8>],
-) -> Result<SystemTime, CertProblem> {
-    use sigstore_verify::tsa::{verify_timestamp_for_authority, TsaAuthority};
-    use sigstore_verify::types::{DerCertificate, SignatureBytes, TimestampToken};
-
-    if tsa_roots.is_empty() {
-        return Err("no TSA root is configured to verify it".into());
-    }
-    let embedded = embedded_certificates(token)?;
-    if embedded.is_empty() {
-        return Err("the timestamp token carries no certificate".into());
-    }
-    let token_v = TimestampToken::new(token.to_vec());
-    let sig_v = SignatureBytes::new(signature.to_vec());
-    let mut last = String::from("no TSA root verifies it");
-    for root in tsa_roots {
-        for (i, leaf) in embedded.iter().enumerate() {
-            if leaf == root {
-                continue;
-            }
-            let intermediates = embedded
-                .iter()
-                .enumerate()
-                .filter(|(j, c)| *j != i && *c != root)
-                .map(|(_, c)| DerCertificate::from(c.clone()))
-                .collect();
-            let authority = TsaAuthority::new(
-                DerCertificate::from(leaf.clone()),
-                intermediates,
-                DerCertificate::from(root.clone()),
-                None,
-            );
-            match verify_timestamp_for_authority(&token_v, &sig_v, &authority) {
-                Ok(t) => {
-                    let secs = u64::try_from(t.as_second()).unwrap_or(0);
-                    return Ok(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs));
-                }
-                Err(e) => last = e.to_string(),
-            }
-        }
-    }
-    Err(last)
-}
-
-/// The certificates a CMS timestamp token carries (DER).
-fn embedded_certificates(token: &[u8]) -> Result<Vec<Vec<u8>>, CertProblem> {
-    use cms::cert::x509::der::{Decode, Encode};
-    use cms::cert::CertificateChoices;
-    use cms::content_info::ContentInfo;
-    use cms::signed_data::SignedData;
-
-    let info =
-        ContentInfo::from_der(token).map_err(|e| format!("the timestamp token is not CMS: {e}"))?;
-    let signed: SignedData = info
-        .content
-        .decode_as()
-        .map_err(|e| format!("the timestamp token is not CMS SignedData: {e}"))?;
-    let mut out = Vec::new();
-    if let Some(set) = signed.certificates {
-        for c in set.0.iter() {
-            if let CertificateChoices::Certificate(cert) = c {
-                out.push(
-                    cert.to_der()
-                        .map_err(|e| format!("the timestamp token's certificate: {e}"))?,
-                );
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// A `trusted_identities` entry, `x509.subject: C=US, ST=WA, O=Acme, CN=…`: the attributes

@@ -31,6 +31,7 @@
 pub mod certs;
 pub mod envelope;
 pub mod policy;
+pub mod timestamp;
 
 use std::time::SystemTime;
 
@@ -301,7 +302,7 @@ pub fn verify_with(
         },
         SigningScheme::X509 => match &env.timestamp {
             Some(token) if !set.tsa.is_empty() => {
-                match certs::verify_timestamp(token, &env.signature, &set.tsa) {
+                match timestamp::verify(token, &env.signature, &set.tsa) {
                     Ok(t) => {
                         signed_at = Some(t);
                         certs::chain_valid_at(&chain, t).map_err(|d| {
@@ -336,3 +337,6 @@ pub fn verify_with(
         logged,
     })
 }
+
+#[cfg(test)]
+mod tests;
