@@ -373,20 +373,7 @@ impl CosignVerifier {
             SignatureEvidence::Bundle(json) => {
                 let bundle = bundle::parse(json)?;
                 bundle::check_binding(&bundle, expected)?;
-                if self.transparency == Transparency::Require
-                    && bundle.verification_material.tlog_entries.is_empty()
-                {
-                    return Err(CosignRefusal::TransparencyMissing);
-                }
-                let artifact = Artifact::from(bundle::artifact(expected));
-                match &bundle.verification_material.content {
-                    VerificationMaterialContent::PublicKey(_) if !self.keys.is_empty() => {
-                        self.verify_keyed_bundle(&bundle, artifact)
-                    }
-                    VerificationMaterialContent::PublicKey(_) => Err(self.wrong_kind(false)),
-                    _ if !self.identities.is_empty() => self.verify_keyless(&bundle, artifact),
-                    _ => Err(self.wrong_kind(true)),
-                }
+                self.verify_parsed_bundle(&bundle, Artifact::from(bundle::artifact(expected)))
             }
         }
     }
@@ -400,20 +387,29 @@ impl CosignVerifier {
         artifact_sha256: &Digest,
     ) -> Result<Accepted, CosignRefusal> {
         let bundle = bundle::parse(bundle_json)?;
+        let artifact = Artifact::from(sigstore_verify::types::Sha256Hash::from(
+            *artifact_sha256.bytes(),
+        ));
+        self.verify_parsed_bundle(&bundle, artifact)
+    }
+
+    /// A bundle whose binding to the artifact is established: keyed or keyless by its material.
+    fn verify_parsed_bundle(
+        &self,
+        bundle: &Bundle,
+        artifact: Artifact<'_>,
+    ) -> Result<Accepted, CosignRefusal> {
         if self.transparency == Transparency::Require
             && bundle.verification_material.tlog_entries.is_empty()
         {
             return Err(CosignRefusal::TransparencyMissing);
         }
-        let artifact = Artifact::from(sigstore_verify::types::Sha256Hash::from(
-            *artifact_sha256.bytes(),
-        ));
         match &bundle.verification_material.content {
             VerificationMaterialContent::PublicKey(_) if !self.keys.is_empty() => {
-                self.verify_keyed_bundle(&bundle, artifact)
+                self.verify_keyed_bundle(bundle, artifact)
             }
             VerificationMaterialContent::PublicKey(_) => Err(self.wrong_kind(false)),
-            _ if !self.identities.is_empty() => self.verify_keyless(&bundle, artifact),
+            _ if !self.identities.is_empty() => self.verify_keyless(bundle, artifact),
             _ => Err(self.wrong_kind(true)),
         }
     }
