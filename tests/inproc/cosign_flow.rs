@@ -471,6 +471,20 @@ async fn a_huge_signature_list_is_refused_not_read() {
         message.contains("larger than the limit of 1048576 bytes"),
         "{message}"
     );
+    // An endless list (no Content-Length, never ends): read up to the bound, then refused.
+    e.fake.script(
+        &path,
+        crate::inproc::fake_upstream::Behavior::Endless {
+            headers: vec![("Content-Type".to_string(), cosign::OCI_INDEX.to_string())],
+            chunk: br#"{"schemaVersion":2,"manifests":["#.repeat(64),
+        },
+    );
+    let (status, _, message) = refusal(&e.manifest("v1").await);
+    assert_eq!(status, 403);
+    assert!(
+        message.contains("larger than the limit of 1048576 bytes"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
