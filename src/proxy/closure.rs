@@ -181,16 +181,11 @@ impl Proxy {
         digest: &Digest,
         manifest: bool,
     ) -> Result<(), PullError> {
-        if let crate::policy::Signatures::Digest { .. } = t.policy.signatures {
-            // A digest that is signed itself, or a signature artifact, passes even with the
-            // closure rule off; the rule only widens what else passes.
-            if !t.policy.require_signed_closure && !manifest {
-                return Ok(());
-            }
-            return self.require_in_digest_closure(t, digest, manifest).await;
-        }
         if !t.policy.require_signed_closure {
             return Ok(());
+        }
+        if let crate::policy::Signatures::Digest { .. } = t.policy.signatures {
+            return self.require_in_digest_closure(t, digest, manifest).await;
         }
         let image = format!("{}@{digest}", t.gun);
         // Reachability is decided by the current trust data (a cache hit while fresh).

@@ -471,6 +471,20 @@ async fn a_huge_signature_list_is_refused_not_read() {
         message.contains("larger than the limit of 1048576 bytes"),
         "{message}"
     );
+    // An endless list (no Content-Length, never ends): read up to the bound, then refused.
+    e.fake.script(
+        &path,
+        crate::inproc::fake_upstream::Behavior::Endless {
+            headers: vec![("Content-Type".to_string(), cosign::OCI_INDEX.to_string())],
+            chunk: br#"{"schemaVersion":2,"manifests":["#.repeat(64),
+        },
+    );
+    let (status, _, message) = refusal(&e.manifest("v1").await);
+    assert_eq!(status, 403);
+    assert!(
+        message.contains("larger than the limit of 1048576 bytes"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -650,4 +664,91 @@ async fn seeded_signatures_are_verified_again_by_an_offline_mirror() {
         refusal(&get(offline.url(&format!("/v2/{REPO}/manifests/v2"))).await);
     assert_eq!(status, 404);
     assert!(message.contains("never resolved through it"), "{message}");
+}
+
+/// Keyless (issue 12): a `.sig` signature by a Fulcio-style certificate with its Rekor SET,
+/// seeded while connected, then verified again from the store by an offline mirror: chain to
+/// the trusted root's CA, SCT, SET and the certificate's validity at the integrated time, with no
+/// network at all (the upstream is gone, the Sigstore is only a trusted_root.json file).
+#[tokio::test]
+async fn a_keyless_signature_is_seeded_and_verified_offline_with_no_network() {
+    use base64::Engine as _;
+    use std::time::{Duration, SystemTime};
+    let sigstore = crate::cosign_support::Sigstore::new();
+    let fake = FakeUpstream::start().await;
+    let img = image("keyless");
+    put_image(&fake, "v1", &img);
+    let issued = SystemTime::now() - Duration::from_secs(600);
+    let leaf = sigstore.leaf("alice@example.com", "https://accounts.example.test", issued);
+    let payload = cosign::payload(REFERENCE, &img.digest);
+    let raw = crate::cosign_support::sign(&leaf.key, &payload);
+    let rekor_bundle = sigstore.rekor_bundle(
+        &sigstore.rekor,
+        &payload,
+        &raw,
+        &leaf.pem,
+        issued + Duration::from_secs(60),
+    );
+    let signed = Signed {
+        payload,
+        signature: base64::engine::general_purpose::STANDARD.encode(&raw),
+        certificate: Some(leaf.pem.clone()),
+        chain: None,
+        rekor_bundle: Some(rekor_bundle),
+    };
+    let sig = cosign::sig_manifest(&[signed]);
+    put_artifact(&fake, Some(&cosign::sig_tag(&img.digest)), &sig);
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("trusted_root.json");
+    std::fs::write(&root, sigstore.trusted_root()).unwrap();
+    let data = dir.path().join("data");
+    let text = |url: &str, offline: bool, subject: &str| {
+        format!(
+            "[storage]\npath = {:?}\n[[upstream]]\nname = \"registry.local\"\nurl = \"{url}\"\ndefault = true\noffline = {offline}\nconnect_timeout_secs = 1\n\
+             [[verifier]]\nname = \"ci\"\nkind = \"cosign\"\nidentities = [{{ issuer = \"https://accounts.example.test\", subject = \"{subject}\" }}]\ntrusted_root = {:?}\n\
+             [[policy]]\nrepositories = [\"registry.local/*\"]\ntrust = \"enforce\"\nverifiers = [\"ci\"]\n",
+            data.display().to_string(),
+            root.display().to_string()
+        )
+    };
+    // Another identity is refused, naming it.
+    let other = TestApp::from_toml(
+        &text(&fake.base(), false, "mallory@example.com"),
+        &dir.path().join("other.toml"),
+    )
+    .await;
+    let (status, _, message) = refusal(&get(other.url(&format!("/v2/{REPO}/manifests/v1"))).await);
+    assert_eq!(status, 403);
+    assert!(message.contains("alice@example.com"), "{message}");
+    drop(other);
+
+    let online = TestApp::from_toml(
+        &text(&fake.base(), false, "alice@example.com"),
+        &dir.path().join("t.toml"),
+    )
+    .await;
+    let report =
+        trustgate::seed::seed_image(&online.proxy, "team/app:v1", &Default::default(), &())
+            .await
+            .unwrap_or_else(|m| panic!("seed: {m}"));
+    assert_eq!(report.digest.as_deref(), Some(img.digest.as_str()));
+    drop(online);
+    drop(fake);
+    let offline = TestApp::from_toml(
+        &text("http://127.0.0.1:9", true, "alice@example.com"),
+        &dir.path().join("offline.toml"),
+    )
+    .await;
+    let a = get(offline.url(&format!("/v2/{REPO}/manifests/v1"))).await;
+    assert_eq!(
+        (a.status, &a.body),
+        (200, &img.manifest),
+        "{}",
+        String::from_utf8_lossy(&a.body)
+    );
+    for b in &img.blobs {
+        let got = get(offline.url(&format!("/v2/{REPO}/blobs/{}", cosign::digest(b)))).await;
+        assert_eq!((got.status, &got.body), (200, b));
+    }
 }

@@ -12,6 +12,10 @@ mod support;
 #[path = "../support/inproc/mod.rs"]
 mod inproc;
 
+/// The in-code Sigstore (test Fulcio CA, CT log, Rekor key) of the cosign verifier's tests.
+#[path = "../cosign_support/mod.rs"]
+mod cosign_support;
+
 mod cache_fake;
 mod compose_static;
 mod cosign_flow;

@@ -101,10 +101,14 @@ impl Artifact {
     }
 }
 
-/// One simple-signing layer: the payload and its base64 signature.
+/// One simple-signing layer: the payload, its base64 signature and, for keyless signatures,
+/// the certificate annotations (`dev.sigstore.cosign/certificate`, `/chain`, `/bundle`).
 pub struct Signed {
     pub payload: Vec<u8>,
     pub signature: String,
+    pub certificate: Option<String>,
+    pub chain: Option<String>,
+    pub rekor_bundle: Option<String>,
 }
 
 impl Signed {
@@ -114,16 +118,29 @@ impl Signed {
         Signed {
             signature: key.sign(&payload),
             payload,
+            certificate: None,
+            chain: None,
+            rekor_bundle: None,
         }
     }
 }
 
 fn layer(s: &Signed) -> serde_json::Value {
+    let mut annotations = serde_json::json!({"dev.cosignproject.cosign/signature": s.signature});
+    for (k, v) in [
+        ("dev.sigstore.cosign/certificate", &s.certificate),
+        ("dev.sigstore.cosign/chain", &s.chain),
+        ("dev.sigstore.cosign/bundle", &s.rekor_bundle),
+    ] {
+        if let Some(v) = v {
+            annotations[k] = serde_json::Value::String(v.clone());
+        }
+    }
     serde_json::json!({
         "mediaType": SIMPLESIGNING,
         "digest": digest(&s.payload),
         "size": s.payload.len(),
-        "annotations": {"dev.cosignproject.cosign/signature": s.signature},
+        "annotations": annotations,
     })
 }
 

@@ -112,6 +112,13 @@ pub fn artifact(expected: &Expected<'_>) -> Sha256Hash {
 /// Maps `sigstore-verify`'s typed failure to the refusal clients read.
 pub fn refusal(err: Error) -> CosignRefusal {
     match err {
+        // webpki judges the whole chain at the signing time, so a leaf outside its validity then
+        // comes back as a chain failure; the crate gives only webpki's text for it.
+        Error::Certificate(CertificateError::ChainInvalid(detail))
+            if detail.contains("CertExpired") || detail.contains("CertNotValidYet") =>
+        {
+            CosignRefusal::CertificateExpired { detail }
+        }
         Error::Certificate(CertificateError::ChainInvalid(detail)) => {
             CosignRefusal::CertificateUntrusted { detail }
         }
@@ -147,8 +154,14 @@ pub fn refusal(err: Error) -> CosignRefusal {
             detail: other.to_string(),
         },
         Error::SignatureInvalid(detail) => CosignRefusal::SignatureInvalid { detail },
+        // The crate reports a log entry naming another artifact as an artifact mismatch.
+        Error::ArtifactMismatch(detail) if detail.contains("entry") => {
+            CosignRefusal::TransparencyInvalid {
+                detail: format!("the log entry is for another signature ({detail})"),
+            }
+        }
         Error::ArtifactMismatch(detail) => CosignRefusal::BundleInvalid {
-            problem: format!("it does not match the image: {detail}"),
+            problem: format!("it signs another artifact ({detail})"),
         },
         Error::Bundle(e) => match e {
             sigstore_verify::bundle::Error::MissingInclusionProof(_)

@@ -33,7 +33,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use sigstore_verify::trust_root::TrustedRoot;
 use sigstore_verify::types::bundle::VerificationMaterialContent;
-use sigstore_verify::types::{Artifact, Bundle, DerPublicKey};
+use sigstore_verify::types::{Artifact, Bundle, DerPublicKey, SignatureContent};
 use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy, VerificationResult};
 
 use crate::reference::Digest;
@@ -157,7 +157,9 @@ pub enum CosignRefusal {
     #[error("certificate identity {subject} does not match: issuer {issuer} is not accepted")]
     IssuerMismatch { subject: String, issuer: String },
     /// Neither a log integrated time nor a timestamp says when the certificate was used.
-    #[error("no verified signing time: the signature has neither a transparency log entry nor a trusted timestamp")]
+    #[error(
+        "no verified signing time: neither a transparency log integrated time nor a trusted timestamp"
+    )]
     NoSigningTime,
     /// An RFC 3161 timestamp does not verify.
     #[error("timestamp invalid: {detail}")]
@@ -371,20 +373,7 @@ impl CosignVerifier {
             SignatureEvidence::Bundle(json) => {
                 let bundle = bundle::parse(json)?;
                 bundle::check_binding(&bundle, expected)?;
-                if self.transparency == Transparency::Require
-                    && bundle.verification_material.tlog_entries.is_empty()
-                {
-                    return Err(CosignRefusal::TransparencyMissing);
-                }
-                let artifact = Artifact::from(bundle::artifact(expected));
-                match &bundle.verification_material.content {
-                    VerificationMaterialContent::PublicKey(_) if !self.keys.is_empty() => {
-                        self.verify_keyed_bundle(&bundle, artifact)
-                    }
-                    VerificationMaterialContent::PublicKey(_) => Err(self.wrong_kind(false)),
-                    _ if !self.identities.is_empty() => self.verify_keyless(&bundle, artifact),
-                    _ => Err(self.wrong_kind(true)),
-                }
+                self.verify_parsed_bundle(&bundle, Artifact::from(bundle::artifact(expected)))
             }
         }
     }
@@ -398,20 +387,29 @@ impl CosignVerifier {
         artifact_sha256: &Digest,
     ) -> Result<Accepted, CosignRefusal> {
         let bundle = bundle::parse(bundle_json)?;
+        let artifact = Artifact::from(sigstore_verify::types::Sha256Hash::from(
+            *artifact_sha256.bytes(),
+        ));
+        self.verify_parsed_bundle(&bundle, artifact)
+    }
+
+    /// A bundle whose binding to the artifact is established: keyed or keyless by its material.
+    fn verify_parsed_bundle(
+        &self,
+        bundle: &Bundle,
+        artifact: Artifact<'_>,
+    ) -> Result<Accepted, CosignRefusal> {
         if self.transparency == Transparency::Require
             && bundle.verification_material.tlog_entries.is_empty()
         {
             return Err(CosignRefusal::TransparencyMissing);
         }
-        let artifact = Artifact::from(sigstore_verify::types::Sha256Hash::from(
-            *artifact_sha256.bytes(),
-        ));
         match &bundle.verification_material.content {
             VerificationMaterialContent::PublicKey(_) if !self.keys.is_empty() => {
-                self.verify_keyed_bundle(&bundle, artifact)
+                self.verify_keyed_bundle(bundle, artifact)
             }
             VerificationMaterialContent::PublicKey(_) => Err(self.wrong_kind(false)),
-            _ if !self.identities.is_empty() => self.verify_keyless(&bundle, artifact),
+            _ if !self.identities.is_empty() => self.verify_keyless(bundle, artifact),
             _ => Err(self.wrong_kind(true)),
         }
     }
@@ -482,6 +480,34 @@ impl CosignVerifier {
         bundle: &Bundle,
         artifact: Artifact<'_>,
     ) -> Result<Accepted, CosignRefusal> {
+        // A keyed DSSE signature made without the log (`cosign sign --tlog-upload=false`) and
+        // without a timestamp has nothing for `sigstore-verify` to check but the signature, and
+        // the crate refuses a bundle with no time evidence at all; under `transparency = "skip"`
+        // the envelope's signature is what cosign checks then, so it is checked here.
+        let material = &bundle.verification_material;
+        if self.transparency == Transparency::Skip
+            && material.tlog_entries.is_empty()
+            && material
+                .timestamp_verification_data
+                .rfc3161_timestamps
+                .is_empty()
+        {
+            if let SignatureContent::DsseEnvelope(envelope) = &bundle.content {
+                let pae = envelope.pae();
+                return self
+                    .keys
+                    .iter()
+                    .find(|k| k.key.verifies(&pae, envelope.signature.sig.as_bytes()))
+                    .map(|k| Accepted {
+                        signer: k.signer(),
+                        issuer: None,
+                        signed_at: None,
+                    })
+                    .ok_or_else(|| CosignRefusal::NoMatchingKey {
+                        verifier: self.name.clone(),
+                    });
+            }
+        }
         let mut first_other = None;
         for key in &self.keys {
             let mut policy =

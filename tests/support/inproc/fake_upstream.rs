@@ -82,6 +82,12 @@ pub enum Behavior {
     Stall { after: usize, stall: Duration },
     /// Redirect with this status to `location`.
     Redirect { status: u16, location: String },
+    /// 200 with these headers and a body that never ends (no `Content-Length`): `chunk`
+    /// repeated for as long as the client reads.
+    Endless {
+        headers: Vec<(String, String)>,
+        chunk: Vec<u8>,
+    },
 }
 
 /// One recorded request.
@@ -384,6 +390,20 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Bo
                 &[("Location", location)],
                 Bytes::new(),
             );
+        }
+        Some(Behavior::Endless { headers: h, chunk }) => {
+            let chunk = Bytes::from(chunk);
+            let frames = stream::repeat_with(move || Ok(Frame::data(chunk.clone())));
+            let mut r = Response::new(BodyExt::boxed_unsync(StreamBody::new(frames)));
+            for (k, v) in &h {
+                if let (Ok(k), Ok(v)) = (
+                    hyper::header::HeaderName::from_bytes(k.as_bytes()),
+                    HeaderValue::from_str(v),
+                ) {
+                    r.headers_mut().append(k, v);
+                }
+            }
+            return r;
         }
         Some(Behavior::Delay(d)) => tokio::time::sleep(d).await,
         Some(b @ (Behavior::Truncate { .. } | Behavior::Stall { .. })) => body_fault = Some(b),
