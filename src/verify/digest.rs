@@ -98,9 +98,38 @@ impl DigestVerifier {
     }
 }
 
+/// A key of the other kind's table (a Notation `trust_store` on a cosign verifier…): refused
+/// rather than ignored, since the operator meant it to do something.
+fn misplaced_key(t: &VerifierConfig) -> Option<&'static str> {
+    let cosign = [
+        ("keys", !t.keys.is_empty()),
+        ("identities", !t.identities.is_empty()),
+        ("trusted_root", t.trusted_root.is_some()),
+        ("transparency", t.transparency.is_some()),
+    ];
+    let notation = [
+        ("trust_store", !t.trust_store.is_empty()),
+        ("tsa_roots", !t.tsa_roots.is_empty()),
+        ("trusted_identities", !t.trusted_identities.is_empty()),
+        ("level", t.level.is_some()),
+        ("trust_policy", t.trust_policy.is_some()),
+        ("trust_store_dir", t.trust_store_dir.is_some()),
+    ];
+    let other: &[(&'static str, bool)] = match t.kind {
+        VerifierKind::Cosign => &notation,
+        VerifierKind::Notation => &cosign,
+    };
+    other.iter().find(|(_, set)| *set).map(|(k, _)| *k)
+}
+
 /// Why a `[[verifier]]` table is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupProblem {
+    #[error("{key}: only a kind = \"{kind}\" verifier takes this key")]
+    Misplaced {
+        key: &'static str,
+        kind: &'static str,
+    },
     #[error("{0}")]
     Cosign(#[from] CosignConfigError),
     #[error("{0}")]
@@ -121,6 +150,16 @@ impl DigestVerifiers {
     pub fn from_config(tables: &[VerifierConfig], base: &Path) -> Result<Self, VerifierSetupError> {
         let mut by_name = BTreeMap::new();
         for (index, t) in tables.iter().enumerate() {
+            if let Some(key) = misplaced_key(t) {
+                let other = match t.kind {
+                    VerifierKind::Cosign => "notation",
+                    VerifierKind::Notation => "cosign",
+                };
+                return Err(VerifierSetupError {
+                    index,
+                    source: SetupProblem::Misplaced { key, kind: other },
+                });
+            }
             let v = match t.kind {
                 VerifierKind::Cosign => CosignVerifier::from_config(t, base)
                     .map(DigestVerifier::Cosign)
