@@ -25,6 +25,14 @@
 //! [`TrustFailure::Digest`] with its typed reason, so the client JSON, the audit line and the
 //! metric are built as for Notary v1. `notary` is the implicit verifier name of Notary v1, which
 //! stays this module's [`Verifier::NotaryV1`].
+//!
+//! How Notation joined (issue 13): exactly the same way. A `kind = "notation"` table builds a
+//! [`notation::NotationVerifier`]; [`digest::DigestVerifier`] holds either kind, and each refuses
+//! the other kind's signatures. Discovery reads Notation signature manifests' JWS
+//! (`application/jose+json`) and COSE (`application/cose`) layers as
+//! [`discovery::Evidence::Notation`], from the referrers API or the fallback tag. Because a
+//! Notation payload signs the manifest's size and media type too, `signed_digests.rs` reads the
+//! manifest (by digest, through the proxy) before deciding when a Notation verifier will look.
 
 pub mod config;
 pub mod cosign;

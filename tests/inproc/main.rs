@@ -20,6 +20,7 @@ mod cache_fake;
 mod compose_static;
 mod cosign_flow;
 mod enforce_golden;
+mod notation_flow;
 mod proxy_passthrough;
 mod proxy_stale;
 mod store;
