@@ -822,3 +822,41 @@ fn a_self_signed_leaf_in_the_trust_store_needs_no_root() {
     let v = NotationVerifier::from_config(&config, dir.path()).unwrap();
     check(&v, &jws(&key, &[cert.der()], &fixture_digest(), |_| {})).unwrap();
 }
+
+#[test]
+fn signing_authority_scheme_is_judged_at_its_authentic_signing_time() {
+    // notary.x509.signingAuthority: the authority's signing time is authentic, so a certificate
+    // expired since is still accepted without a countersignature; a missing time is refused.
+    let c = Case::new();
+    let (leaf, key) = c.pki.leaf(
+        "release",
+        vec![ExtendedKeyUsagePurpose::CodeSigning],
+        (2025, 6, 1),
+    );
+    let root = c.pki.root.der().to_vec();
+    let authority = |time: Option<&str>| {
+        let time = time.map(str::to_string);
+        jws(&key, &[&leaf, &root], &fixture_digest(), move |h| {
+            h.insert(
+                envelope::HEADER_SIGNING_SCHEME.into(),
+                "notary.x509.signingAuthority".into(),
+            );
+            h.remove(envelope::HEADER_SIGNING_TIME);
+            let mut crit = vec![envelope::HEADER_SIGNING_SCHEME];
+            if let Some(t) = time {
+                h.insert(envelope::HEADER_AUTHENTIC_SIGNING_TIME.into(), t.into());
+                crit.push(envelope::HEADER_AUTHENTIC_SIGNING_TIME);
+            }
+            h.insert("crit".into(), serde_json::json!(crit));
+        })
+    };
+    let v = c.verifier(&["*"], Level::Strict);
+    let a = check(&v, &authority(Some("2025-01-01T00:00:00Z"))).unwrap();
+    assert_eq!(a.signed_at, Some(at(2025, 1, 1)));
+    let e = check(&v, &authority(None)).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("io.cncf.notary.authenticSigningTime must be listed in crit"),
+        "{e}"
+    );
+}
