@@ -87,20 +87,27 @@ impl SignatureSource for ProxySource<'_> {
         let (p, t) = (self.proxy, self.t);
         let up = t.upstream;
         let key = referrers_key(digest);
+        let stored = || async {
+            let d = p.tag_map.lookup(up.name(), t.repository(), &key)?;
+            p.checked_manifest(t, &d, None, None)
+                .await
+                .ok()
+                .map(|m| m.bytes)
+        };
         if up.offline {
-            let Some(d) = p.tag_map.lookup(up.name(), t.repository(), &key) else {
-                return Ok(None);
-            };
-            return match p.checked_manifest(t, &d, None, None).await {
-                Ok(m) => Ok(Some(m.bytes)),
-                Err(_) => Ok(None),
-            };
+            return Ok(stored().await);
         }
-        let resp = up
+        let resp = match up
             .client
             .referrers(t.repository(), &digest.to_string(), None)
             .await
-            .map_err(|e| SourceError::Failed(e.to_string()))?;
+        {
+            Ok(r) => r,
+            // The upstream is down: the list read last time, when there was one (else the
+            // tags, as for a registry without the API; what they hold is verified all the same).
+            Err(e) if e.is_unreachable() => return Ok(stored().await),
+            Err(e) => return Err(SourceError::Failed(e.to_string())),
+        };
         let Some(resp) = resp else {
             return Ok(None);
         };
@@ -125,14 +132,27 @@ impl SignatureSource for ProxySource<'_> {
     async fn tagged(&self, tag: &str, max: u64) -> Result<(Digest, Bytes), SourceError> {
         let (p, t) = (self.proxy, self.t);
         let up = t.upstream;
-        let digest = if up.offline {
+        let remembered = || {
             p.tag_map
                 .lookup(up.name(), t.repository(), tag)
-                .ok_or(SourceError::NotFound)?
+                .ok_or(SourceError::NotFound)
+        };
+        let digest = if up.offline {
+            remembered()?
         } else {
-            p.upstream_digest_of_tag(t, tag)
-                .await
-                .map_err(source_error)?
+            match p.upstream_digest_of_tag(t, tag).await {
+                Ok(d) => d,
+                // The upstream is down: the signature tag as read last time (its bytes are in
+                // the store, checked by digest); one never read counts as absent, which can
+                // only take signatures away, never add one.
+                Err(e)
+                    if e.upstream_error()
+                        .is_some_and(UpstreamError::is_unreachable) =>
+                {
+                    remembered()?
+                }
+                Err(e) => return Err(source_error(e)),
+            }
         };
         let m = p
             .checked_manifest(t, &digest, None, None)

@@ -69,7 +69,9 @@ pub enum VerifierKind {
 }
 
 /// One accepted keyless signer: an OIDC issuer and a certificate subject (SAN), each given
-/// exactly or as a regular expression (anchored: it must match the whole value).
+/// exactly or as a regular expression (anchored: it must match the whole value). Both halves are
+/// required (`issuer` or `issuer_regex`, and `subject` or `subject_regex`), as cosign requires
+/// them: a subject alone would be accepted from any issuer.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityConfig {

@@ -618,6 +618,40 @@ async fn a_tag_moving_back_to_an_older_signed_digest_is_counted() {
     assert_eq!(moved_back().await, before + 1);
 }
 
+/// The upstream goes down after a pull: a fresh process (no verdict held) verifies the tag's
+/// last digest again from the signatures it stored, and serves it.
+#[tokio::test]
+async fn while_the_upstream_is_down_stored_signatures_are_verified_again() {
+    let e = env().await;
+    let img = image("stale");
+    put_image(&e.fake, "v1", &img);
+    sign_sig_tag(&e.fake, &img, &e.key);
+    assert_eq!(e.manifest("v1").await.status, 200);
+    let down = crate::inproc::fake_upstream::Behavior::Status {
+        status: 503,
+        headers: vec![],
+        body: b"down".to_vec(),
+    };
+    for path in [
+        format!("/v2/{REPO}/manifests/v1"),
+        format!("/v2/{REPO}/manifests/{}", cosign::sig_tag(&img.digest)),
+        format!("/v2/{REPO}/manifests/{}", cosign::fallback_tag(&img.digest)),
+        format!("/v2/{REPO}/referrers/{}", img.digest),
+    ] {
+        e.fake.script(&path, down.clone());
+    }
+    let config = e.app.config.clone();
+    drop(e.app);
+    let fresh = TestApp::start(config, None).await;
+    let a = get(fresh.url(&format!("/v2/{REPO}/manifests/v1"))).await;
+    assert_eq!(
+        (a.status, &a.body),
+        (200, &img.manifest),
+        "{}",
+        String::from_utf8_lossy(&a.body)
+    );
+}
+
 #[tokio::test]
 async fn seeded_signatures_are_verified_again_by_an_offline_mirror() {
     let e = env().await;

@@ -174,3 +174,55 @@ pub fn to_bundle(
         problem: format!("the .sig annotations do not make a bundle: {e}"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CERT: &str = "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n";
+
+    fn annotation_of(err: CosignRefusal) -> String {
+        match err {
+            CosignRefusal::AnnotationInvalid { annotation, .. } => annotation,
+            other => panic!("not an annotation refusal: {other}"),
+        }
+    }
+
+    #[test]
+    fn malformed_annotations_are_named() {
+        let leaf = Material::Certificate {
+            leaf: "-----BEGIN PUBLIC KEY-----\nMAA=\n-----END PUBLIC KEY-----\n",
+            chain: None,
+        };
+        let err = to_bundle(b"{}", "MAA=", leaf, None, None).err().unwrap();
+        assert_eq!(annotation_of(err), "dev.sigstore.cosign/certificate");
+        let leaf = Material::Certificate {
+            leaf: CERT,
+            chain: Some("no PEM here"),
+        };
+        let err = to_bundle(b"{}", "MAA=", leaf, None, None).err().unwrap();
+        assert_eq!(annotation_of(err), "dev.sigstore.cosign/chain");
+        let err = to_bundle(
+            b"{}",
+            "MAA=",
+            Material::PublicKey,
+            Some("{\"Payload\":1}"),
+            None,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(annotation_of(err), "dev.sigstore.cosign/bundle");
+        let err = to_bundle(b"{}", "MAA=", Material::PublicKey, None, Some("[]"))
+            .err()
+            .unwrap();
+        assert_eq!(annotation_of(err), "dev.sigstore.cosign/rfc3161timestamp");
+    }
+
+    #[test]
+    fn a_signature_that_is_not_base64_is_refused() {
+        let err = to_bundle(b"{}", "%%%", Material::PublicKey, None, None)
+            .err()
+            .unwrap();
+        assert_eq!(err, CosignRefusal::SignatureEncoding);
+    }
+}
