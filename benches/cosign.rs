@@ -40,6 +40,7 @@ fn bench(c: &mut Criterion) {
         trusted_root: Some(data().join("sigstore-rust/trusted_roots/production-embedded.json")),
         transparency: None,
         check_reference: true,
+        ..Default::default()
     };
     let blob = std::fs::read(data().join("sigstore-rust/bundles/cosign-v3-blob.txt")).unwrap();
     let digest = Digest::from_bytes(Sha256::digest(&blob).into());

@@ -61,6 +61,7 @@ fn verifier(
         trusted_root,
         transparency,
         check_reference: true,
+        ..Default::default()
     };
     let verifier = CosignVerifier::from_config(&config, dir.path()).unwrap();
     Setup {
@@ -564,6 +565,7 @@ fn config_problems_name_the_key() {
         trusted_root: None,
         transparency: None,
         check_reference: true,
+        ..Default::default()
     };
     let err = CosignVerifier::from_config(&base, dir.path()).unwrap_err();
     assert_eq!(err.key, "trusted_root");

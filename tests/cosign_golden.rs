@@ -38,6 +38,7 @@ fn keyless(root: &Path, identities: Vec<IdentityConfig>) -> VerifierConfig {
         trusted_root: Some(root.to_path_buf()),
         transparency: None,
         check_reference: true,
+        ..Default::default()
     }
 }
 

@@ -86,6 +86,7 @@ fn verifier(root: &Path, subject: &str, issuer: &str) -> CosignVerifier {
         trusted_root: Some(root.to_path_buf()),
         transparency: None,
         check_reference: true,
+        ..Default::default()
     };
     CosignVerifier::from_config(&config, Path::new("/")).unwrap()
 }
