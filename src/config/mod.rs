@@ -1040,7 +1040,7 @@ mod tests {
             e.starts_with("test.toml: verifier[0].identities[0].subject_regex: \"(unclosed\" is not a regular expression"),
             "{e}"
         );
-        let e = err("[[verifier]]\nname = \"x\"\nkind = \"notation\"\n");
+        let e = err("[[verifier]]\nname = \"x\"\nkind = \"ratify\"\n");
         assert!(e.starts_with("test.toml: verifier[0].kind: "), "{e}");
     }
 }
