@@ -159,6 +159,23 @@ impl Proxy {
             repository: t.repository(),
             digest: &digest,
         };
+        // Notation signs the manifest's size and media type too.
+        let notation = verifiers.iter().any(|n| {
+            self.digest_verifiers
+                .get(n)
+                .is_some_and(|v| v.is_notation())
+        });
+        let facts = if notation {
+            self.manifest_facts(&t, &digest).await.ok()
+        } else {
+            None
+        };
+        let facts = facts
+            .as_ref()
+            .map(|(size, media_type)| crate::verify::digest::ManifestFacts {
+                size: *size,
+                media_type: media_type.as_str(),
+            });
         let mut signatures = Vec::new();
         let mut ignored = Vec::new();
         if let Some(d) = &discovered {
@@ -169,7 +186,7 @@ impl Proxy {
                     .map(|name| {
                         let outcome = match self.digest_verifiers.get(name) {
                             Some(v) => v
-                                .verify(&f.evidence, &expected, None, now)
+                                .verify(&f.evidence, &expected, facts, now)
                                 .map(|a| (a.signer, a.issuer)),
                             None => Err("not configured".to_string()),
                         };

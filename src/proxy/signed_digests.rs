@@ -397,6 +397,18 @@ impl Proxy {
         }
     }
 
+    /// The length and media type of the manifest `digest` (read by digest through the proxy,
+    /// so checked and kept): what a Notation payload's `targetArtifact` must state.
+    pub(crate) async fn manifest_facts(
+        &self,
+        t: &Target<'_>,
+        digest: &Digest,
+    ) -> Result<(u64, String), SourceError> {
+        let src = ProxySource { proxy: self, t };
+        let bytes = src.manifest(digest, MAX_SIGNED_MANIFEST_BYTES).await?;
+        Ok((bytes.len() as u64, media::manifest_media_type(None, &bytes)))
+    }
+
     /// Discovery and decision for one digest (what `trustgate verify` prints, too).
     pub(crate) async fn decide_digest(
         &self,
@@ -430,27 +442,26 @@ impl Proxy {
         // Notation signs the manifest's size and media type as well as its digest: read the
         // manifest (by digest, through the proxy, so it is checked and kept) when a Notation
         // verifier will look at a signature.
-        let manifest = if verifiers.iter().any(|(_, v)| v.is_notation())
-            && !discovered.found.is_empty()
-        {
-            match src.manifest(digest, MAX_SIGNED_MANIFEST_BYTES).await {
-                Ok(bytes) => Some((bytes.len() as u64, media::manifest_media_type(None, &bytes))),
-                Err(e) => {
-                    return (
-                        Some(discovered),
-                        Err(DigestFailure::Discovery {
-                            source: crate::verify::discovery::DiscoveryError::Fetch {
-                                digest: *digest,
-                                what: "the signed manifest".into(),
-                                problem: e,
-                            },
-                        }),
-                    )
+        let manifest =
+            if verifiers.iter().any(|(_, v)| v.is_notation()) && !discovered.found.is_empty() {
+                match self.manifest_facts(t, digest).await {
+                    Ok(facts) => Some(facts),
+                    Err(e) => {
+                        return (
+                            Some(discovered),
+                            Err(DigestFailure::Discovery {
+                                source: crate::verify::discovery::DiscoveryError::Fetch {
+                                    digest: *digest,
+                                    what: "the signed manifest".into(),
+                                    problem: e,
+                                },
+                            }),
+                        )
+                    }
                 }
-            }
-        } else {
-            None
-        };
+            } else {
+                None
+            };
         let facts = manifest.as_ref().map(|(size, media_type)| ManifestFacts {
             size: *size,
             media_type: media_type.as_str(),
