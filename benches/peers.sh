@@ -8,12 +8,17 @@
 #   - reg proxy: the same registry in proxy mode (`proxy: remoteurl:`), the pull-through cache
 #                most sites run today, in front of the upstream;
 #   - trustgate: enforcing (`[[policy]] repositories = ["*"] trust = "enforce"`), in front of it;
+#                bench/cosign:v1 (the bench/app image, signed with a keyed cosign signature made
+#                with openssl: a `sha256-<hex>.sig` tag, as cosign 2 stores it) is enforced by a
+#                cosign `[[verifier]]` instead of Notary v1;
 #   - nginx:     serving a copy of the manifest bytes and of the 256 MiB blob with sendfile
 #                (the practical upper bound for a static answer), own -c config and -p prefix;
 #                a second nginx without sendfile (user-space copies) for workload 2 only: on
 #                some kernels that is the faster of the two over loopback.
 # Then measures, one server at a time:
-#   1. warm manifest GET by tag (wrk, 1 and 64 connections): requests/s, p50, p99;
+#   1. warm manifest GET by tag (wrk, 1 and 64 connections): requests/s, p50, p99; and the same
+#      against trustgate for the cosign-enforced bench/cosign:v1 (issue 12: within 0.9× of the
+#      Notary v1 path);
 #   2. warm GET of the 256 MiB blob (wrk, 1 and 16 connections): GB/s (10^9 bytes/s);
 #      for 1 and 2 the servers take turns (3 rounds of 5 s each, by default), and each figure is
 #      the median of its rounds, so that noise from other jobs on the machine falls on all alike;
@@ -408,7 +413,7 @@ while read -r kind repo a b c d; do
             sign "$repo" "$a" "$b" "$c"
             case "$repo" in
                 bench/app) APP_DIGEST=$b APP_MANIFEST=$d ;;
-                bench/big) BIG_DIGEST_MANIFEST=$b ;;
+                bench/big) BIG_DIGEST_MANIFEST=$b BIG_MANIFEST=$d ;;
             esac
             ;;
     esac
@@ -420,6 +425,42 @@ if [ -z "${APP_DIGEST:-}" ] || [ -z "${BIG_DIGEST_MANIFEST:-}" ] || [ -z "$BIG_D
 fi
 # An unsigned tag on the same manifest: the registry proxy serves it, trustgate must refuse it.
 put_manifest bench/app unsigned "$APP_DIGEST" "$APP_MANIFEST"
+
+# bench/cosign:v1: the same image in another repository (blobs mounted, not uploaded again),
+# signed the way `cosign sign --key` (cosign 2) does: ECDSA P-256 over the simple-signing
+# payload, base64 in the layer annotation of the `sha256-<hex>.sig` manifest.
+OCI_MANIFEST=application/vnd.oci.image.manifest.v1+json
+mount_blob() { # REPO DIGEST FROM
+    local code
+    code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$UP/v2/$1/blobs/uploads/?mount=$2&from=$3")
+    [ "$code" = 201 ] || die "mounting $2 from $3 into $1 answered $code"
+}
+python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(m["config"]["digest"]); [print(l["digest"]) for l in m["layers"]]' \
+    "$APP_MANIFEST" | while read -r d; do mount_blob bench/cosign "$d" bench/app; done
+put_manifest bench/cosign v1 "$APP_DIGEST" "$APP_MANIFEST"
+# and an image nobody signed, for the enforcement check
+python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(m["config"]["digest"]); [print(l["digest"]) for l in m["layers"]]' \
+    "$BIG_MANIFEST" | while read -r d; do mount_blob bench/cosign "$d" bench/big; done
+put_manifest bench/cosign unsigned "$BIG_DIGEST_MANIFEST" "$BIG_MANIFEST"
+mkdir -p "$WORK/cosign"
+openssl ecparam -name prime256v1 -genkey -noout -out "$WORK/cosign/cosign.key" 2>/dev/null
+openssl ec -in "$WORK/cosign/cosign.key" -pubout -out "$WORK/cosign/cosign.pub" 2>/dev/null
+printf '{"critical":{"identity":{"docker-reference":"%s/bench/cosign"},"image":{"docker-manifest-digest":"%s"},"type":"cosign container image signature"},"optional":null}' \
+    "$UP" "$APP_DIGEST" >"$WORK/cosign/payload"
+COSIGN_SIG=$(openssl dgst -sha256 -sign "$WORK/cosign/cosign.key" "$WORK/cosign/payload" | base64 -w0)
+PAYLOAD_DIGEST=sha256:$(sha256sum "$WORK/cosign/payload" | cut -d' ' -f1)
+printf '{"architecture":"","os":"","config":{},"rootfs":{"type":"layers","diff_ids":["%s"]}}' \
+    "$PAYLOAD_DIGEST" >"$WORK/cosign/config"
+SIG_CONFIG_DIGEST=sha256:$(sha256sum "$WORK/cosign/config" | cut -d' ' -f1)
+upload_blob bench/cosign "$PAYLOAD_DIGEST" "$WORK/cosign/payload"
+upload_blob bench/cosign "$SIG_CONFIG_DIGEST" "$WORK/cosign/config"
+printf '{"schemaVersion":2,"mediaType":"%s","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},"layers":[{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","digest":"%s","size":%d,"annotations":{"dev.cosignproject.cosign/signature":"%s"}}]}' \
+    "$OCI_MANIFEST" "$SIG_CONFIG_DIGEST" "$(stat -c %s "$WORK/cosign/config")" "$PAYLOAD_DIGEST" \
+    "$(stat -c %s "$WORK/cosign/payload")" "$COSIGN_SIG" >"$WORK/cosign/sig-manifest"
+code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT -H "Content-Type: $OCI_MANIFEST" \
+    --data-binary "@$WORK/cosign/sig-manifest" "http://$UP/v2/bench/cosign/manifests/sha256-${APP_DIGEST#sha256:}.sig")
+[ "$code" = 201 ] || die "pushing the cosign signature answered $code"
+log "cosign-signed $UP/bench/cosign:v1 ($APP_DIGEST)"
 rm -f "$WORK"/images/app/layer*.tar.gz # uploaded: the disk space goes to the stores
 log "signed $UP/bench/app:v1 ($APP_DIGEST) and $UP/bench/big:v1 ($BIG_DIGEST_MANIFEST)"
 
@@ -461,6 +502,16 @@ notary_ca_file = "$CA"
 [[policy]]
 repositories = ["*"]
 trust = "enforce"
+
+[[verifier]]
+name = "bench"
+kind = "cosign"
+keys = ["$WORK/cosign/cosign.pub"]
+
+[[policy]]
+repositories = ["$UP/bench/cosign"]
+trust = "enforce"
+verifiers = ["bench"]
 EOF
     # the log level trustgate ships with: a line per request and an audit line per trust decision
     # (nginx and distribution write their access logs too)
@@ -561,6 +612,19 @@ for conns in 1 64; do
         done
     done
     for s in regproxy trustgate nginx; do medians "w1c$conns.$s"; done
+done
+# The same workload against trustgate for the cosign-enforced repository (issue 12), and its
+# unsigned tag must be refused (enforcement is on).
+code=$(curl -s -H "$ACCEPT" -o "$WORK/body" -w '%{http_code}' "http://$TG/v2/bench/cosign/manifests/unsigned")
+[ "$code" != 200 ] || die "trustgate served an unsigned tag of the cosign-enforced repository"
+log "trustgate refuses the cosign-unsigned tag ($code: $(head -c 160 "$WORK/body"))"
+[ "$(get_digest "http://$TG/v2/bench/cosign/manifests/v1")" = "$APP_DIGEST" ] ||
+    die "trustgate did not serve the cosign-signed bench/cosign:v1"
+for conns in 1 64; do
+    for round in $(seq 1 "$WRK_ROUNDS"); do
+        wrk_run "w1c$conns.cosign" trustgate "$((conns > 1 ? 2 : 1))" "$conns" "http://$TG/v2/bench/cosign/manifests/v1"
+    done
+    medians "w1c$conns.cosign"
 done
 
 # ---------------------------------------------------------------------------------------------
@@ -836,6 +900,11 @@ TABLE=$WORK/table.md
                 "$(ratio "${R[$k.trustgate.$p]}" "${R[$k.nginx.$p]}")" "—"
         done
     done
+    for c in 1 64; do
+        k=w1c$c
+        row "1c. manifest by tag under cosign, $c conn., req/s (÷ column: trustgate's Notary v1 path)" "—" \
+            "$(fmt "${R[$k.cosign.rps]}" 0)" "—" "—" "$(ratio "${R[$k.cosign.rps]}" "${R[$k.trustgate.rps]}")" "—" "—"
+    done
     for c in 1 16; do
         k=w2c$c
         NGRW=$(fmt "${R[$k.nginx_rw.gbps]}" 2)
@@ -889,6 +958,8 @@ x() { awk -v a="$1" -v b="$2" 'BEGIN {if (b == 0) print "inf"; else printf "%.2f
         "warm manifest by tag, 64 conn.: ≥ 100× the registry proxy's req/s — $(x "$tg" "${R[w1c64.regproxy.rps]}")×"
     verdict "$(check ge "$tg" "$(awk -v r="${R[w1c64.nginx.rps]}" 'BEGIN {print 0.5 * r}')")" \
         "warm manifest by tag, 64 conn.: ≥ 0.5× nginx's req/s (small static file) — $(x "$tg" "${R[w1c64.nginx.rps]}")×"
+    verdict "$(check ge "${R[w1c64.cosign.rps]}" "$(awk -v r="$tg" 'BEGIN {print 0.9 * r}')")" \
+        "warm manifest by tag under cosign, 64 conn.: ≥ 0.9× the Notary v1 path's req/s (issue 12) — $(x "${R[w1c64.cosign.rps]}" "$tg")×"
     verdict "$(check lt "${R[w1c64.trustgate.p99]}" 5)" \
         "warm manifest by tag, 64 conn.: p99 < 5 ms — $(fmt "${R[w1c64.trustgate.p99]}" 2) ms"
     tg=${R[w2c16.trustgate.gbps]}

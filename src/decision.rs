@@ -53,11 +53,16 @@ pub enum Reason {
     Tampered,
     /// Audit mode: the tag could not be checked for a reason that is not a trust verdict.
     Unverifiable,
+    /// Digest verifiers (cosign): no signature of the digest was found.
+    NoSignature,
+    /// Digest verifiers (cosign): signatures were found, but not enough verifiers accepted one
+    /// (wrong key, identity mismatch, log proof invalid, payload for another digest).
+    SignatureRejected,
 }
 
 impl Reason {
     /// Every reason, for documentation and tests.
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 16] = [
         Self::Signed,
         Self::InSignedClosure,
         Self::NoTrustData,
@@ -72,6 +77,8 @@ impl Reason {
         Self::OutsideSignedClosure,
         Self::Tampered,
         Self::Unverifiable,
+        Self::NoSignature,
+        Self::SignatureRejected,
     ];
 
     /// The one spelling of this reason: JSON `detail.reason`, audit label and metric label.
@@ -91,6 +98,8 @@ impl Reason {
             Self::OutsideSignedClosure => "outside_signed_closure",
             Self::Tampered => "tampered",
             Self::Unverifiable => "unverifiable",
+            Self::NoSignature => "no_signature",
+            Self::SignatureRejected => "signature_rejected",
         }
     }
 }

@@ -24,10 +24,11 @@
 //! | `trustgate_shared_uploads_abandoned_total`, `trustgate_shared_peer_streams_total` | counter | |
 //! | `trustgate_shared_errors_total` | counter | `op` |
 //! | `trustgate_shared_store_up` | gauge | |
+//! | `trustgate_signed_tag_moved_back_total` | counter | `upstream` |
 //! | `trustgate_build_info` | info | `version` |
 //! | `trustgate_process_start_time_seconds` | gauge | |
 //!
-//! Route kinds: `ping`, `manifest`, `blob`, `tags`, `other` (anything that did not route,
+//! Route kinds: `ping`, `manifest`, `blob`, `tags`, `referrers`, `other` (anything that did not route,
 //! writes included). A request is counted when its body is done (or abandoned), with the bytes
 //! it carried and the time from the request to that moment.
 //!
@@ -77,6 +78,8 @@ pub enum RouteKind {
     Manifest,
     Blob,
     Tags,
+    /// `/v2/<name>/referrers/<digest>`.
+    Referrers,
     /// Did not route: unknown paths, bad names, writes.
     Other,
 }
@@ -88,6 +91,7 @@ impl RouteKind {
             Self::Manifest => "manifest",
             Self::Blob => "blob",
             Self::Tags => "tags",
+            Self::Referrers => "referrers",
             Self::Other => "other",
         }
     }
@@ -232,6 +236,7 @@ pub struct Metrics {
     decisions: Family<DecisionLabels, Counter>,
     verify_duration: HistogramFamily<VerifyLabels>,
     shared: SharedTierMetrics,
+    moved_back: Family<UpstreamOnlyLabels, Counter>,
 }
 
 /// The shared tier's series (issue 14).
@@ -252,6 +257,12 @@ struct SharedTierMetrics {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct SharedOpLabels {
     op: &'static str,
+}
+
+/// Only the upstream's configured name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamOnlyLabels {
+    upstream: String,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -285,6 +296,7 @@ impl Metrics {
             decisions: Family::default(),
             verify_duration: Family::new_with_constructor(latency_histogram as fn() -> _),
             shared: SharedTierMetrics::default(),
+            moved_back: Family::default(),
         };
         // Series that dashboards divide by are there from the first scrape, at zero.
         for c in [ContentKind::Manifest, ContentKind::Blob] {
@@ -426,6 +438,11 @@ impl Metrics {
             sh.up.clone(),
         );
         r.register(
+            "signed_tag_moved_back",
+            "Tags under digest verifiers (cosign) seen resolving to an older signed digest than before",
+            self.moved_back.clone(),
+        );
+        r.register(
             "build",
             "The running trustgate version",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
@@ -549,6 +566,16 @@ impl Metrics {
             .get_or_create(&DecisionLabels {
                 outcome: outcome.as_str(),
                 reason: reason.as_str(),
+            })
+            .inc();
+    }
+
+    /// A tag under digest verifiers moved back to a digest it resolved to before (a registry
+    /// may point a tag at any digest the key ever signed: cosign signs digests, not tags).
+    pub fn signed_tag_moved_back(&self, upstream: &str) {
+        self.moved_back
+            .get_or_create(&UpstreamOnlyLabels {
+                upstream: upstream.to_string(),
             })
             .inc();
     }

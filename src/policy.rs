@@ -6,6 +6,13 @@
 //! the one with more literal characters wins; on a tie the one written first.
 //! Without a matching policy, repositories of an upstream that has a Notary server are enforced
 //! (with trust on first use) and the others are served unchecked.
+//!
+//! Which signatures decide (issue 12): a policy without `verifiers` (or with `verifiers =
+//! ["notary"]`) uses the upstream's Notary v1 server, as before. Otherwise it names
+//! `[[verifier]]` tables (cosign) and how many of them must accept a digest (`require = "any" |
+//! "all" | N`): [`Signatures`]. `notary` is the reserved name of the implicit Notary v1
+//! verifier; it signs tags where the others sign digests, so it is not mixed with them in one
+//! policy.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,6 +55,79 @@ pub struct PolicyConfig {
     /// Serve digests only when reachable from a signed tag (index → manifests → config, layers).
     #[serde(default = "default_true")]
     pub require_signed_closure: bool,
+    /// The verifiers whose signatures decide: `[[verifier]]` names, or `notary` (the upstream's
+    /// Notary v1 server). Empty: Notary v1.
+    #[serde(default)]
+    pub verifiers: Vec<String>,
+    /// How many of `verifiers` must accept a digest: `"any"` (the default), `"all"` or a number.
+    pub require: Option<Require>,
+}
+
+/// The implicit verifier of every upstream with a Notary v1 server; no `[[verifier]]` may take
+/// its name.
+pub const NOTARY_VERIFIER: &str = "notary";
+
+/// `require = "any" | "all" | N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawRequire")]
+pub enum Require {
+    Any,
+    All,
+    AtLeast(usize),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawRequire {
+    Count(i64),
+    Word(String),
+}
+
+impl TryFrom<RawRequire> for Require {
+    type Error = String;
+    fn try_from(raw: RawRequire) -> Result<Self, String> {
+        match raw {
+            RawRequire::Word(w) if w == "any" => Ok(Self::Any),
+            RawRequire::Word(w) if w == "all" => Ok(Self::All),
+            RawRequire::Word(w) => Err(format!(
+                "{w:?} is not \"any\", \"all\" or a number of verifiers"
+            )),
+            RawRequire::Count(n) if n >= 1 => Ok(Self::AtLeast(n as usize)),
+            RawRequire::Count(n) => Err(format!("must be at least 1, not {n}")),
+        }
+    }
+}
+
+impl Require {
+    /// How many of `of` verifiers must accept.
+    pub fn count(self, of: usize) -> usize {
+        match self {
+            Self::Any => 1,
+            Self::All => of,
+            Self::AtLeast(n) => n,
+        }
+    }
+}
+
+/// Which signatures decide for a repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signatures {
+    /// Docker Content Trust: the upstream's Notary v1 server signs tags.
+    NotaryV1,
+    /// Verifiers that sign digests (cosign): `need` of `verifiers` must accept the digest.
+    Digest { verifiers: Vec<String>, need: usize },
+}
+
+impl Signatures {
+    /// A short label for logs and `trustgate verify`: `notary`, `cosign:any of acme, ops`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::NotaryV1 => NOTARY_VERIFIER.to_string(),
+            Self::Digest { verifiers, need } => {
+                format!("{need} of [{}]", verifiers.join(", "))
+            }
+        }
+    }
 }
 
 fn default_true() -> bool {
@@ -75,6 +155,88 @@ impl PolicyConfig {
         }
         Ok(())
     }
+
+    /// The checks of `verifiers` and `require` against the names `[[verifier]]` defines.
+    pub fn validate_verifiers(&self, defined: &[&str]) -> Result<(), (String, String)> {
+        for (j, v) in self.verifiers.iter().enumerate() {
+            if v != NOTARY_VERIFIER && !defined.contains(&v.as_str()) {
+                let known = if defined.is_empty() {
+                    "none".to_string()
+                } else {
+                    defined.join(", ")
+                };
+                return Err((
+                    format!("verifiers[{j}]"),
+                    format!("unknown verifier {v:?}: no [[verifier]] has that name (defined: {known}; `{NOTARY_VERIFIER}` is the upstream's Notary v1 server)"),
+                ));
+            }
+            if self.verifiers[..j].contains(v) {
+                return Err((format!("verifiers[{j}]"), format!("{v:?} is listed twice")));
+            }
+        }
+        let notary = self.verifiers.iter().any(|v| v == NOTARY_VERIFIER);
+        if notary && self.verifiers.len() > 1 {
+            return Err((
+                "verifiers".into(),
+                format!("`{NOTARY_VERIFIER}` (Notary v1 signs tags) cannot be combined with verifiers that sign digests in one policy; use separate policies"),
+            ));
+        }
+        let digest = !self.verifiers.is_empty() && !notary;
+        match self.require {
+            Some(_) if self.verifiers.is_empty() => {
+                return Err((
+                    "require".into(),
+                    "is set but verifiers is not; list the verifiers it counts".into(),
+                ))
+            }
+            Some(Require::AtLeast(n)) if n > self.verifiers.len() => {
+                return Err((
+                    "require".into(),
+                    format!(
+                        "{n} verifiers must accept, but only {} {} listed",
+                        self.verifiers.len(),
+                        if self.verifiers.len() == 1 {
+                            "is"
+                        } else {
+                            "are"
+                        }
+                    ),
+                ))
+            }
+            _ => {}
+        }
+        if digest {
+            let notary_only = [
+                ("signers", !self.signers.is_empty()),
+                ("root_certs", !self.root_certs.is_empty()),
+                ("root_ca", self.root_ca.is_some()),
+            ];
+            if let Some((k, _)) = notary_only.iter().find(|(_, set)| *set) {
+                return Err((
+                    (*k).into(),
+                    format!(
+                        "applies to Notary v1 only, and this policy's verifiers are {:?}",
+                        self.verifiers
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Which signatures decide (after validation).
+    pub fn signatures(&self) -> Signatures {
+        if self.verifiers.is_empty() || self.verifiers.iter().any(|v| v == NOTARY_VERIFIER) {
+            return Signatures::NotaryV1;
+        }
+        Signatures::Digest {
+            verifiers: self.verifiers.clone(),
+            need: self
+                .require
+                .unwrap_or(Require::Any)
+                .count(self.verifiers.len()),
+        }
+    }
 }
 
 /// The rules for one GUN.
@@ -85,6 +247,8 @@ pub struct Policy {
     pub signers: Vec<String>,
     pub pinning: TrustPinning,
     pub require_signed_closure: bool,
+    /// Which signatures decide.
+    pub signatures: Signatures,
     /// Which `[[policy]]` entry decided (for logs); `None` = the default.
     pub from: Option<usize>,
 }
@@ -173,6 +337,7 @@ impl Policies {
                 signers: Vec::new(),
                 pinning: TrustPinning::default(),
                 require_signed_closure: true,
+                signatures: Signatures::NotaryV1,
                 from: None,
             };
         };
@@ -204,6 +369,7 @@ impl Policies {
             signers: p.signers.clone(),
             pinning,
             require_signed_closure: p.require_signed_closure,
+            signatures: p.signatures(),
             from: Some(i),
         }
     }
@@ -232,6 +398,8 @@ mod tests {
             root_ca: None,
             tofu: true,
             require_signed_closure: true,
+            verifiers: vec![],
+            require: None,
         }
     }
 
@@ -318,5 +486,53 @@ mod tests {
             e.to_string().starts_with("policy[0].root_ca: cannot read "),
             "{e}"
         );
+    }
+
+    #[test]
+    fn verifiers_and_require_are_checked_against_the_defined_names() {
+        let mut p = policy(&["a.io/*"], TrustMode::Enforce);
+        assert_eq!(p.signatures(), Signatures::NotaryV1);
+        p.verifiers = vec!["acme".into(), "ops".into()];
+        let e = p.validate_verifiers(&["acme"]).unwrap_err();
+        assert_eq!(e.0, "verifiers[1]");
+        assert!(e.1.starts_with("unknown verifier \"ops\""), "{}", e.1);
+        assert!(p.validate_verifiers(&["acme", "ops"]).is_ok());
+        assert_eq!(
+            p.signatures(),
+            Signatures::Digest {
+                verifiers: vec!["acme".into(), "ops".into()],
+                need: 1
+            }
+        );
+        p.require = Some(Require::AtLeast(3));
+        let e = p.validate_verifiers(&["acme", "ops"]).unwrap_err();
+        assert_eq!(
+            e,
+            (
+                "require".to_string(),
+                "3 verifiers must accept, but only 2 are listed".to_string()
+            )
+        );
+        p.require = Some(Require::All);
+        assert!(matches!(p.signatures(), Signatures::Digest { need: 2, .. }));
+        p.verifiers = vec!["notary".into(), "acme".into()];
+        assert_eq!(p.validate_verifiers(&["acme"]).unwrap_err().0, "verifiers");
+        p.verifiers = vec!["acme".into(), "acme".into()];
+        assert!(p
+            .validate_verifiers(&["acme"])
+            .unwrap_err()
+            .1
+            .contains("listed twice"));
+        p.verifiers = vec!["notary".into()];
+        p.require = None;
+        assert!(p.validate_verifiers(&[]).is_ok());
+        assert_eq!(p.signatures(), Signatures::NotaryV1);
+        p.verifiers = vec![];
+        p.require = Some(Require::Any);
+        assert_eq!(p.validate_verifiers(&[]).unwrap_err().0, "require");
+        p.require = None;
+        p.verifiers = vec!["acme".into()];
+        p.signers = vec!["targets/releases".into()];
+        assert_eq!(p.validate_verifiers(&["acme"]).unwrap_err().0, "signers");
     }
 }

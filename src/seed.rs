@@ -94,7 +94,7 @@ async fn fetch(
             }
             Ok((None, Bytes::new(), n))
         }
-        Pulled::Tags(_) => Err("a tag list is not content to seed".into()),
+        Pulled::Tags(_) | Pulled::Referrers(_) => Err("a list is not content to seed".into()),
     }
 }
 

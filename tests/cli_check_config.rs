@@ -105,6 +105,123 @@ fn every_file_the_config_names_must_exist_and_be_readable() {
     assert!(ok, "{text}");
 }
 
+/// `[[verifier]]` and the policies that name them (issue 12): every mistake names the file, the
+/// key and the problem, the files a verifier names included.
+#[test]
+fn verifier_mistakes_name_file_key_and_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let missing = d.join("missing.pub");
+    std::fs::write(d.join("not-a-key.pub"), "hello\n").unwrap();
+    let verifier = |name: &str, key: &Path| {
+        format!("[[verifier]]\nname = \"{name}\"\nkind = \"cosign\"\nkeys = [{key:?}]\n")
+    };
+    let policy = |verifiers: &str, require: &str| {
+        format!("[[policy]]\nrepositories = [\"r.io/*\"]\ntrust = \"enforce\"\nverifiers = {verifiers}\n{require}")
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (verifier("acme", &missing), "verifier[0].keys[0]: cannot read"),
+        (verifier("acme", &d.join("not-a-key.pub")), "verifier[0].keys[0]: "),
+        (
+            format!("{}{}", verifier("acme", &missing), policy("[\"acme-release\"]", "")),
+            "policy[0].verifiers[0]: unknown verifier \"acme-release\"",
+        ),
+        (
+            format!("{}{}", verifier("acme", &missing), policy("[\"acme\"]", "require = 2\n")),
+            "policy[0].require: 2 verifiers must accept, but only 1 is listed",
+        ),
+        (
+            format!("{}{}", verifier("acme", &missing), verifier("acme", &missing)),
+            "verifier[1].name: \"acme\" is already the name of verifier[0]",
+        ),
+        (
+            "[[verifier]]\nname = \"ci\"\nkind = \"cosign\"\nidentities = [{ issuer = \"https://i\", subject_regex = \"a(\" }]\n".to_string(),
+            "verifier[0].identities[0].subject_regex: \"a(\" is not a regular expression",
+        ),
+    ];
+    for (i, (toml, want)) in cases.iter().enumerate() {
+        let file = d.join(format!("case-{i}.toml"));
+        std::fs::write(&file, toml).unwrap();
+        let (ok, text) = check(&file);
+        assert!(!ok, "case {i} passed: {toml}\n{text}");
+        assert!(
+            text.contains(&format!("{}: {want}", file.display())),
+            "case {i}: {text:?} lacks {want:?}"
+        );
+    }
+}
+
+/// `kind = "notation"` verifiers (issue 13): inline trust stores and the operator's own
+/// trustpolicy.json with its trust-store directory; every mistake names the file, key and problem.
+#[test]
+fn notation_verifier_mistakes_name_file_key_and_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/notation");
+    let alpine = data.join("truststore/x509/ca/alpine/alpine.pem");
+    std::fs::write(d.join("not-a-cert.pem"), "hello\n").unwrap();
+    let notation =
+        |body: &str| format!("[[verifier]]\nname = \"ops\"\nkind = \"notation\"\n{body}");
+    let ok = [
+        notation(&format!(
+            "trust_store = [{alpine:?}]\ntrusted_identities = [\"*\"]\nlevel = \"permissive\"\n"
+        )),
+        notation(&format!(
+            "trust_policy = {:?}\ntrust_store_dir = {:?}\n",
+            data.join("trustpolicy.json"),
+            data.join("truststore")
+        )),
+    ];
+    for (i, toml) in ok.iter().enumerate() {
+        let file = d.join(format!("ok-{i}.toml"));
+        std::fs::write(&file, toml).unwrap();
+        let (ok, text) = check(&file);
+        assert!(ok, "case {i}: {toml}\n{text}");
+    }
+    let cases: Vec<(String, &str)> = vec![
+        (notation("trusted_identities = [\"*\"]\n"), "verifier[0].trust_store: a notation verifier needs trust_store"),
+        (
+            notation(&format!("trust_store = [{:?}]\ntrusted_identities = [\"*\"]\n", d.join("missing.pem"))),
+            "verifier[0].trust_store[0]: cannot read",
+        ),
+        (
+            notation(&format!("trust_store = [{:?}]\ntrusted_identities = [\"*\"]\n", d.join("not-a-cert.pem"))),
+            "verifier[0].trust_store[0]: ",
+        ),
+        (
+            notation(&format!("trust_store = [{alpine:?}]\ntrusted_identities = [\"x509.subject: CN=alpine\"]\n")),
+            "verifier[0].trusted_identities[0]: \"x509.subject: CN=alpine\" must name at least C, ST and O",
+        ),
+        (
+            notation(&format!("trust_store = [{alpine:?}]\ntrusted_identities = [\"*\"]\nlevel = \"lenient\"\n")),
+            "unknown variant `lenient`",
+        ),
+        (
+            notation(&format!("trust_policy = {:?}\n", data.join("trustpolicy.json"))),
+            "verifier[0].trust_store_dir: trust_policy needs the Notation trust store directory",
+        ),
+        (
+            notation(&format!("trust_policy = {:?}\ntrust_store_dir = {:?}\n", data.join("trustpolicy.json"), d)),
+            "verifier[0].trust_policy ",
+        ),
+        (
+            notation(&format!("keys = [{alpine:?}]\n")),
+            "verifier[0].keys: only a kind = \"cosign\" verifier takes this key",
+        ),
+    ];
+    for (i, (toml, want)) in cases.iter().enumerate() {
+        let file = d.join(format!("case-{i}.toml"));
+        std::fs::write(&file, toml).unwrap();
+        let (ok, text) = check(&file);
+        assert!(!ok, "case {i} passed: {toml}\n{text}");
+        assert!(text.contains(want), "case {i}: {text:?} lacks {want:?}");
+        assert!(
+            text.contains(&file.display().to_string()),
+            "case {i}: {text:?} lacks the file"
+        );
+    }
+}
+
 /// Durations take a number of seconds or a unit everywhere, and the upstream timeouts still load
 /// under their old `*_secs` names (issue 11); a timeout under both names is refused.
 #[test]

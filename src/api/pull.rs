@@ -23,7 +23,9 @@ use super::route::Route;
 use crate::body::{empty_body, full_body, stream_body, Body};
 use crate::decision::Reason;
 use crate::media;
-use crate::proxy::{Fetching, Missing, PullError, Pulled, Served, ServedBlob, TagList};
+use crate::proxy::{
+    Fetching, Missing, PullError, Pulled, ReferrerList, Served, ServedBlob, TagList,
+};
 use crate::upstream::UpstreamError;
 
 impl From<PullError> for ApiError {
@@ -38,9 +40,10 @@ impl From<PullError> for ApiError {
             } => {
                 let reason = failure.reason();
                 let code = match reason {
-                    Reason::NoTrustData | Reason::UnsignedTag | Reason::SignerMissing => {
-                        ErrorCode::ManifestUnknown
-                    }
+                    Reason::NoTrustData
+                    | Reason::UnsignedTag
+                    | Reason::SignerMissing
+                    | Reason::NoSignature => ErrorCode::ManifestUnknown,
                     _ => ErrorCode::Denied,
                 };
                 ApiError::new(code, message).with_detail(serde_json::json!({
@@ -183,7 +186,26 @@ pub fn response(
         Pulled::Manifest(m) => manifest_response(method, m),
         Pulled::Blob(b) => blob_response(b),
         Pulled::Tags(list) => tag_list_response(route, list),
+        Pulled::Referrers(list) => referrers_response(method, list),
     }
+}
+
+/// An OCI image index of referrers; `OCI-Filters-Applied: artifactType` when filtered
+/// (distribution-spec 1.1, "Listing Referrers").
+pub fn referrers_response(method: &Method, list: ReferrerList) -> Result<Response<Body>, ApiError> {
+    let mut b = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, media::OCI_INDEX)
+        .header(header::CONTENT_LENGTH, list.bytes.len());
+    if list.filtered {
+        b = b.header("oci-filters-applied", "artifactType");
+    }
+    let body = if method == Method::HEAD {
+        empty_body()
+    } else {
+        full_body(list.bytes)
+    };
+    b.body(body).map_err(internal)
 }
 
 fn internal(e: http::Error) -> ApiError {
@@ -280,6 +302,8 @@ mod tests {
     use crate::store::FillError;
     use crate::trust::TrustError;
     use crate::upstream::OciErrorEntry;
+    use crate::verify::digest::DigestFailure;
+    use crate::verify::discovery::DiscoveryError;
 
     const GUN: &str = "r.io/a";
 
@@ -356,6 +380,16 @@ mod tests {
             (verify(TrustError::Fetch { gun: GUN.into(), path: "root.json".into(), message: "connection refused".into() }),
                 403, "DENIED", "error contacting notary server: fetching root.json for r.io/a: connection refused".into(),
                 Reason::Fetch, "fetch"),
+            (refused(TrustFailure::Digest(DigestFailure::NoSignature { kind: "cosign", image: GUN.into(), digest: dg, ignored: vec![] }), Some("v1")),
+                404, "MANIFEST_UNKNOWN", format!("no cosign signature for r.io/a@{dg}"),
+                Reason::NoSignature, "no_signature"),
+            (refused(TrustFailure::Digest(DigestFailure::Rejected { kind: "cosign", image: GUN.into(), digest: dg, need: 1, accepted: vec![],
+                    refusals: vec![("acme-release".into(), "signature not made by any key of verifier acme-release".into())] }), Some("v1")),
+                403, "DENIED", format!("no cosign signature of r.io/a@{dg} was accepted: acme-release: signature not made by any key of verifier acme-release"),
+                Reason::SignatureRejected, "signature_rejected"),
+            (refused(TrustFailure::Digest(DigestFailure::Discovery { source: DiscoveryError::TooMany { digest: dg, what: "the referrers list".into(), items: "entries", limit: 128 } }), Some("v1")),
+                403, "DENIED", format!("the referrers list of {dg} lists more than 128 entries; refused (a signature list is bounded)"),
+                Reason::Malformed, "malformed"),
             (PullError::OutsideClosure { gun: GUN.into(), digest: dg },
                 403, "DENIED", format!("{dg} is not reachable from any signed tag of r.io/a; refused by trust policy"),
                 Reason::OutsideSignedClosure, "outside_signed_closure"),

@@ -18,6 +18,11 @@ pub enum Endpoint {
         n: Option<usize>,
         last: Option<String>,
     },
+    /// `GET /v2/<name>/referrers/<digest>[?artifactType=]` (OCI distribution-spec 1.1).
+    Referrers {
+        digest: Digest,
+        artifact_type: Option<String>,
+    },
 }
 
 /// A configured upstream, by its position in the `[[upstream]]` list: issued by the [`Router`],
@@ -165,6 +170,10 @@ impl Router {
                 n: params.n()?,
                 last: params.last.clone(),
             },
+            RawEndpoint::Referrers(d) => Endpoint::Referrers {
+                digest: Digest::parse(d).map_err(reference_error)?,
+                artifact_type: params.artifact_type.clone(),
+            },
         };
 
         let (upstream, repo_part) = self.pick_upstream(name, params.ns.as_deref())?;
@@ -233,11 +242,19 @@ enum RawEndpoint<'a> {
     Manifest(&'a str),
     Blob(&'a str),
     Tags,
+    Referrers(&'a str),
 }
 
 fn split_endpoint(rest: &str) -> Option<(&str, RawEndpoint<'_>)> {
     if let Some(name) = rest.strip_suffix("/tags/list") {
         return Some((name, RawEndpoint::Tags));
+    }
+    // A digest holds no `/`, so the last `/referrers/` is the endpoint's.
+    if let Some(i) = rest.rfind("/referrers/") {
+        let d = &rest[i + "/referrers/".len()..];
+        if !d.contains('/') && rest.rfind("/manifests/").is_none_or(|m| m < i) {
+            return Some((&rest[..i], RawEndpoint::Referrers(d)));
+        }
     }
     let m = rest.rfind("/manifests/");
     let b = rest.rfind("/blobs/");
@@ -280,6 +297,7 @@ struct QueryParams {
     ns: Option<String>,
     n: Option<String>,
     last: Option<String>,
+    artifact_type: Option<String>,
 }
 
 impl QueryParams {
@@ -290,6 +308,7 @@ impl QueryParams {
                 "ns" => out.ns = Some(v.into_owned()),
                 "n" => out.n = Some(v.into_owned()),
                 "last" => out.last = Some(v.into_owned()),
+                "artifactType" => out.artifact_type = Some(v.into_owned()),
                 _ => {}
             }
         }
@@ -469,7 +488,28 @@ mod tests {
     fn unknown_paths_are_404() {
         assert_eq!(code("/v2/_catalog").0, 404);
         assert_eq!(code("/v3/").0, 404);
-        assert_eq!(code("/v2/a/referrers/x").0, 404);
+        assert_eq!(
+            code("/v2/a/referrers/x").0,
+            400,
+            "a referrers request needs a digest"
+        );
+        let d = format!("sha256:{}", "a".repeat(64));
+        let r = router()
+            .route(
+                &Method::GET,
+                &format!("/v2/team/app/referrers/{d}"),
+                Some("artifactType=application%2Fx"),
+            )
+            .unwrap();
+        let Routed::Content(r) = r else { panic!() };
+        assert_eq!(r.repository.as_str(), "team/app");
+        assert_eq!(
+            r.endpoint,
+            Endpoint::Referrers {
+                digest: Digest::parse(&d).unwrap(),
+                artifact_type: Some("application/x".into())
+            }
+        );
         assert_eq!(code("/").0, 404);
     }
 

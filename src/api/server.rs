@@ -362,6 +362,7 @@ async fn handle_in_span(
             Endpoint::Manifest(_) => RouteKind::Manifest,
             Endpoint::Blob(_) => RouteKind::Blob,
             Endpoint::Tags { .. } => RouteKind::Tags,
+            Endpoint::Referrers { .. } => RouteKind::Referrers,
         },
         Err(_) => RouteKind::Other,
     };

@@ -175,6 +175,29 @@ pub fn trust_reset(path: &std::path::Path, gun: &str) -> ExitCode {
 
 pub fn verify(path: &std::path::Path, image: &str) -> ExitCode {
     with_proxy(path, |proxy| async move {
+        match proxy.inspect_signatures(image).await {
+            Err(e) => {
+                eprintln!("{image} is not trusted: {}", e.message);
+                return ExitCode::FAILURE;
+            }
+            Ok(Some(report)) => {
+                print!("{}", render_signatures(&report));
+                return match &report.verdict {
+                    Ok(signers) => {
+                        println!(
+                            "\n{} is trusted: {} (signed by {signers})",
+                            report.image, report.digest
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Err(why) => {
+                        eprintln!("\n{} is not trusted: {why}", report.image);
+                        ExitCode::FAILURE
+                    }
+                };
+            }
+            Ok(None) => {}
+        }
         match proxy.inspect(image).await {
             Err(e) => {
                 eprintln!("{image} is not trusted: {}", e.message);
@@ -391,5 +414,36 @@ pub fn render_inspection(gun: &str, repo: &VerifiedRepository) -> String {
         .map(|k| k.canonical_id.as_str())
         .collect();
     let _ = writeln!(out, "  Root Key:\t{}", roots.join(", "));
+    out
+}
+
+/// The table `trustgate verify` prints under digest verifiers: one block per signature found,
+/// one line per verifier.
+pub fn render_signatures(r: &crate::proxy::SignatureReport) -> String {
+    let mut out = format!(
+        "Signatures for {} ({})\nverifiers: {}\n",
+        r.image, r.digest, r.policy
+    );
+    if r.signatures.is_empty() {
+        out.push_str("\nno signature found\n");
+    }
+    for (i, s) in r.signatures.iter().enumerate() {
+        out.push_str(&format!("\n#{} {} at {}\n", i + 1, s.kind, s.location));
+        for (verifier, outcome) in &s.checks {
+            match outcome {
+                Ok((signer, issuer)) => out.push_str(&format!(
+                    "  {verifier}: accepted, signed by {signer}{}\n",
+                    issuer
+                        .as_ref()
+                        .map(|i| format!(" (issuer {i})"))
+                        .unwrap_or_default()
+                )),
+                Err(why) => out.push_str(&format!("  {verifier}: rejected: {why}\n")),
+            }
+        }
+    }
+    for note in &r.ignored {
+        out.push_str(&format!("\nset aside: {note}\n"));
+    }
     out
 }

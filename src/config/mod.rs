@@ -22,9 +22,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use crate::auth::{AccessRule, AuthConfig};
-pub use crate::policy::{PolicyConfig, TrustMode};
+pub use crate::policy::{PolicyConfig, Require, TrustMode};
 pub use crate::store::shared::peer::FleetConfig;
 pub use crate::store::SharedStoreConfig;
+pub use crate::verify::config::{IdentityConfig, Transparency, VerifierConfig, VerifierKind};
 pub use units::Seconds;
 use units::{de_opt_size, de_size};
 
@@ -64,6 +65,9 @@ pub struct Config {
     pub trust: TrustConfig,
     #[serde(default, rename = "policy")]
     pub policies: Vec<PolicyConfig>,
+    /// `[[verifier]]`: signature verifiers that policies name (issue 12).
+    #[serde(default, rename = "verifier")]
+    pub verifiers: Vec<VerifierConfig>,
     #[serde(default)]
     pub auth: AuthConfig,
     #[serde(default)]
@@ -502,9 +506,13 @@ impl Config {
                 "must be at least 1 second".into(),
             ));
         }
+        self.validate_verifiers().map_err(|(k, p)| invalid(k, p))?;
+        let defined: Vec<&str> = self.verifiers.iter().map(|v| v.name.as_str()).collect();
         for (i, p) in self.policies.iter().enumerate() {
             let key = |k: &str| format!("policy[{i}].{k}");
             p.validate()
+                .map_err(|(k, problem)| invalid(key(&k), problem))?;
+            p.validate_verifiers(&defined)
                 .map_err(|(k, problem)| invalid(key(&k), problem))?;
         }
         self.validate_server().map_err(|(k, p)| invalid(k, p))?;
@@ -540,6 +548,62 @@ impl Config {
                     defaults.join(", ")
                 ),
             ));
+        }
+        Ok(())
+    }
+
+    /// `[[verifier]]`: names are unique, usable in a policy, and not the implicit `notary`. What
+    /// a verifier's files hold is checked by its kind's `from_config` (`crate::check`).
+    fn validate_verifiers(&self) -> Result<(), (String, String)> {
+        for (i, v) in self.verifiers.iter().enumerate() {
+            let key = format!("verifier[{i}].name");
+            let usable = !v.name.is_empty()
+                && v.name
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+            if !usable {
+                return Err((
+                    key,
+                    format!(
+                        "{:?} is not a verifier name (letters, digits, '-', '_', '.')",
+                        v.name
+                    ),
+                ));
+            }
+            if v.name == crate::policy::NOTARY_VERIFIER {
+                return Err((
+                    key,
+                    format!(
+                        "{:?} is reserved for the upstream's Notary v1 server; choose another name",
+                        v.name
+                    ),
+                ));
+            }
+            if let Some(j) = self.verifiers[..i].iter().position(|w| w.name == v.name) {
+                return Err((
+                    key,
+                    format!(
+                        "{:?} is already the name of verifier[{j}]; names must be unique",
+                        v.name
+                    ),
+                ));
+            }
+            for (j, id) in v.identities.iter().enumerate() {
+                for (k, pattern) in [
+                    ("issuer_regex", &id.issuer_regex),
+                    ("subject_regex", &id.subject_regex),
+                ] {
+                    if let Some(p) = pattern {
+                        // Anchored as the verifier uses it: the whole value must match.
+                        if let Err(e) = regex::Regex::new(&format!("^(?:{p})$")) {
+                            return Err((
+                                format!("verifier[{i}].identities[{j}].{k}"),
+                                format!("{p:?} is not a regular expression: {e}"),
+                            ));
+                        }
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -979,5 +1043,58 @@ mod tests {
         assert!(e.contains("storage.shared"), "{e}");
         let e = err("[server]\ntrusted_proxies = [\"lb.local\"]\n");
         assert!(e.contains("server.trusted_proxies[0]"), "{e}");
+    }
+
+    #[test]
+    fn verifiers_are_named_once_and_policies_name_them() {
+        let v = "[[verifier]]\nname = \"acme\"\nkind = \"cosign\"\nkeys = [\"/k.pem\"]\n";
+        let c = load(&format!(
+            "{v}[[policy]]\nrepositories = [\"a.io/*\"]\ntrust = \"enforce\"\nverifiers = [\"acme\"]\nrequire = 1\n"
+        ))
+        .unwrap();
+        assert_eq!(c.verifiers[0].name, "acme");
+        assert_eq!(c.policies[0].require, Some(Require::AtLeast(1)));
+        let e = err(&format!("{v}{v}"));
+        assert!(
+            e.starts_with(
+                "test.toml: verifier[1].name: \"acme\" is already the name of verifier[0]"
+            ),
+            "{e}"
+        );
+        let e = err(&v.replace("acme", "notary"));
+        assert!(
+            e.contains("verifier[0].name: \"notary\" is reserved"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{v}[[policy]]\nrepositories = [\"a.io/*\"]\ntrust = \"enforce\"\nverifiers = [\"acme\", \"acme-release\"]\n"
+        ));
+        assert!(
+            e.starts_with("test.toml: policy[0].verifiers[1]: unknown verifier \"acme-release\""),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{v}[[policy]]\nrepositories = [\"a.io/*\"]\ntrust = \"enforce\"\nverifiers = [\"acme\"]\nrequire = 2\n"
+        ));
+        assert!(
+            e.contains("policy[0].require: 2 verifiers must accept, but only 1 is listed"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{v}[[policy]]\nrepositories = [\"a.io/*\"]\ntrust = \"enforce\"\nverifiers = [\"acme\"]\nrequire = \"most\"\n"
+        ));
+        assert!(e.starts_with("test.toml: policy[0].require: "), "{e}");
+        assert!(e.contains("\"most\" is not"), "{e}");
+        let e = err(&format!(
+            "{v}[[policy]]\nrepositories = [\"a.io/*\"]\ntrust = \"enforce\"\nverifiers = [\"acme\"]\nrequire = 0\n"
+        ));
+        assert!(e.contains("policy[0].require: must be at least 1"), "{e}");
+        let e = err("[[verifier]]\nname = \"ci\"\nkind = \"cosign\"\nidentities = [{ issuer = \"https://i\", subject_regex = \"(unclosed\" }]\n");
+        assert!(
+            e.starts_with("test.toml: verifier[0].identities[0].subject_regex: \"(unclosed\" is not a regular expression"),
+            "{e}"
+        );
+        let e = err("[[verifier]]\nname = \"x\"\nkind = \"ratify\"\n");
+        assert!(e.starts_with("test.toml: verifier[0].kind: "), "{e}");
     }
 }

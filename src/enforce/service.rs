@@ -32,6 +32,9 @@ pub enum TrustFailure {
     Persist(#[from] PersistError),
     #[error("the mirror is offline (upstream {upstream} has offline = true) and holds no trust data for {gun}; seed it while connected (trustgate seed)")]
     OfflineNoData { upstream: String, gun: String },
+    /// Digest verifiers (cosign): the digest's signatures did not satisfy the policy.
+    #[error("{0}")]
+    Digest(#[from] crate::verify::digest::DigestFailure),
 }
 
 impl TrustFailure {
@@ -41,6 +44,12 @@ impl TrustFailure {
             Self::NoNotary { .. } => TrustErrorKind::NoTrustData,
             Self::Persist(_) => TrustErrorKind::Malformed,
             Self::OfflineNoData { .. } => TrustErrorKind::NoTrustData,
+            Self::Digest(d) => match d.reason() {
+                Reason::NoSignature => TrustErrorKind::UnsignedTag,
+                Reason::Fetch => TrustErrorKind::Fetch,
+                Reason::Malformed => TrustErrorKind::Malformed,
+                _ => TrustErrorKind::BadSignature,
+            },
         }
     }
 
@@ -50,6 +59,7 @@ impl TrustFailure {
             Self::Verify(e) => reason_of(e),
             Self::NoNotary { .. } | Self::OfflineNoData { .. } => Reason::NoTrustData,
             Self::Persist(_) => Reason::Malformed,
+            Self::Digest(d) => d.reason(),
         }
     }
 }

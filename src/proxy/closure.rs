@@ -77,7 +77,7 @@ impl Closures {
     }
 
     /// Adds a checked manifest and what it refers to.
-    pub fn allow_manifest(&self, gun: &str, manifest: Digest, bytes: &[u8]) {
+    pub(crate) fn allow_manifest(&self, gun: &str, manifest: Digest, bytes: &[u8]) {
         let c = self.of(gun);
         if c.lock().expanded.contains(&manifest) {
             return;
@@ -94,7 +94,24 @@ impl Closures {
         self.of(gun).lock().allowed.insert(digest);
     }
 
-    fn contains(&self, gun: &str, digest: &Digest) -> bool {
+    /// A signature artifact read by discovery (an index, a signature manifest, a signature
+    /// blob): servable by digest, but its own references are NOT added (an index or manifest
+    /// the registry lists as a signature must not make anything else servable).
+    pub(crate) fn allow_trust_data(&self, gun: &str, digest: Digest) {
+        let c = self.of(gun);
+        let mut c = c.lock();
+        c.allowed.insert(digest);
+        c.expanded.insert(digest);
+    }
+
+    /// Whether `digest`'s references have been added already.
+    pub(crate) fn contains_expanded(&self, gun: &str, digest: &Digest) -> bool {
+        self.by_gun
+            .get(gun)
+            .is_some_and(|c| c.lock().expanded.contains(digest))
+    }
+
+    pub(crate) fn contains(&self, gun: &str, digest: &Digest) -> bool {
         self.by_gun
             .get(gun)
             .is_some_and(|c| c.lock().allowed.contains(digest))
@@ -156,13 +173,19 @@ pub fn references(bytes: &[u8]) -> (Vec<Digest>, Vec<Digest>) {
 impl Proxy {
     /// Enforced digest requests: allowed only inside the signed closure (unless the policy
     /// switches that rule off). Builds the closure by walking every signed target on a miss.
+    /// `manifest`: asked for as a manifest (under digest verifiers, a manifest may be signed
+    /// itself).
     pub(crate) async fn require_in_closure(
         &self,
         t: &Target<'_>,
         digest: &Digest,
+        manifest: bool,
     ) -> Result<(), PullError> {
         if !t.policy.require_signed_closure {
             return Ok(());
+        }
+        if let crate::policy::Signatures::Digest { .. } = t.policy.signatures {
+            return self.require_in_digest_closure(t, digest, manifest).await;
         }
         let image = format!("{}@{digest}", t.gun);
         // Reachability is decided by the current trust data (a cache hit while fresh).
@@ -188,11 +211,18 @@ impl Proxy {
     }
 
     async fn walk_closure(&self, t: &Target<'_>, repo: &Arc<VerifiedRepository>) {
-        let mut queue: Vec<(Digest, Option<u64>)> = repo
+        let roots: Vec<(Digest, Option<u64>)> = repo
             .signed_targets()
             .iter()
             .map(|t| (Digest::from_bytes(t.sha256), Some(t.length)))
             .collect();
+        self.walk_from(t, roots).await;
+        self.closures.mark_walked(&t.gun, repo);
+    }
+
+    /// Adds the closure of each root (digest and signed length, when there is one).
+    pub(crate) async fn walk_from(&self, t: &Target<'_>, roots: Vec<(Digest, Option<u64>)>) {
+        let mut queue = roots;
         let mut seen = HashSet::new();
         while let Some((digest, length)) = queue.pop() {
             if !seen.insert(digest) || seen.len() > MAX_CLOSURE_MANIFESTS {
@@ -212,7 +242,6 @@ impl Proxy {
                 }
             }
         }
-        self.closures.mark_walked(&t.gun, repo);
     }
 }
 

@@ -64,6 +64,13 @@ impl Proxy {
         headers: &HeaderMap,
     ) -> Result<Served, PullError> {
         let image = format!("{}:{tag}", t.gun);
+        if let crate::policy::Signatures::Digest { .. } = t.policy.signatures {
+            // Signature tags hold trust data, not images: served as they are when they are.
+            if let Some((digest, m)) = self.signature_tag_manifest(t, tag).await? {
+                tracing::debug!(image = %image, digest = %digest, "serving a signature artifact");
+                return Ok(served(digest.to_string(), m));
+            }
+        }
         let signed = self
             .signed_tag(t, tag)
             .await
@@ -103,7 +110,9 @@ impl Proxy {
                 why: Unacceptable::NotAccepted,
             });
         }
-        self.closures.rebase(&t.gun, &signed.basis);
+        if let Some(basis) = &signed.basis {
+            self.closures.rebase(&t.gun, basis);
+        }
         self.closures.allow_manifest(&t.gun, digest, &m.bytes);
         audit::allow(image, Reason::Signed, Some(&signed.signer), Some(&digest));
         Ok(served(digest.to_string(), m))
@@ -115,7 +124,7 @@ impl Proxy {
         t: &Target<'_>,
         digest: &Digest,
     ) -> Result<Served, PullError> {
-        self.require_in_closure(t, digest).await?;
+        self.require_in_closure(t, digest, true).await?;
         let m = self
             .checked_manifest(t, digest, None, None)
             .await
@@ -309,7 +318,7 @@ impl Proxy {
     }
 
     /// Logs once per repository that its upstream is gone and the cache is answering.
-    fn upstream_gone(&self, t: &Target<'_>, why: &str) {
+    pub(crate) fn upstream_gone(&self, t: &Target<'_>, why: &str) {
         if !self.stale.contains_key(&t.gun) {
             self.stale.insert(t.gun.clone(), ());
             tracing::warn!(repository = %t.gun, reason = %why, "upstream unreachable; serving this repository from the cache");
@@ -425,7 +434,7 @@ impl Proxy {
     }
 
     /// Keeps manifest bytes that were checked against `digest`: in memory and in the store.
-    async fn keep_manifest(&self, digest: Digest, m: &CheckedManifest) {
+    pub(crate) async fn keep_manifest(&self, digest: Digest, m: &CheckedManifest) {
         self.manifests.insert(digest, Arc::new(m.clone()));
         if let Err(e) = self
             .content
@@ -451,7 +460,7 @@ fn served(digest: String, m: CheckedManifest) -> Served {
 }
 
 /// "Not found" as the client would be told: the upstream's 404, or an offline miss.
-fn not_found(e: &PullError) -> bool {
+pub(crate) fn not_found(e: &PullError) -> bool {
     match e {
         PullError::Upstream { source, .. } => source.http_status_for_client() == 404,
         PullError::OfflineMiss { .. } => true,

@@ -25,10 +25,14 @@ mod closure;
 pub mod error;
 mod inspect;
 mod manifests;
+mod referrers;
+mod signed_digests;
+pub mod tag_history;
 pub mod tag_map;
 mod tags;
 mod target;
 
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -51,7 +55,7 @@ use crate::verify::Verifier;
 
 pub use crate::api::UpstreamId;
 pub use error::{Fetching, Missing, Origin, PullError, Unacceptable};
-pub use inspect::Inspection;
+pub use inspect::{Inspection, SignatureLine, SignatureReport};
 pub use target::{Target, Upstream};
 
 /// A manifest as served: its bytes exactly as they came, their media type and the digest
@@ -91,6 +95,14 @@ pub enum Pulled {
     Manifest(Served),
     Blob(ServedBlob),
     Tags(TagList),
+    Referrers(ReferrerList),
+}
+
+/// A referrers list as served: an OCI image index, and whether `artifactType` filtered it.
+#[derive(Debug, Clone)]
+pub struct ReferrerList {
+    pub bytes: Bytes,
+    pub filtered: bool,
 }
 
 /// Counters that tests read.
@@ -123,6 +135,20 @@ pub struct Proxy {
     manifest_fetches: KeyedLocks<Digest>,
     closures: closure::Closures,
     tag_map: tag_map::TagMap,
+    /// `[[verifier]]`: the digest verifiers (cosign) policies name.
+    digest_verifiers: crate::verify::digest::DigestVerifiers,
+    /// Accepted digests, by (`<gun>|<verifier set>`, digest): a verdict cannot change.
+    verdicts: moka::sync::Cache<(String, Digest), Arc<crate::verify::digest::DigestVerdict>>,
+    /// One verification per digest at a time: concurrent pulls wait for it.
+    verifications: KeyedLocks<Digest>,
+    /// Tags under digest verifiers: the digest and when the upstream named it.
+    signed_tag_cache: moka::sync::Cache<String, (Digest, time::OffsetDateTime)>,
+    /// `[trust] refresh`: how long a tag's digest is reused before asking the upstream again.
+    refresh: time::Duration,
+    /// Every digest each tag under digest verifiers resolved to (on disk).
+    tag_history: tag_history::TagHistory,
+    /// Digests verified per repository: the roots its signed closure is rebuilt from.
+    signed_roots: moka::sync::Cache<String, Arc<parking_lot::Mutex<Vec<Digest>>>>,
     /// Repositories currently served from cache because their upstream is unreachable
     /// (logged once per repository and outage; bounded).
     stale: moka::sync::Cache<String, ()>,
@@ -155,6 +181,9 @@ pub enum SetupError {
     /// A file a `[[policy]]` entry pins.
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
+    /// A file a `[[verifier]]` names (keys, trusted root).
+    #[error(transparent)]
+    Verifier(#[from] crate::verify::digest::VerifierSetupError),
 }
 
 /// Distinct policies remembered (one per GUN asked for).
@@ -173,6 +202,8 @@ impl Proxy {
         // The files the configuration names first (policy pins, upstream passwords and CAs): a
         // missing one must not wait for the store to be indexed.
         let policies = Policies::from_config(&config.policies)?;
+        let digest_verifiers =
+            crate::verify::digest::DigestVerifiers::from_config(&config.verifiers, Path::new("."))?;
         let upstreams = config
             .upstreams
             .iter()
@@ -223,6 +254,14 @@ impl Proxy {
             manifest_fetches: KeyedLocks::new(),
             closures: closure::Closures::new(),
             tag_map: tag_map::TagMap::new(&config.storage.path),
+            digest_verifiers,
+            verdicts: moka::sync::Cache::new(signed_digests::VERDICT_ENTRIES),
+            verifications: KeyedLocks::new(),
+            signed_tag_cache: moka::sync::Cache::new(signed_digests::VERDICT_ENTRIES),
+            refresh: time::Duration::try_from(config.trust.refresh())
+                .unwrap_or(time::Duration::MAX),
+            tag_history: tag_history::TagHistory::new(&config.storage.path),
+            signed_roots: moka::sync::Cache::new(signed_digests::VERDICT_ENTRIES),
             stale: moka::sync::Cache::new(STALE_ENTRIES),
             stats: Stats::default(),
         }))
@@ -277,6 +316,13 @@ impl Proxy {
                 .blob(&t, digest, method, headers)
                 .await
                 .map(Pulled::Blob),
+            Endpoint::Referrers {
+                digest,
+                artifact_type,
+            } => self
+                .referrers(&t, digest, artifact_type.as_deref())
+                .await
+                .map(Pulled::Referrers),
             Endpoint::Tags { n, last } => {
                 self.tags(&t, *n, last.as_deref()).await.map(Pulled::Tags)
             }
@@ -343,12 +389,16 @@ impl Proxy {
             .map_err(|failure| refused(t, failure, tag))
     }
 
-    /// The signed digest of `tag`, through the verifier seam.
+    /// The signed digest of `tag`, through the verifier seam (Notary v1), or found and
+    /// verified by the policy's digest verifiers (cosign).
     pub(crate) async fn signed_tag(
         &self,
         t: &Target<'_>,
         tag: &crate::reference::Tag,
     ) -> Result<crate::verify::SignedTag, PullError> {
+        if let crate::policy::Signatures::Digest { .. } = t.policy.signatures {
+            return self.digest_signed_tag(t, tag).await;
+        }
         self.verifier
             .resolve_tag(&t.subject(), &t.policy, tag)
             .await

@@ -1,6 +1,8 @@
 //! The last digest each unenforced tag resolved to, on disk, for serving while the upstream is
 //! unreachable or the mirror is offline. (Enforced tags need none: their digests come from the
-//! persisted, re-verifiable trust data.)
+//! persisted, re-verifiable trust data, or for cosign from `tag_history.rs`.) It also holds the
+//! digests of signature tags and referrers lists read by cosign discovery, so an offline mirror
+//! finds the stored signatures of a digest.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -17,6 +17,16 @@ impl Proxy {
         last: Option<&str>,
     ) -> Result<TagList, PullError> {
         match t.policy.mode {
+            // Digest verifiers sign digests, not tags: the upstream's list is only names, and
+            // each pull of a name is verified.
+            TrustMode::Enforce
+                if matches!(
+                    t.policy.signatures,
+                    crate::policy::Signatures::Digest { .. }
+                ) =>
+            {
+                self.upstream_tags(t, n, last).await
+            }
             TrustMode::Enforce => self.signed_tags(t, n, last).await,
             TrustMode::Audit | TrustMode::Off => self.upstream_tags(t, n, last).await,
         }

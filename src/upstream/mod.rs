@@ -5,7 +5,7 @@
 //! - [`AuthClient`]: pooled reqwest client per upstream, TLS from [`tls`] (rustls, aws-lc-rs); Bearer token flow with a token
 //!   cache keyed by (realm, service, scope), Basic auth, redirects followed by hand so that
 //!   `Authorization` never leaves the upstream's origin, connect / first-byte / idle timeouts.
-//! - [`RegistryClient`]: `ping`, `manifest`, `blob`, `tags`.
+//! - [`RegistryClient`]: `ping`, `manifest`, `blob`, `tags`, `referrers` (`referrers.rs`).
 //! - [`UpstreamResponse`]: a 2xx answer; body as a stream that fails (never ends cleanly) when the
 //!   connection drops early, or as bytes with a size limit.
 //! - [`UpstreamError`]: who failed, whether to retry, and a client status hint.
@@ -23,6 +23,7 @@ pub mod auth;
 pub mod challenge;
 pub mod client;
 pub mod error;
+pub mod referrers;
 pub mod response;
 pub mod settings;
 pub mod tls;

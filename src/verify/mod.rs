@@ -13,19 +13,32 @@
 //! [`crate::enforce::TrustService`] (fetched from the Notary server, cached for `[trust]
 //! refresh`, persisted, re-verified offline).
 //!
-//! How cosign and Notation join (issues 12 and 13): they sign DIGESTS, not tags. A `Cosign`
-//! (or `Notation`) variant resolves a tag by asking `subject.registry` for its digest (HEAD), then
-//! finds the signatures of that digest (the OCI referrers API, `GET /v2/<name>/referrers/<digest>`,
-//! or the `sha256-<hex>.sig` tag and the `sha256-<hex>` fallback index) and verifies them; its
-//! `signed_set` is the set of digests it has verified for the repository (a digest's verdict is
-//! cached: it cannot change for a given policy and trust root). A policy's
-//! `verifiers = [...]` with `require = "any" | "all" | N` becomes a `Verifier::Require { of:
-//! Vec<Verifier>, need: usize }` variant whose `resolve_tag` asks each member for the same
-//! digest and counts. The refusal stays a [`TrustFailure`] with its typed reason, so the
-//! client JSON, the audit line and the metric need no change.
+//! How cosign joined (issue 12; Notation follows in 13): cosign signs DIGESTS, not tags. A
+//! policy with `verifiers = [...]` ([`crate::policy::Signatures::Digest`]) does not go through
+//! [`Verifier`]: `crate::proxy` (its `signed_digests.rs`) resolves the tag by asking the upstream
+//! (HEAD), finds the digest's signatures with [`discovery`] (the OCI referrers API, the
+//! `sha256-<hex>` fallback index, the `sha256-<hex>.sig` tag), read through the proxy so they are
+//! checked by digest and kept in the store, and decides with [`digest::decide`]: `need` of the
+//! policy's [`cosign::CosignVerifier`]s must each accept one signature. A digest's verdict is
+//! cached (it cannot change for the same signatures and trust roots); the signed closure grows
+//! from every verified digest instead of from a set of signed tags. The refusal is a
+//! [`TrustFailure::Digest`] with its typed reason, so the client JSON, the audit line and the
+//! metric are built as for Notary v1. `notary` is the implicit verifier name of Notary v1, which
+//! stays this module's [`Verifier::NotaryV1`].
+//!
+//! How Notation joined (issue 13): exactly the same way. A `kind = "notation"` table builds a
+//! [`notation::NotationVerifier`]; [`digest::DigestVerifier`] holds either kind, and each refuses
+//! the other kind's signatures. Discovery reads Notation signature manifests' JWS
+//! (`application/jose+json`) and COSE (`application/cose`) layers as
+//! [`discovery::Evidence::Notation`], from the referrers API or the fallback tag. Because a
+//! Notation payload signs the manifest's size and media type too, `signed_digests.rs` reads the
+//! manifest (by digest, through the proxy) before deciding when a Notation verifier will look.
 
 pub mod config;
 pub mod cosign;
+pub mod digest;
+pub mod discovery;
+pub mod notation;
 
 use std::sync::Arc;
 
@@ -58,10 +71,11 @@ pub struct SignedTag {
     pub length: Option<u64>,
     /// The signing role or identity, for the audit line.
     pub signer: String,
-    /// The verified trust data that decided; the signed closure is rebuilt when it changes.
-    pub basis: Arc<VerifiedRepository>,
+    /// Notary v1: the verified trust data that decided; the signed closure is rebuilt when it
+    /// changes. (A digest verifier's verdict never changes: its closure only grows.)
+    pub basis: Option<Arc<VerifiedRepository>>,
     /// The Notary v1 target itself (for `trustgate verify`).
-    pub target: SignedTarget,
+    pub target: Option<SignedTarget>,
 }
 
 /// A kind of signature verification the enforcement path can ask.
@@ -106,8 +120,8 @@ impl Verifier {
                     digest: Digest::from_bytes(target.sha256),
                     length: Some(target.length),
                     signer: target.role.clone(),
-                    basis,
-                    target,
+                    basis: Some(basis),
+                    target: Some(target),
                 })
             }
         }

@@ -12,10 +12,16 @@ mod support;
 #[path = "../support/inproc/mod.rs"]
 mod inproc;
 
+/// The in-code Sigstore (test Fulcio CA, CT log, Rekor key) of the cosign verifier's tests.
+#[path = "../cosign_support/mod.rs"]
+mod cosign_support;
+
 mod cache_fake;
 mod compose_static;
+mod cosign_flow;
 mod deploy_static;
 mod enforce_golden;
+mod notation_flow;
 mod proxy_passthrough;
 mod proxy_stale;
 mod store;

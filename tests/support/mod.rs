@@ -21,6 +21,8 @@
 //! | [`skopeo`] | `Skopeo` (copy, inspect, push) with isolated config; `assert_same_tree` |
 //! | [`podman`] | `Podman` with an isolated vfs store |
 //! | [`docker`] | `Dockerd` (real daemon, vfs, own socket) + `/usr/bin/docker`; content-trust pulls |
+//! | [`notation`] | `NotationSigner`: a test CA and code-signing leaf, JWS envelopes, Notation signature manifests, trustpolicy.json + trust-store dir |
+//! | [`cosign`] | `CosignKey` (P-256), simple-signing payloads, `.sig` / referrer / bundle artifacts and fallback indexes made in code; `push` to a real registry |
 //! | [`containerd`] | `Containerd` + `ctr` (plain http, or a `hosts.toml` mirror that adds `?ns=`) |
 //! | [`notary`] | `NotaryServer` (throwaway CA, local trust service, memory) and `NotaryCli` signing |
 //! | [`signed`] | `SignedEnv`: registry + notary-server + signing CLI + skopeo, for signed-pull tests |
@@ -41,11 +43,13 @@
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 pub mod containerd;
+pub mod cosign;
 pub mod docker;
 pub mod fake_notary;
 pub mod http;
 pub mod image;
 pub mod notary;
+pub mod notation;
 pub mod podman;
 pub mod proc;
 pub mod registry;

@@ -6,7 +6,9 @@
 //! (method, URI, path, headers); counts requests per path and token requests; and can be
 //! scripted per path to answer a fixed status, delay, drop the connection halfway through a
 //! body, stall a body, or redirect. Blobs can be redirected (307) to another server's `/cdn/`
-//! route, like Docker Hub's CDN.
+//! route, like Docker Hub's CDN. With [`FakeUpstream::enable_referrers`] it answers the OCI 1.1
+//! referrers API (`/v2/<name>/referrers/<digest>[?artifactType=]`) from the manifests it holds
+//! whose `subject` is the digest; without, that path is a 404 like the CNCF registry 2.8's.
 #![allow(dead_code)]
 
 use bytes::Bytes;
@@ -80,6 +82,12 @@ pub enum Behavior {
     Stall { after: usize, stall: Duration },
     /// Redirect with this status to `location`.
     Redirect { status: u16, location: String },
+    /// 200 with these headers and a body that never ends (no `Content-Length`): `chunk`
+    /// repeated for as long as the client reads.
+    Endless {
+        headers: Vec<(String, String)>,
+        chunk: Vec<u8>,
+    },
 }
 
 /// One recorded request.
@@ -119,6 +127,8 @@ struct State {
     /// token → granted scopes
     issued: HashMap<String, Vec<String>>,
     next_token: u64,
+    /// Whether `/v2/<name>/referrers/<digest>` is answered.
+    referrers_api: bool,
 }
 
 /// A running fake registry. Stops accepting connections when dropped.
@@ -213,6 +223,21 @@ impl FakeUpstream {
         d
     }
 
+    /// Store a manifest under its digest only (no tag); returns the digest.
+    pub fn add_untagged_manifest(&self, repo: &str, media_type: &str, bytes: &[u8]) -> String {
+        let d = digest(bytes);
+        self.st().manifests.insert(
+            (repo.into(), d.clone()),
+            (media_type.to_string(), Bytes::copy_from_slice(bytes)),
+        );
+        d
+    }
+
+    /// Answer the OCI 1.1 referrers API (off: 404, as registries without it do).
+    pub fn enable_referrers(&self, on: bool) {
+        self.st().referrers_api = on;
+    }
+
     pub fn set_tags(&self, repo: &str, tags: &[&str]) {
         let mut t: Vec<String> = tags.iter().map(|s| s.to_string()).collect();
         t.sort();
@@ -302,6 +327,7 @@ enum Route {
     Manifest(String, String),
     Blob(String, String),
     Tags(String),
+    Referrers(String, String),
     Unknown,
 }
 
@@ -314,6 +340,9 @@ fn route(path: &str) -> Route {
     };
     if let Some(name) = rest.strip_suffix("/tags/list") {
         return Route::Tags(name.to_string());
+    }
+    if let Some(i) = rest.rfind("/referrers/") {
+        return Route::Referrers(rest[..i].to_string(), rest[i + 11..].to_string());
     }
     if let Some(i) = rest.rfind("/manifests/") {
         return Route::Manifest(rest[..i].to_string(), rest[i + 11..].to_string());
@@ -361,6 +390,20 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Bo
                 &[("Location", location)],
                 Bytes::new(),
             );
+        }
+        Some(Behavior::Endless { headers: h, chunk }) => {
+            let chunk = Bytes::from(chunk);
+            let frames = stream::repeat_with(move || Ok(Frame::data(chunk.clone())));
+            let mut r = Response::new(BodyExt::boxed_unsync(StreamBody::new(frames)));
+            for (k, v) in &h {
+                if let (Ok(k), Ok(v)) = (
+                    hyper::header::HeaderName::from_bytes(k.as_bytes()),
+                    HeaderValue::from_str(v),
+                ) {
+                    r.headers_mut().append(k, v);
+                }
+            }
+            return r;
         }
         Some(Behavior::Delay(d)) => tokio::time::sleep(d).await,
         Some(b @ (Behavior::Truncate { .. } | Behavior::Stall { .. })) => body_fault = Some(b),
@@ -475,6 +518,8 @@ fn respond(
             serve_blob(&st, method, &d, headers)
         }
         Route::Tags(repo) => tags(&st, &repo, query),
+        Route::Referrers(repo, d) if st.referrers_api => referrers(&st, &repo, &d, query),
+        Route::Referrers(..) => oci_error(StatusCode::NOT_FOUND, "NAME_UNKNOWN", "no route", &[]),
         Route::Unknown => oci_error(StatusCode::NOT_FOUND, "NAME_UNKNOWN", "no route", &[]),
     }
 }
@@ -485,7 +530,10 @@ fn check_auth(st: &State, r: &Route, headers: &HeaderMap) -> Option<Response<Bod
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let repo = match r {
-        Route::Manifest(repo, _) | Route::Blob(repo, _) | Route::Tags(repo) => Some(repo.clone()),
+        Route::Manifest(repo, _)
+        | Route::Blob(repo, _)
+        | Route::Tags(repo)
+        | Route::Referrers(repo, _) => Some(repo.clone()),
         _ => None,
     };
     match &st.auth {
@@ -685,5 +733,52 @@ fn tags(st: &State, repo: &str, query: Option<&str>) -> Response<Body> {
         }
     }
     let body = serde_json::json!({"name": repo, "tags": page});
+    full(StatusCode::OK, &h, body.to_string())
+}
+
+/// The referrers of `subject` in `repo`: every manifest held by digest whose `subject` names it
+/// (OCI distribution-spec 1.1), `artifactType` from the manifest (or its config's media type).
+fn referrers(st: &State, repo: &str, subject: &str, query: Option<&str>) -> Response<Body> {
+    let want: Option<String> = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "artifactType")
+        .map(|(_, v)| v.into_owned());
+    let mut entries: Vec<(String, serde_json::Value)> = Vec::new();
+    for ((r, reference), (mt, bytes)) in &st.manifests {
+        if r != repo || !reference.starts_with("sha256:") {
+            continue;
+        }
+        let Ok(m) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+            continue;
+        };
+        if m["subject"]["digest"].as_str() != Some(subject) {
+            continue;
+        }
+        let at = m["artifactType"]
+            .as_str()
+            .or(m["config"]["mediaType"].as_str())
+            .unwrap_or("")
+            .to_string();
+        if want.as_ref().is_some_and(|w| *w != at) {
+            continue;
+        }
+        let mut e = serde_json::json!({"mediaType": mt, "digest": reference, "size": bytes.len(), "artifactType": at});
+        if let Some(a) = m.get("annotations") {
+            e["annotations"] = a.clone();
+        }
+        entries.push((reference.clone(), e));
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let body = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries.into_iter().map(|(_, e)| e).collect::<Vec<_>>(),
+    });
+    let mut h = vec![(
+        "Content-Type",
+        "application/vnd.oci.image.index.v1+json".to_string(),
+    )];
+    if want.is_some() {
+        h.push(("OCI-Filters-Applied", "artifactType".to_string()));
+    }
     full(StatusCode::OK, &h, body.to_string())
 }
