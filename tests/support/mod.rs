@@ -26,6 +26,7 @@
 //! | [`containerd`] | `Containerd` + `ctr` (plain http, or a `hosts.toml` mirror that adds `?ns=`) |
 //! | [`notary`] | `NotaryServer` (throwaway CA, local trust service, memory) and `NotaryCli` signing |
 //! | [`signed`] | `SignedEnv`: registry + notary-server + signing CLI + skopeo, for signed-pull tests |
+//! | [`reliability`] | the reliability suite's mode (`TRUSTGATE_RELIABILITY=long`) and result lines for RELIABILITY.md |
 //! | [`s3`] | `S3Server`: moto_server (PyPI) with a bucket; lists and reads objects to check what a fleet left |
 //! | [`trustgate`] | `Trustgate`: writes the TOML config, runs the binary under test |
 //! | [`fake_notary`] | `FakeNotary`: plain-HTTP replay of captured or recorded metadata, optionally behind token auth |
@@ -53,6 +54,7 @@ pub mod notation;
 pub mod podman;
 pub mod proc;
 pub mod registry;
+pub mod reliability;
 pub mod s3;
 pub mod signed;
 pub mod skopeo;
