@@ -43,4 +43,3 @@ pub fn report(group: &str, case: &str, figures: &str) {
         clean(figures)
     );
 }
-
