@@ -8,7 +8,8 @@
 //! repository claims), [`keys`] (public keys and the keyed signature check, aws-lc-rs),
 //! [`identity`] (keyless signer identities), [`bundle`] (what a Sigstore bundle signs, and the
 //! mapping of `sigstore-verify`'s failures to refusals), [`sig_tag`] (the `.sig` tag's
-//! certificate and Rekor annotations as the bundle they amount to).
+//! certificate and Rekor annotations as the bundle they amount to), [`memo`] (signature checks
+//! already answered: the trusted root's own links once per verifier, repeats within a call).
 //!
 //! Which check runs:
 //! - a `.sig` layer with a certificate, on a verifier with `identities`: keyless (Fulcio chain,
@@ -23,11 +24,13 @@
 pub mod bundle;
 pub mod identity;
 pub mod keys;
+pub mod memo;
 pub mod payload;
 pub mod sig_tag;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -207,6 +210,9 @@ pub struct CosignVerifier {
     /// `sigstore-verify` prepared from the trusted root (log keys, Fulcio anchors, CT keys, TSAs);
     /// an empty root when none is configured (keyed verifiers that skip the log).
     trust: sigstore_verify::Verifier,
+    /// The trusted root's own certificate links, verified once here rather than per bundle
+    /// ([`memo`]).
+    prepared: Arc<memo::Prepared>,
     transparency: Transparency,
     check_reference: bool,
 }
@@ -227,7 +233,19 @@ impl fmt::Debug for CosignVerifier {
 /// against (signatures only; anything needing a log key or CA then fails closed).
 const EMPTY_TRUSTED_ROOT: &str = r#"{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1","tlogs":[],"certificateAuthorities":[],"ctlogs":[],"timestampAuthorities":[]}"#;
 
-fn load_trusted_root(path: &Path) -> Result<sigstore_verify::Verifier, CosignConfigError> {
+/// The trusted root prepared for verification: the crate's verifier (parsed keys and anchors)
+/// and the root's certificate links checked once ([`memo::Prepared`]).
+fn prepare(
+    root: &TrustedRoot,
+) -> Result<(sigstore_verify::Verifier, memo::Prepared), sigstore_verify::Error> {
+    memo::install();
+    let verifier = sigstore_verify::Verifier::new(root)?;
+    Ok((verifier, memo::Prepared::from_trusted_root(root)))
+}
+
+fn load_trusted_root(
+    path: &Path,
+) -> Result<(sigstore_verify::Verifier, memo::Prepared), CosignConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         CosignConfigError::new(
             "trusted_root",
@@ -240,7 +258,7 @@ fn load_trusted_root(path: &Path) -> Result<sigstore_verify::Verifier, CosignCon
             format!("{} is not a Sigstore trusted root: {e}", path.display()),
         )
     })?;
-    sigstore_verify::Verifier::new(&root).map_err(|e| {
+    prepare(&root).map_err(|e| {
         CosignConfigError::new(
             "trusted_root",
             format!("{} cannot be used: {e}", path.display()),
@@ -284,7 +302,7 @@ impl CosignVerifier {
         } else {
             Transparency::Require
         });
-        let trust = match &config.trusted_root {
+        let (trust, prepared) = match &config.trusted_root {
             Some(path) => load_trusted_root(&base.join(path))?,
             None if !identities.is_empty() => {
                 return Err(CosignConfigError::new(
@@ -303,7 +321,7 @@ impl CosignVerifier {
             None => {
                 let empty = TrustedRoot::from_json(EMPTY_TRUSTED_ROOT)
                     .map_err(|e| CosignConfigError::new("trusted_root", e.to_string()))?;
-                sigstore_verify::Verifier::new(&empty)
+                prepare(&empty)
                     .map_err(|e| CosignConfigError::new("trusted_root", e.to_string()))?
             }
         };
@@ -312,6 +330,7 @@ impl CosignVerifier {
             keys,
             identities,
             trust,
+            prepared: Arc::new(prepared),
             transparency,
             check_reference: config.check_reference,
         })
@@ -333,6 +352,7 @@ impl CosignVerifier {
         expected: &Expected<'_>,
         _now: SystemTime,
     ) -> Result<Accepted, CosignRefusal> {
+        let _scope = memo::Scope::enter(&self.prepared);
         match evidence {
             SignatureEvidence::SimpleSigning {
                 payload: bytes,
@@ -386,6 +406,7 @@ impl CosignVerifier {
         bundle_json: &[u8],
         artifact_sha256: &Digest,
     ) -> Result<Accepted, CosignRefusal> {
+        let _scope = memo::Scope::enter(&self.prepared);
         let bundle = bundle::parse(bundle_json)?;
         let artifact = Artifact::from(sigstore_verify::types::Sha256Hash::from(
             *artifact_sha256.bytes(),
