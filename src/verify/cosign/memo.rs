@@ -285,9 +285,14 @@ impl CryptoProvider for Provider {
         data: &[u8],
         signature: &[u8],
     ) -> sigcrypto::Result<()> {
-        self.verify_with(Kind::Raw, scheme, spki_pubkey_bytes, data, signature, || {
-            sigcrypto::aws_lc_provider().verify_raw(scheme, spki_pubkey_bytes, data, signature)
-        })
+        self.verify_with(
+            Kind::Raw,
+            scheme,
+            spki_pubkey_bytes,
+            data,
+            signature,
+            || sigcrypto::aws_lc_provider().verify_raw(scheme, spki_pubkey_bytes, data, signature),
+        )
     }
 
     fn verify_prehashed(
@@ -358,15 +363,20 @@ mod tests {
         let prepared = Arc::new(Prepared::from_trusted_root(&root));
         assert_eq!(prepared.len(), 1, "the TSA chain: leaf ← root");
         let verifier = sigstore_verify::Verifier::new(&root).unwrap();
-        let bundle =
-            Bundle::from_json(&String::from_utf8(data("bundles/cosign-v3-blob.sigstore.json")).unwrap())
-                .unwrap();
+        let bundle = Bundle::from_json(
+            &String::from_utf8(data("bundles/cosign-v3-blob.sigstore.json")).unwrap(),
+        )
+        .unwrap();
         let blob = data("bundles/cosign-v3-blob.txt");
         let digest = Sha256Hash::from(<[u8; 32]>::from(Sha256::digest(&blob)));
         for _ in 0..2 {
             let scope = Scope::enter(&prepared);
             verifier
-                .verify(Artifact::from(digest), &bundle, &VerificationPolicy::any_identity())
+                .verify(
+                    Artifact::from(digest),
+                    &bundle,
+                    &VerificationPolicy::any_identity(),
+                )
                 .unwrap();
             assert_eq!(
                 scope.counts(),
@@ -389,19 +399,28 @@ mod tests {
         assert!(install());
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref()).unwrap();
+        let key =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref()).unwrap();
         let public = key.public_key().as_ref().to_vec();
         let signature = key.sign(&rng, b"message").unwrap().as_ref().to_vec();
         let scheme = SigningScheme::EcdsaP256Sha256;
         let provider = sigcrypto::default_provider();
         let scope = Scope::enter(&Arc::new(Prepared::default()));
-        provider.verify_raw(scheme, &public, b"message", &signature).unwrap();
-        provider.verify_raw(scheme, &public, b"message", &signature).unwrap();
+        provider
+            .verify_raw(scheme, &public, b"message", &signature)
+            .unwrap();
+        provider
+            .verify_raw(scheme, &public, b"message", &signature)
+            .unwrap();
         let mut forged = signature.clone();
         let last = forged.len() - 1;
         forged[last] ^= 1;
-        assert!(provider.verify_raw(scheme, &public, b"message", &forged).is_err());
-        assert!(provider.verify_raw(scheme, &public, b"massage", &signature).is_err());
+        assert!(provider
+            .verify_raw(scheme, &public, b"message", &forged)
+            .is_err());
+        assert!(provider
+            .verify_raw(scheme, &public, b"massage", &signature)
+            .is_err());
         assert!(provider
             .verify_prehashed(scheme, &public, &Sha256::digest(b"message"), &forged)
             .is_err());
@@ -415,7 +434,9 @@ mod tests {
         );
         drop(scope);
         // Outside a scope nothing is remembered or answered.
-        assert!(provider.verify_raw(scheme, &public, b"message", &forged).is_err());
+        assert!(provider
+            .verify_raw(scheme, &public, b"message", &forged)
+            .is_err());
     }
 
     /// A trusted root whose TSA chain is broken (the leaf's signature altered) prepares
