@@ -98,6 +98,11 @@ impl Rig {
         std::thread::sleep(Duration::from_millis(REFRESH * 1000 + 100));
     }
 
+    /// Serve the repository `r` (signed in code, broken as a case wants) from now on.
+    fn serve_repo(&self, r: &TestRepo) {
+        self.serve(fake_notary::from_source(&r.build()));
+    }
+
     fn pull(&self, reference: &str) -> http::Response {
         http::request(
             &format!("{}/v2/{REPO}/manifests/{reference}", self.tg.url()),
@@ -112,9 +117,7 @@ impl Rig {
 
     /// The honest state at `version` is served and pulled.
     fn honest_pull(&self, version: u64) {
-        self.serve(fake_notary::from_source(
-            &self.signed(version, &self.honest).build(),
-        ));
+        self.serve_repo(&self.signed(version, &self.honest));
         let r = self.pull(TAG);
         assert_eq!(
             r.status,
@@ -255,7 +258,7 @@ fn rollback_to_an_older_signed_state_is_refused() {
     let rig = Rig::start("rollback");
     rig.honest_pull(2);
     // Version 1, once really signed, tagged the evil image: replayed after version 2.
-    rig.serve(fake_notary::from_source(&rig.signed(1, &rig.evil).build()));
+    rig.serve_repo(&rig.signed(1, &rig.evil));
     let figures = rig.refused(
         "rollback",
         "version 1 is lower than current version 2",
@@ -272,7 +275,7 @@ fn freeze_on_an_expired_timestamp_is_refused() {
     // A newer state whose timestamp has expired: the server froze it and keeps serving it.
     let mut r = rig.signed(2, &rig.evil);
     r.timestamp.expires = datetime!(2026-01-01 0:00 UTC);
-    rig.serve(fake_notary::from_source(&r.build()));
+    rig.serve_repo(&r);
     let figures = rig.refused(
         "freeze",
         "out-of-date: timestamp expired at Thu Jan 1 00:00:00 UTC 2026",
@@ -306,7 +309,7 @@ fn endless_metadata_is_cut_at_the_size_bound() {
     rig.honest_pull(1);
     let mut figures = Vec::new();
     // A timestamp that never ends, chunked with no length: cut at the 1 MiB bound.
-    rig.serve(fake_notary::from_source(&rig.signed(2, &rig.evil).build()));
+    rig.serve_repo(&rig.signed(2, &rig.evil));
     rig.notary.serve_endless("timestamp.json", None);
     figures.push(rig.refused(
         "endless timestamp (chunked)",
@@ -315,7 +318,7 @@ fn endless_metadata_is_cut_at_the_size_bound() {
         3,
     ));
     // Targets announced at 8 GiB: refused from the length, before the body.
-    rig.serve(fake_notary::from_source(&rig.signed(4, &rig.evil).build()));
+    rig.serve_repo(&rig.signed(4, &rig.evil));
     rig.notary.serve_endless("targets.json", Some(8 << 30));
     figures.push(rig.refused(
         "endless targets (8 GiB Content-Length)",
@@ -347,7 +350,7 @@ fn root_rotation_signed_by_the_old_keys_only_is_refused() {
             datetime!(2120-01-01 0:00 UTC),
         ))
     };
-    rig.serve(fake_notary::from_source(&r.build()));
+    rig.serve_repo(&r);
     let figures = rig.refused(
         "root rotation signed by old keys only",
         "valid signatures did not meet threshold for root (0 of 1)",
@@ -372,7 +375,7 @@ fn delegation_signing_outside_its_paths_is_refused() {
             .into_iter()
             .collect(),
     });
-    rig.serve(fake_notary::from_source(&r.build()));
+    rig.serve_repo(&r);
     let figures = rig.refused(
         "delegation outside its paths",
         "role targets/releases signed it outside its delegated paths",
