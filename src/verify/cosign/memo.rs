@@ -3,10 +3,10 @@
 //!
 //! Why: `sigstore-verify` re-does fixed work on every bundle. Profiling the first verification
 //! of a real cosign v3 bundle (BENCHMARKS.md, "cosign verifier") showed most of its time in
-//! ECDSA P-384 verifications, and three of its five P-384 checks do not depend on the bundle or
+//! ECDSA P-384 verifications, and two of its four P-384 checks do not depend on the bundle or
 //! repeat one already made:
-//! - the timestamp authority's chain (TSA leaf ← intermediate ← root) comes from the trusted root
-//!   alone, yet `sigstore-tsa` verifies both links for every RFC 3161 timestamp;
+//! - the timestamp authority's chain (TSA leaf ← any intermediates ← root) comes from the
+//!   trusted root alone, yet `sigstore-tsa` verifies its links for every RFC 3161 timestamp;
 //! - the Fulcio chain is verified once per verified signing time (the TSA time and the Rekor
 //!   integrated time), the same leaf signature each time; the Rekor SET is verified twice too.
 //!
