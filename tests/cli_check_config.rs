@@ -209,6 +209,10 @@ fn notation_verifier_mistakes_name_file_key_and_problem() {
             "multi-valued RDN (O+OU) is not supported",
         ),
         (
+            notation(&format!("trust_store = [{alpine:?}]\ntrusted_identities = [\"x509.subject: C=US, ST=WA, O=Acme\", \"x509.subject: C=US, ST=WA, O=Acme, CN=release\"]\n")),
+            "verifier[0].trusted_identities: \"x509.subject: C=US, ST=WA, O=Acme\" overlaps with \"x509.subject: C=US, ST=WA, O=Acme, CN=release\"",
+        ),
+        (
             notation(&format!("trust_store = [{alpine:?}]\ntrusted_identities = [\"*\"]\nlevel = \"lenient\"\n")),
             "unknown variant `lenient`",
         ),

@@ -427,6 +427,17 @@ impl TrustedIdentity {
         })
     }
 
+    /// notation-go refuses a list where one identity's attributes are a subset of another's
+    /// (`validateOverlappingDNs`): the narrower one would never decide anything.
+    pub fn overlapping(list: &[TrustedIdentity]) -> Option<(&TrustedIdentity, &TrustedIdentity)> {
+        list.iter().enumerate().find_map(|(i, a)| {
+            list.iter().enumerate().find_map(|(j, b)| {
+                let subset = a.attributes.iter().all(|x| b.attributes.contains(x));
+                (i != j && subset).then_some((a, b))
+            })
+        })
+    }
+
     pub fn matches(&self, leaf: &Cert<'_>) -> bool {
         let subject = subject_attributes(leaf);
         self.attributes
