@@ -22,6 +22,9 @@ pub const COSE: &str = "application/cose";
 /// Where Notation puts the RFC 3161 countersignature (JWS and COSE unprotected headers).
 pub const TIMESTAMP_HEADER: &str = "io.cncf.notary.timestampSignature";
 
+/// Makes the RFC 3161 token for a signature value (see [`TestTsa::token`]).
+pub type Stamp<'a> = &'a dyn Fn(&[u8]) -> Vec<u8>;
+
 /// A CA and one signing certificate under it.
 pub struct NotationSigner {
     root_pem: String,
@@ -139,7 +142,7 @@ impl NotationSigner {
         media_type: &str,
         target_digest: &str,
         size: usize,
-        stamp: Option<&dyn Fn(&[u8]) -> Vec<u8>>,
+        stamp: Option<Stamp<'_>>,
     ) -> Vec<u8> {
         let protected = serde_json::json!({
             "alg": "ES256",
@@ -152,28 +155,18 @@ impl NotationSigner {
             "mediaType": media_type, "digest": target_digest, "size": size}});
         let p = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&protected).unwrap());
         let b = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&payload).unwrap());
-        let signer = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
-            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-            &self.leaf_key.serialize_der(),
-        )
-        .unwrap();
-        let sig = signer
-            .sign(
-                &aws_lc_rs::rand::SystemRandom::new(),
-                format!("{p}.{b}").as_bytes(),
-            )
-            .unwrap();
+        let sig = p256_sign(&self.leaf_key, true, format!("{p}.{b}").as_bytes());
         let mut header = serde_json::json!({
             "x5c": [STANDARD.encode(&self.leaf_der), STANDARD.encode(&self.root_der)],
             "io.cncf.notary.signingAgent": "trustgate-tests",
         });
         if let Some(stamp) = stamp {
-            header[TIMESTAMP_HEADER] = STANDARD.encode(stamp(sig.as_ref())).into();
+            header[TIMESTAMP_HEADER] = STANDARD.encode(stamp(&sig)).into();
         }
         serde_json::to_vec(&serde_json::json!({
             "protected": p,
             "payload": b,
-            "signature": URL_SAFE_NO_PAD.encode(sig.as_ref()),
+            "signature": URL_SAFE_NO_PAD.encode(&sig),
             "header": header,
         }))
         .unwrap()
@@ -186,7 +179,7 @@ impl NotationSigner {
         media_type: &str,
         target_digest: &str,
         size: usize,
-        stamp: Option<&dyn Fn(&[u8]) -> Vec<u8>>,
+        stamp: Option<Stamp<'_>>,
     ) -> Vec<u8> {
         use coset::cbor::value::Value;
         use coset::{iana, HeaderBuilder, TaggedCborSerializable};
@@ -208,21 +201,10 @@ impl NotationSigner {
                 Value::Tag(1, Box::new(Value::Integer(1_767_225_600.into()))),
             )
             .build();
-        let signer = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
-            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-            &self.leaf_key.serialize_der(),
-        )
-        .unwrap();
         let mut sign1 = coset::CoseSign1Builder::new()
             .protected(protected)
             .payload(payload)
-            .create_signature(b"", |tbs| {
-                signer
-                    .sign(&aws_lc_rs::rand::SystemRandom::new(), tbs)
-                    .unwrap()
-                    .as_ref()
-                    .to_vec()
-            })
+            .create_signature(b"", |tbs| p256_sign(&self.leaf_key, true, tbs))
             .build();
         let mut unprotected = HeaderBuilder::new()
             .value(
@@ -251,6 +233,22 @@ impl NotationSigner {
         let envelope = self.sign_jws(media_type, &digest(manifest), manifest.len());
         signature_manifest(&digest(manifest), manifest.len(), media_type, &envelope)
     }
+}
+
+/// An ECDSA P-256 / SHA-256 signature by `key` (aws-lc-rs): `fixed` r||s as JWS and COSE carry
+/// it, else ASN.1 DER as CMS does.
+fn p256_sign(key: &KeyPair, fixed: bool, data: &[u8]) -> Vec<u8> {
+    let alg = if fixed {
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING
+    } else {
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING
+    };
+    aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(alg, &key.serialize_der())
+        .unwrap()
+        .sign(&aws_lc_rs::rand::SystemRandom::new(), data)
+        .unwrap()
+        .as_ref()
+        .to_vec()
 }
 
 /// `value` escaped for an RFC 4514 distinguished name (the characters notation's DN parser
@@ -421,17 +419,7 @@ impl TestTsa {
             ),
         ])
         .unwrap();
-        let signer = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
-            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
-            &self.key.serialize_der(),
-        )
-        .unwrap();
-        let sig = signer
-            .sign(
-                &aws_lc_rs::rand::SystemRandom::new(),
-                &signed_attrs.to_der().unwrap(),
-            )
-            .unwrap();
+        let sig = p256_sign(&self.key, false, &signed_attrs.to_der().unwrap());
         let cert = Certificate::from_der(&self.cert_der).unwrap();
         let signed = SignedData {
             version: CmsVersion::V3,
@@ -458,7 +446,7 @@ impl TestTsa {
                         oid: oid("1.2.840.10045.4.3.2"),
                         parameters: None,
                     },
-                    signature: OctetString::new(sig.as_ref()).unwrap(),
+                    signature: OctetString::new(sig).unwrap(),
                     unsigned_attrs: None,
                 }])
                 .unwrap(),
