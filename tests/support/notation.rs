@@ -151,10 +151,8 @@ impl NotationSigner {
             "io.cncf.notary.signingScheme": "notary.x509",
             "io.cncf.notary.signingTime": "2026-01-01T00:00:00Z",
         });
-        let payload = serde_json::json!({"targetArtifact": {
-            "mediaType": media_type, "digest": target_digest, "size": size}});
         let p = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&protected).unwrap());
-        let b = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&payload).unwrap());
+        let b = URL_SAFE_NO_PAD.encode(target_payload(media_type, target_digest, size));
         let sig = p256_sign(&self.leaf_key, true, format!("{p}.{b}").as_bytes());
         let mut header = serde_json::json!({
             "x5c": [STANDARD.encode(&self.leaf_der), STANDARD.encode(&self.root_der)],
@@ -183,9 +181,7 @@ impl NotationSigner {
     ) -> Vec<u8> {
         use coset::cbor::value::Value;
         use coset::{iana, HeaderBuilder, TaggedCborSerializable};
-        let payload = serde_json::to_vec(&serde_json::json!({"targetArtifact": {
-            "mediaType": media_type, "digest": target_digest, "size": size}}))
-        .unwrap();
+        let payload = target_payload(media_type, target_digest, size);
         let protected = HeaderBuilder::new()
             .algorithm(iana::Algorithm::ES256)
             .content_type("application/vnd.cncf.notary.payload.v1+json".into())
@@ -233,6 +229,13 @@ impl NotationSigner {
         let envelope = self.sign_jws(media_type, &digest(manifest), manifest.len());
         signature_manifest(&digest(manifest), manifest.len(), media_type, &envelope)
     }
+}
+
+/// The Notation payload: `{"targetArtifact": {mediaType, digest, size}}`.
+fn target_payload(media_type: &str, target_digest: &str, size: usize) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({"targetArtifact": {
+        "mediaType": media_type, "digest": target_digest, "size": size}}))
+    .unwrap()
 }
 
 /// An ECDSA P-256 / SHA-256 signature by `key` (aws-lc-rs): `fixed` r||s as JWS and COSE carry
