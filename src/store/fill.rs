@@ -679,17 +679,15 @@ impl FillTask {
         let tmp = self.tmp_path.clone();
         let media_type = self.media_type.clone();
         let f = file.clone();
+        let reservation = self.reservation.take();
         let committed = tokio::task::spawn_blocking(move || {
             f.sync_all()?;
-            inner.commit_blocking(&tmp, &digest, received, media_type.as_deref())
+            inner.commit_blocking(&tmp, &digest, received, media_type.as_deref(), reservation)
         })
         .await
         .unwrap_or_else(|e| Err(io::Error::other(e)));
         match committed {
-            Ok(()) => {
-                self.committed = true;
-                self.reservation = None;
-            }
+            Ok(()) => self.committed = true,
             Err(e) => {
                 // Every byte was written and checked: readers finish from the temp file's
                 // handle.

@@ -125,6 +125,7 @@ impl Inner {
         digest: &Digest,
         size: u64,
         media_type: Option<&str>,
+        reservation: Option<Reservation>,
     ) -> std::io::Result<()> {
         use std::os::unix::fs::MetadataExt;
         fs::prepare_commit_blocking(&self.layout, digest, media_type)?;
@@ -139,6 +140,10 @@ impl Inner {
             };
             if st.index.insert(*digest, entry).is_none() {
                 st.total += size;
+            }
+            // Settled in the same step: the evictor never sees the bytes twice.
+            if let Some(r) = reservation {
+                r.settle_locked(&mut st);
             }
             st.inflight.remove(digest);
         }
@@ -415,10 +420,16 @@ impl Store {
         let data = bytes::Bytes::copy_from_slice(bytes);
         let media_type = media_type.map(str::to_owned);
         let res = blocking(move || {
-            let _reservation = inner.admit(data.len() as u64).map_err(|r| (r, None))?;
+            let reservation = inner.admit(data.len() as u64).map_err(|r| (r, None))?;
             let tmp = inner.layout.tmp_file();
             let res = fs::write_tmp_blocking(&tmp, &data).and_then(|()| {
-                inner.commit_blocking(&tmp, &digest, data.len() as u64, media_type.as_deref())
+                inner.commit_blocking(
+                    &tmp,
+                    &digest,
+                    data.len() as u64,
+                    media_type.as_deref(),
+                    Some(reservation),
+                )
             });
             if res.is_err() {
                 let _ = std::fs::remove_file(&tmp);

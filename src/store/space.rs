@@ -177,10 +177,20 @@ impl Reservation {
     }
 }
 
+impl Reservation {
+    /// The bytes are now counted as committed: the reservation ends without a second lock.
+    pub(crate) fn settle_locked(mut self, st: &mut super::State) {
+        st.reserved = st.reserved.saturating_sub(self.len);
+        self.len = 0;
+    }
+}
+
 impl Drop for Reservation {
     fn drop(&mut self) {
-        let mut st = self.inner.lock();
-        st.reserved = st.reserved.saturating_sub(self.len);
+        if self.len > 0 {
+            let mut st = self.inner.lock();
+            st.reserved = st.reserved.saturating_sub(self.len);
+        }
     }
 }
 
