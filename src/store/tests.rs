@@ -161,20 +161,11 @@ async fn single_flight_joins_waiters_and_bad_bytes_are_counted() {
     drop(reader);
 }
 
+type Chunks = futures_util::stream::Iter<std::vec::IntoIter<Result<Bytes, String>>>;
+type Answer = std::future::Ready<Result<(Option<u64>, Chunks), String>>;
+
 /// A body of `data` in chunks of 64 KiB, with `Content-Length` when `announce`.
-fn upstream_body(
-    data: Bytes,
-    announce: bool,
-) -> impl FnOnce() -> std::future::Ready<
-    Result<
-        (
-            Option<u64>,
-            futures_util::stream::Iter<std::vec::IntoIter<Result<Bytes, String>>>,
-        ),
-        String,
-    >,
-> + Send
-       + 'static {
+fn upstream_body(data: Bytes, announce: bool) -> impl FnOnce() -> Answer + Send + 'static {
     move || {
         let len = data.len() as u64;
         let chunks: Vec<Result<Bytes, String>> = data
