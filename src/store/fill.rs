@@ -510,9 +510,12 @@ impl FillTask {
         let inner = self.inner.clone();
         let tmp = self.tmp_path.clone();
         let opened = tokio::task::spawn_blocking(move || {
-            let reservation = inner
-                .admit(len.unwrap_or(0))
-                .map_err(|r| (r, String::new()))?;
+            let reservation = inner.admit(len.unwrap_or(0)).map_err(|r| {
+                let what = len.map_or("a pull of unknown length".into(), |l| {
+                    format!("a pull of {l} bytes")
+                });
+                (r, format!("{what} does not fit"))
+            })?;
             let file = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -561,7 +564,10 @@ impl FillTask {
             p.unstored = Some(reason);
             p.written = available;
         });
-        self.inner.condition.unstored(reason, detail);
+        let needed = self.expected_len.or(self.tx.borrow().total.flatten());
+        self.inner
+            .condition
+            .unstored(reason, detail, needed.unwrap_or(0));
     }
 
     /// Hands a chunk to the readers of an unstored fill, then waits while the window is full
@@ -610,9 +616,9 @@ impl FillTask {
         }
         // The smaller of the two bounds is where we stop reading a runaway body.
         let limit = self.expected_len.or(announced);
-        let mut sink = self.open_sink(limit).await;
         self.tx
             .send_modify(|p| p.total = Some(announced.or(self.expected_len)));
+        let mut sink = self.open_sink(limit).await;
 
         let mut hasher = sha2::Sha256::new();
         let mut received = 0u64;

@@ -440,8 +440,12 @@ impl Store {
         // The caller keeps the checked bytes (and serves them) either way: a disk that cannot
         // take them is counted, logged and reported by `/readyz`, not an error of this put.
         if let Err((reason, err)) = res {
-            let detail = err.map(|e| e.to_string()).unwrap_or_default();
-            self.inner.condition.unstored(reason, &detail);
+            let detail = err
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| format!("a manifest of {} bytes does not fit", bytes.len()));
+            self.inner
+                .condition
+                .unstored(reason, &detail, bytes.len() as u64);
         }
         Ok(())
     }
@@ -526,16 +530,30 @@ impl Inner {
             (Some(s), Some(f)) if s.avail < f => Some((s.avail, f)),
             _ => None,
         };
-        if let Some((reason, detail)) = self.condition.fault() {
+        if let Some(condition::Fault {
+            reason,
+            detail,
+            needed,
+        }) = self.condition.fault()
+        {
             let probe = self
                 .layout
                 .tmp
                 .join(format!("probe-{}", std::process::id()));
-            let room = reason != Unstored::NoSpace || below.is_none();
+            // Disk full clears once there is room again; a pull refused for the floor clears
+            // when one is stored (the probe's few bytes say nothing about the next layer).
+            let room = match reason {
+                Unstored::NoSpace => below.is_none(),
+                Unstored::MinFree => match (space, floor) {
+                    (Some(s), Some(f)) => s.avail >= f + self.lock().reserved + needed,
+                    _ => false,
+                },
+                _ => true,
+            };
             match fs::write_tmp_blocking(&probe, b"trustgate store probe\n")
                 .and_then(|()| std::fs::remove_file(&probe))
             {
-                Ok(()) if room => self.condition.write_succeeded(),
+                Ok(()) if room => self.condition.clear(),
                 _ => {
                     return Some(format!(
                         "store {root}: {} ({detail}): pulls are served without being stored",

@@ -100,9 +100,13 @@ impl Unstored {
     }
 
     /// Conditions of the disk itself (reported by `/readyz` until a write succeeds again),
-    /// as opposed to the bounds the configuration sets.
+    /// as opposed to `max_size`, which the configuration sets and eviction keeps: a disk too
+    /// full for a pull above `min_free` is one.
     pub(crate) fn is_disk_fault(self) -> bool {
-        matches!(self, Self::NoSpace | Self::ReadOnly | Self::WriteError)
+        matches!(
+            self,
+            Self::NoSpace | Self::ReadOnly | Self::WriteError | Self::MinFree
+        )
     }
 }
 
