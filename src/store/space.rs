@@ -264,6 +264,6 @@ mod tests {
             Unstored::from_io(&e(rustix::io::Errno::IO)),
             Unstored::WriteError
         );
-        assert!(Unstored::NoSpace.is_disk_fault() && !Unstored::MinFree.is_disk_fault());
+        assert!(Unstored::NoSpace.is_disk_fault() && !Unstored::MaxSize.is_disk_fault());
     }
 }
