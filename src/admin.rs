@@ -13,6 +13,13 @@
 //!   from the local tier and the upstream) and says so on a second line:
 //!   `degraded: shared store s3://... unavailable (...): <why>`.
 //!
+//!   A local store that cannot keep content (issue 15) is degraded too, not unready: pulls are
+//!   served unstored. The probe failing with ENOSPC, EDQUOT, EROFS or EIO, a disk fault seen by
+//!   the last fill or put, or free space below `storage.min_free` that eviction cannot restore
+//!   each give a line such as `degraded: store /var/lib/trustgate: disk full (...): pulls are
+//!   served without being stored`. The line goes by itself once a write succeeds again (the
+//!   next fill, or the probe here and the evictor's every 30 s).
+//!
 //! Anything else is a 404 (405 for another method on these paths). No authentication: bind it to
 //! an address only operators reach.
 
@@ -44,6 +51,15 @@ pub struct Health {
     probes: AtomicU64,
     /// The fleet's shared store, when configured: its outage is reported, not fatal.
     shared: std::sync::OnceLock<Arc<crate::store::SharedStore>>,
+    /// The local store: a disk that cannot keep content is reported, not fatal.
+    store: std::sync::OnceLock<Arc<crate::store::Store>>,
+}
+
+/// What `/readyz` found: problems make it `503`, degraded lines ride along a `200`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Readiness {
+    pub problems: Vec<String>,
+    pub degraded: Vec<String>,
 }
 
 impl Health {
@@ -53,7 +69,13 @@ impl Health {
             started: AtomicBool::new(false),
             probes: AtomicU64::new(0),
             shared: std::sync::OnceLock::new(),
+            store: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Reports the local store's disk condition in `/readyz` (issue 15).
+    pub fn set_store(&self, store: Arc<crate::store::Store>) {
+        let _ = self.store.set(store);
     }
 
     /// Reports the shared store's state in `/readyz` (issue 14).
@@ -62,12 +84,8 @@ impl Health {
     }
 
     /// Why the service runs degraded (ready all the same), one line each.
-    pub fn degraded(&self) -> Vec<String> {
-        self.shared
-            .get()
-            .and_then(|s| s.problem())
-            .into_iter()
-            .collect()
+    pub async fn degraded(&self) -> Vec<String> {
+        self.readiness().await.degraded
     }
 
     /// The configuration is loaded and the proxy built from it: ready to serve, storage
@@ -78,12 +96,43 @@ impl Health {
 
     /// Every readiness problem, one operator-readable line each; empty when ready.
     pub async fn problems(&self) -> Vec<String> {
+        self.readiness().await.problems
+    }
+
+    /// The storage probe, then the store's own report and the shared store's.
+    pub async fn readiness(&self) -> Readiness {
+        let mut r = Readiness::default();
         if !self.started.load(Ordering::Acquire) {
-            return vec![format!(
+            r.problems.push(format!(
                 "starting: the store under {} is being opened",
                 self.storage.display()
-            )];
+            ));
+            return r;
         }
+        let probe = self.probe().await;
+        let store = match self.store.get() {
+            Some(s) => s.degraded().await,
+            None => None,
+        };
+        match probe {
+            Ok(()) => r.degraded.extend(store),
+            // The disk refuses writes but the gateway serves on, unstored.
+            Err((e, true)) if self.store.get().is_some() => {
+                r.degraded.push(store.unwrap_or(format!(
+                    "store {} not writable ({e}): pulls are served without being stored",
+                    self.storage.display()
+                )))
+            }
+            Err((e, _)) => r.problems.push(e),
+        }
+        r.degraded
+            .extend(self.shared.get().and_then(|s| s.problem()));
+        r
+    }
+
+    /// Writes the probe file; on failure the line to report, and whether it is a disk fault
+    /// the store serves through (full, quota, read-only, I/O error).
+    async fn probe(&self) -> Result<(), (String, bool)> {
         let n = self.probes.fetch_add(1, Ordering::Relaxed);
         let probe = self
             .storage
@@ -92,13 +141,19 @@ impl Health {
         let root = self.storage.display().to_string();
         let task = tokio::task::spawn_blocking(move || write_probe(&probe));
         match tokio::time::timeout(PROBE_TIMEOUT, task).await {
-            Ok(Ok(Ok(()))) => Vec::new(),
-            Ok(Ok(Err(e))) => vec![format!("storage {root} not writable: {e}")],
-            Ok(Err(e)) => vec![format!("storage {root}: the probe failed: {e}")],
-            Err(_) => vec![format!(
-                "storage {root} not writable: a probe write did not finish within {} s",
-                PROBE_TIMEOUT.as_secs()
-            )],
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => {
+                let fault = crate::store::Unstored::from_io_error(&e).is_some();
+                Err((format!("storage {root} not writable: {e}"), fault))
+            }
+            Ok(Err(e)) => Err((format!("storage {root}: the probe failed: {e}"), false)),
+            Err(_) => Err((
+                format!(
+                    "storage {root} not writable: a probe write did not finish within {} s",
+                    PROBE_TIMEOUT.as_secs()
+                ),
+                false,
+            )),
         }
     }
 }
@@ -198,9 +253,8 @@ async fn handle(health: &Health, req: Request<Incoming>) -> Response<Full<Bytes>
         }
         "/healthz" => text(StatusCode::OK, "ok\n"),
         _ => {
-            let problems = health.problems().await;
+            let Readiness { problems, degraded } = health.readiness().await;
             if problems.is_empty() {
-                let degraded = health.degraded();
                 if degraded.is_empty() {
                     text(StatusCode::OK, "ready\n")
                 } else {

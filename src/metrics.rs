@@ -12,6 +12,7 @@
 //! | `trustgate_http_response_bytes_total` | counter | `route` |
 //! | `trustgate_cache_hits_total` / `trustgate_cache_misses_total` | counter | `content` |
 //! | `trustgate_cache_evictions_total` / `trustgate_cache_evicted_bytes_total` | counter | |
+//! | `trustgate_store_unstored_total` | counter | `reason` |
 //! | `trustgate_singleflight_joined_total` | counter | `content` |
 //! | `trustgate_singleflight_waiters` | gauge | |
 //! | `trustgate_upstream_request_duration_seconds` | histogram | `upstream`, `kind` |
@@ -237,6 +238,13 @@ pub struct Metrics {
     verify_duration: HistogramFamily<VerifyLabels>,
     shared: SharedTierMetrics,
     moved_back: Family<UpstreamOnlyLabels, Counter>,
+    unstored: Family<UnstoredLabels, Counter>,
+}
+
+/// Why content was served without being stored (`crate::store` names the reasons).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct UnstoredLabels {
+    reason: &'static str,
 }
 
 /// The shared tier's series (issue 14).
@@ -297,6 +305,7 @@ impl Metrics {
             verify_duration: Family::new_with_constructor(latency_histogram as fn() -> _),
             shared: SharedTierMetrics::default(),
             moved_back: Family::default(),
+            unstored: Family::default(),
         };
         // Series that dashboards divide by are there from the first scrape, at zero.
         for c in [ContentKind::Manifest, ContentKind::Blob] {
@@ -349,6 +358,12 @@ impl Metrics {
             "Bytes removed from the store by the LRU evictor",
             Unit::Bytes,
             self.evicted_bytes.clone(),
+        );
+        r.register(
+            "store_unstored",
+            "Content served to clients without being stored, by reason (disk full, below \
+             storage.min_free, over max_size, read-only store, write error)",
+            self.unstored.clone(),
         );
         r.register(
             "singleflight_joined",
@@ -521,6 +536,14 @@ impl Metrics {
     pub fn evicted(&self, bytes: u64) {
         self.evictions.inc();
         self.evicted_bytes.inc_by(bytes);
+    }
+
+    /// A fill or a put went on without the store: the content was served (still checked
+    /// against its digest) but not kept. `reason` is one of a fixed set (`crate::store`).
+    pub fn store_unstored(&self, reason: &'static str) {
+        self.unstored
+            .get_or_create(&UnstoredLabels { reason })
+            .inc();
     }
 
     /// A request found an upstream fetch of the same content running and waited for it.

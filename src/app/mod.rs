@@ -217,6 +217,7 @@ impl App {
         if let Some(shared) = proxy.content().shared() {
             health.set_shared(shared.clone());
         }
+        health.set_store(proxy.store().clone());
         // The fleet's peer endpoint, on its own listener (never the client one).
         if let Some(f) = &config.fleet {
             let secret = f.read_secret().map_err(AppError)?;

@@ -26,8 +26,8 @@ pub use crate::policy::{PolicyConfig, Require, TrustMode};
 pub use crate::store::shared::peer::FleetConfig;
 pub use crate::store::SharedStoreConfig;
 pub use crate::verify::config::{IdentityConfig, Transparency, VerifierConfig, VerifierKind};
-pub use units::Seconds;
 use units::{de_opt_size, de_size};
+pub use units::{MinFree, Seconds};
 
 /// Where `serve` and the other subcommands look when no `--config` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/trustgate.toml";
@@ -277,6 +277,11 @@ pub struct StorageConfig {
     /// least recently used objects are evicted above it. Unbounded when absent.
     #[serde(default, deserialize_with = "de_opt_size")]
     pub max_size: Option<u64>,
+    /// Free space to leave on the store's filesystem (`"2GiB"`, `"5%"`, `0` for none): below it
+    /// least recently used objects are evicted, and a pull that would go under it is served
+    /// without being stored. Default: the larger of 512 MiB and 5 % of the filesystem.
+    #[serde(default)]
+    pub min_free: MinFree,
     /// `[storage.shared]`: an S3-compatible bucket shared by a fleet of replicas, behind the
     /// local store (issue 14). Absent: each trustgate keeps only its own disk.
     pub shared: Option<SharedStoreConfig>,
@@ -287,6 +292,7 @@ impl Default for StorageConfig {
         Self {
             path: default_storage_path(),
             max_size: None,
+            min_free: MinFree::Default,
             shared: None,
         }
     }
@@ -822,6 +828,11 @@ mod tests {
         assert_eq!(c.trust.refresh(), Duration::from_secs(5));
         let e = err("[storage]\nmax_size = \"lots\"\n");
         assert!(e.starts_with("test.toml: storage.max_size: "), "{e}");
+        assert_eq!(c.storage.min_free, MinFree::Default);
+        let c3 = load("[storage]\nmin_free = \"5%\"\n").unwrap();
+        assert_eq!(c3.storage.min_free, MinFree::Percent(5));
+        let e = err("[storage]\nmin_free = \"150%\"\n");
+        assert!(e.starts_with("test.toml: storage.min_free: "), "{e}");
         let e = err("[trust]\nrefresh = \"soon\"\n");
         assert!(e.starts_with("test.toml: trust.refresh: "), "{e}");
         assert!(e.contains("not a duration"), "{e}");

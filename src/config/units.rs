@@ -132,6 +132,91 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
+/// `storage.min_free`: the free space the store leaves on its filesystem, as a size (`"2GiB"`)
+/// or a share of the filesystem (`"5%"`); `0` turns the floor off.
+///
+/// The default is the larger of [`MinFree::DEFAULT_BYTES`] (512 MiB) and
+/// [`MinFree::DEFAULT_PERCENT`] (5 %) of the filesystem: 5 % is what ext4 keeps back for root by
+/// default, so on a large volume the floor scales with it; on a small volume (under 10 GiB) the
+/// fixed 512 MiB binds, enough for a few large layers of unknown length to land, for the log
+/// and the trust state to keep being written, and for the system around trustgate to go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MinFree {
+    /// The larger of 512 MiB and 5 % of the filesystem.
+    #[default]
+    Default,
+    Bytes(u64),
+    /// Whole percent of the filesystem's size, 1 to [`MinFree::MAX_PERCENT`].
+    Percent(u8),
+}
+
+impl MinFree {
+    pub const DEFAULT_BYTES: u64 = 512 << 20;
+    pub const DEFAULT_PERCENT: u8 = 5;
+    /// More than this leaves the store next to nothing: surely a typo.
+    pub const MAX_PERCENT: u8 = 90;
+
+    /// The floor in bytes on a filesystem of `fs_size` bytes.
+    pub fn bytes(self, fs_size: u64) -> u64 {
+        let share = |p: u8| (fs_size as u128 * u128::from(p) / 100) as u64;
+        match self {
+            Self::Default => Self::DEFAULT_BYTES.max(share(Self::DEFAULT_PERCENT)),
+            Self::Bytes(b) => b,
+            Self::Percent(p) => share(p),
+        }
+    }
+}
+
+/// As the file would spell it (`"5%"`, `"1073741824"`), or `default`.
+impl fmt::Display for MinFree {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Default => write!(f, "the larger of 512MiB and {}%", Self::DEFAULT_PERCENT),
+            Self::Bytes(b) => write!(f, "{b} bytes"),
+            Self::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl FromStr for MinFree {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        match t.strip_suffix('%') {
+            Some(num) => {
+                let p: u8 = num.trim().parse().map_err(|_| {
+                    format!("{text:?} is not a share such as \"5%\" (whole percent)")
+                })?;
+                if p > Self::MAX_PERCENT {
+                    return Err(format!(
+                        "{text:?} would leave the store at most {}% of its filesystem (at most {}% is allowed)",
+                        100 - u16::from(p.min(100)),
+                        Self::MAX_PERCENT
+                    ));
+                }
+                Ok(if p == 0 {
+                    Self::Bytes(0)
+                } else {
+                    Self::Percent(p)
+                })
+            }
+            None => parse_size(t)
+                .map(Self::Bytes)
+                .map_err(|e| format!("{e}, or a share of the filesystem such as \"5%\"")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MinFree {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match SizeOrText::deserialize(d)? {
+            SizeOrText::Number(n) => Ok(Self::Bytes(n)),
+            SizeOrText::Text(t) => t.parse().map_err(de::Error::custom),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum SizeOrText {
@@ -191,6 +276,28 @@ mod tests {
         assert!(de("\"99999999999999999d\"")
             .unwrap_err()
             .contains("too large"));
+    }
+
+    #[test]
+    fn min_free_takes_a_size_or_a_share() {
+        assert_eq!("2GiB".parse::<MinFree>().unwrap(), MinFree::Bytes(2 << 30));
+        assert_eq!("5%".parse::<MinFree>().unwrap(), MinFree::Percent(5));
+        assert_eq!(" 0 ".parse::<MinFree>().unwrap(), MinFree::Bytes(0));
+        assert_eq!("0%".parse::<MinFree>().unwrap(), MinFree::Bytes(0));
+        assert!("95%"
+            .parse::<MinFree>()
+            .unwrap_err()
+            .contains("at most 90%"));
+        assert!("x%"
+            .parse::<MinFree>()
+            .unwrap_err()
+            .contains("whole percent"));
+        assert!("lots".parse::<MinFree>().unwrap_err().contains("\"5%\""));
+        // The default: 512 MiB on a small filesystem, 5 % on a large one.
+        assert_eq!(MinFree::Default.bytes(4 << 30), 512 << 20);
+        assert_eq!(MinFree::Default.bytes(1 << 40), (1u64 << 40) / 20);
+        assert_eq!(MinFree::Percent(10).bytes(1000), 100);
+        assert_eq!(MinFree::Bytes(7).bytes(1000), 7);
     }
 
     #[test]

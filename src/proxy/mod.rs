@@ -210,7 +210,11 @@ impl Proxy {
             .enumerate()
             .map(|(i, up)| upstream(UpstreamId::new(i), up))
             .collect::<Result<Vec<_>, _>>()?;
-        let store = Store::open(&config.storage.path, config.storage.max_size).await?;
+        let limits = crate::store::Limits {
+            max_size: config.storage.max_size,
+            min_free: config.storage.min_free,
+        };
+        let store = Store::open_with(&config.storage.path, limits).await?;
         let content = match &config.storage.shared {
             None => Content::Disk(store),
             Some(sh) => {

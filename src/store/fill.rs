@@ -4,6 +4,14 @@
 //! Progress travels on a `tokio::sync::watch` channel: `written` only counts bytes already handed
 //! to the kernel (flushed), so a reader never reads past what the file holds. Memory stays
 //! bounded: the writer buffers at most one 256 KiB chunk, readers read the file.
+//!
+//! A fill the store cannot keep goes on *unstored* (issue 15): refused up front when the
+//! announced length does not fit `max_size` or `storage.min_free` after eviction, or switched
+//! midway when a write, fsync or rename fails (disk full, read-only, I/O error). From then on
+//! the bytes reach the readers through a [`Spill`] (the unlinked temp file for what was already
+//! written, a bounded window in memory for the rest), are still hashed and length-checked (a
+//! lying upstream still fails every reader), and the fill leaves the in-flight map at once so
+//! the next request for the digest tries the disk again. It ends `Passed` instead of `Done`.
 
 use std::future::Future;
 use std::io::{self, Write};
@@ -16,6 +24,8 @@ use sha2::Digest as _;
 use tokio::sync::watch;
 
 use super::fs::{self, CHUNK};
+use super::space::{Reservation, Unstored};
+use super::spill::Spill;
 use super::{FillError, Inner, Store, UseGuard};
 use crate::body::BoxError;
 use crate::metrics::{metrics, ContentKind, UpstreamErrorKind, UpstreamKind, WaiterGuard};
@@ -26,15 +36,24 @@ use crate::reference::Digest;
 struct Progress {
     /// `None` until the upstream answered; then its announced length (or the expected one).
     total: Option<Option<u64>>,
-    /// Bytes flushed to the temp file.
+    /// Bytes readers may read: flushed to the temp file, or (unstored) handed to the spill.
     written: u64,
+    /// Set once the fill goes on without the disk: readers read through the [`Spill`].
+    unstored: Option<Unstored>,
     outcome: Outcome,
 }
 
 #[derive(Debug, Clone)]
 enum Outcome {
     Running,
-    Done { size: u64 },
+    /// Verified and committed to the store.
+    Done {
+        size: u64,
+    },
+    /// Verified and served, not stored.
+    Passed {
+        size: u64,
+    },
     Failed(FillError),
 }
 
@@ -45,6 +64,7 @@ pub struct Fill {
     final_path: PathBuf,
     rx: watch::Receiver<Progress>,
     inner: Arc<Inner>,
+    spill: Arc<Spill>,
     /// For a fill answered from the store: keeps the object from eviction while this lives.
     _pin: Option<UseGuard>,
 }
@@ -63,6 +83,15 @@ impl Fill {
         &self.digest
     }
 
+    pub(crate) fn tmp_path(&self) -> &std::path::Path {
+        &self.tmp_path
+    }
+
+    /// Why the fill goes on without being stored, once it does.
+    pub fn unstored(&self) -> Option<Unstored> {
+        self.rx.borrow().unstored
+    }
+
     /// Waits until the upstream answered: the total length (the upstream's `Content-Length`,
     /// else the expected length given to [`Store::fill`], else `None`), or the fill's error.
     pub async fn total(&self) -> Result<Option<u64>, FillError> {
@@ -72,7 +101,7 @@ impl Fill {
                 let p = rx.borrow_and_update();
                 match &p.outcome {
                     Outcome::Failed(e) => return Err(e.clone()),
-                    Outcome::Done { size } => return Ok(Some(*size)),
+                    Outcome::Done { size } | Outcome::Passed { size } => return Ok(Some(*size)),
                     Outcome::Running => {
                         if let Some(t) = p.total {
                             return Ok(t);
@@ -86,13 +115,24 @@ impl Fill {
         }
     }
 
-    /// Waits for completion: `Ok` once the object is committed to the store.
+    /// Waits for completion: `Ok` once the object is committed to the store; `Io` when it was
+    /// served but not stored.
     pub async fn wait(&self) -> Result<(), FillError> {
         let mut rx = self.rx.clone();
         loop {
-            match &rx.borrow_and_update().outcome {
-                Outcome::Failed(e) => return Err(e.clone()),
+            let p = rx.borrow_and_update().clone();
+            match p.outcome {
+                Outcome::Failed(e) => return Err(e),
                 Outcome::Done { .. } => return Ok(()),
+                Outcome::Passed { .. } => {
+                    return Err(FillError::Io {
+                        digest: self.digest,
+                        message: format!(
+                            "served without being stored: {}",
+                            p.unstored.map(Unstored::describe).unwrap_or("disk fault")
+                        ),
+                    })
+                }
                 Outcome::Running => {}
             }
             if rx.changed().await.is_err() {
@@ -104,7 +144,7 @@ impl Fill {
     /// After the sender is gone: the final outcome, or `Aborted` if the task never set one.
     fn closed_outcome(&self, rx: &watch::Receiver<Progress>) -> Result<u64, FillError> {
         match &rx.borrow().outcome {
-            Outcome::Done { size } => Ok(*size),
+            Outcome::Done { size } | Outcome::Passed { size } => Ok(*size),
             Outcome::Failed(e) => Err(e.clone()),
             Outcome::Running => Err(FillError::Aborted {
                 digest: self.digest,
@@ -135,6 +175,7 @@ impl Fill {
             file: None,
             pos,
             end,
+            spill_id: self.spill.join(pos),
             _guard: UseGuard::new(&self.inner, self.digest),
             waiting: (!self.is_finished()).then(|| metrics().fill_waiter()),
         };
@@ -156,9 +197,17 @@ struct ReaderState {
     pos: u64,
     /// Exclusive end, `None` = to the end of the object.
     end: Option<u64>,
+    /// This reader's place among the spill's readers (what an unstored fill may drop).
+    spill_id: u64,
     _guard: UseGuard,
     /// Counts this reader as waiting on a running fill until the fill's verdict.
     waiting: Option<WaiterGuard>,
+}
+
+impl Drop for ReaderState {
+    fn drop(&mut self) {
+        self.fill.spill.leave(self.spill_id);
+    }
 }
 
 impl ReaderState {
@@ -168,7 +217,7 @@ impl ReaderState {
             let p = self.rx.borrow_and_update().clone();
             let (available, done) = match p.outcome {
                 Outcome::Failed(e) => return Err(e.into()),
-                Outcome::Done { size } => (size, true),
+                Outcome::Done { size } | Outcome::Passed { size } => (size, true),
                 Outcome::Running => (p.written, false),
             };
             if done {
@@ -194,6 +243,26 @@ impl ReaderState {
             } else {
                 available.min(limit).saturating_sub(1)
             };
+            if self.pos < cap && p.unstored.is_some() {
+                let (from, prefix) = self.fill.spill.prefix();
+                let buf = if self.pos >= from {
+                    self.fill.spill.read(self.pos, cap)?
+                } else {
+                    // Bytes written before the switch: from this reader's own handle on the
+                    // temp file, else from the fill's (the name is gone).
+                    let file = match self.file.clone().or(prefix) {
+                        Some(f) => f,
+                        None => {
+                            return Err(io::Error::other("store reader: unstored prefix missing"))
+                        }
+                    };
+                    let want = (cap.min(from) - self.pos).min(CHUNK as u64) as usize;
+                    fs::read_some(&file, self.pos, want).await?
+                };
+                self.pos += buf.len() as u64;
+                self.fill.spill.advance(self.spill_id, self.pos);
+                return Ok(Some(buf));
+            }
             if self.pos < cap {
                 if self.file.is_none() {
                     let path = if done {
@@ -221,6 +290,7 @@ impl ReaderState {
                 };
                 let buf = fs::read_some(file, self.pos, want).await?;
                 self.pos += buf.len() as u64;
+                self.fill.spill.advance(self.spill_id, self.pos);
                 return Ok(Some(buf));
             }
             self.wait_change().await?;
@@ -301,6 +371,7 @@ impl Store {
             let (_tx, rx) = watch::channel(Progress {
                 total: Some(Some(size)),
                 written: size,
+                unstored: None,
                 outcome: Outcome::Done { size },
             });
             return Arc::new(Fill {
@@ -309,6 +380,7 @@ impl Store {
                 final_path,
                 rx,
                 inner: inner.clone(),
+                spill: Arc::default(),
                 _pin: Some(pin),
             });
         }
@@ -316,14 +388,17 @@ impl Store {
         let (tx, rx) = watch::channel(Progress {
             total: None,
             written: 0,
+            unstored: None,
             outcome: Outcome::Running,
         });
+        let spill = Arc::new(Spill::default());
         let fill = Arc::new(Fill {
             digest,
             tmp_path: tmp_path.clone(),
             final_path,
             rx,
             inner: inner.clone(),
+            spill: spill.clone(),
             _pin: None,
         });
         st.inflight.insert(digest, fill.clone());
@@ -337,6 +412,8 @@ impl Store {
             media_type,
             tmp_path,
             tx,
+            spill,
+            reservation: None,
             committed: false,
         };
         tokio::spawn(task.run(start));
@@ -354,6 +431,9 @@ struct FillTask {
     media_type: Option<String>,
     tmp_path: PathBuf,
     tx: watch::Sender<Progress>,
+    spill: Arc<Spill>,
+    /// The expected length, counted against the store's bounds until commit or failure.
+    reservation: Option<Reservation>,
     committed: bool,
 }
 
@@ -361,9 +441,18 @@ impl Drop for FillTask {
     fn drop(&mut self) {
         if !self.committed {
             let _ = std::fs::remove_file(&self.tmp_path);
-            self.inner.lock().inflight.remove(&self.digest);
+            self.inner.leave_inflight(&self.digest, &self.tmp_path);
         }
     }
+}
+
+/// Where the bytes of a fill go.
+enum Sink {
+    /// The temp file (opened for reading too: it serves what it holds if the fill must go on
+    /// unstored), and the bytes buffered for it.
+    Disk(Arc<std::fs::File>, BytesMut),
+    /// The spill: readers read from memory.
+    Memory,
 }
 
 impl FillTask {
@@ -377,11 +466,20 @@ impl FillTask {
         let digest = self.digest;
         match self.download(start).await {
             Ok(size) => {
-                tracing::info!(%digest, size, "store: fill committed");
+                let unstored = self.tx.borrow().unstored;
+                match unstored {
+                    None => tracing::info!(%digest, size, "store: fill committed"),
+                    Some(r) => {
+                        tracing::info!(%digest, size, reason = r.as_str(), "store: served without being stored")
+                    }
+                }
                 self.tx.send_modify(|p| {
                     p.written = size;
                     p.total.get_or_insert(Some(size));
-                    p.outcome = Outcome::Done { size };
+                    p.outcome = match unstored {
+                        None => Outcome::Done { size },
+                        Some(_) => Outcome::Passed { size },
+                    };
                 });
             }
             Err(e) => {
@@ -398,14 +496,100 @@ impl FillTask {
                 }
                 let tmp = self.tmp_path.clone();
                 let _ = tokio::task::spawn_blocking(move || fs::remove_if_present(&tmp)).await;
+                self.reservation = None;
                 // Leave the in-flight map before anyone hears the failure, so a retry starts anew.
-                self.inner.lock().inflight.remove(&digest);
+                self.inner.leave_inflight(&digest, &self.tmp_path);
                 self.tx.send_modify(|p| p.outcome = Outcome::Failed(e));
             }
         }
     }
 
-    /// Fetches, writes, verifies and commits. Returns the object's size.
+    /// Asks the store for room (evicting if needed), then opens the temp file. `Memory` when
+    /// either says no.
+    async fn open_sink(&mut self, len: Option<u64>) -> Sink {
+        let inner = self.inner.clone();
+        let tmp = self.tmp_path.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            let reservation = inner.admit(len.unwrap_or(0)).map_err(|r| {
+                let what = len.map_or("a pull of unknown length".into(), |l| {
+                    format!("a pull of {l} bytes")
+                });
+                (r, format!("{what} does not fit"))
+            })?;
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .map_err(|e| (Unstored::from_io(&e), format!("{}: {e}", tmp.display())))?;
+            Ok((reservation, file))
+        })
+        .await
+        .unwrap_or_else(|e| Err((Unstored::WriteError, e.to_string())));
+        match opened {
+            Ok((reservation, file)) => {
+                self.reservation = Some(reservation);
+                Sink::Disk(Arc::new(file), BytesMut::with_capacity(CHUNK))
+            }
+            Err((reason, detail)) => {
+                self.go_unstored(reason, &detail, 0, None, Bytes::new())
+                    .await;
+                Sink::Memory
+            }
+        }
+    }
+
+    /// The switch to serving without the disk, after `written` bytes reached the temp file
+    /// (`file`), with `pending` bytes (already hashed) that did not.
+    async fn go_unstored(
+        &mut self,
+        reason: Unstored,
+        detail: &str,
+        written: u64,
+        file: Option<Arc<std::fs::File>>,
+        pending: Bytes,
+    ) {
+        let digest = self.digest;
+        // The name goes at once (no partial file is ever left); readers keep the handle.
+        let tmp = self.tmp_path.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || fs::remove_if_present(&tmp)).await {
+            tracing::warn!(%digest, error = %e, "store: could not remove a temp file");
+        }
+        self.reservation = None;
+        self.inner.leave_inflight(&digest, &self.tmp_path);
+        self.spill.start(written, file);
+        let available = written + pending.len() as u64;
+        self.spill.push(pending);
+        self.tx.send_modify(|p| {
+            p.unstored = Some(reason);
+            p.written = available;
+        });
+        let needed = self.expected_len.or(self.tx.borrow().total.flatten());
+        self.inner
+            .condition
+            .unstored(reason, detail, needed.unwrap_or(0));
+    }
+
+    /// Hands a chunk to the readers of an unstored fill, then waits while the window is full
+    /// (its slowest reader sets the pace). `Err` when no reader is left to serve.
+    async fn push_unstored(&mut self, chunk: Bytes, available: u64) -> Result<(), FillError> {
+        self.spill.push(chunk);
+        self.tx.send_modify(|p| p.written = available);
+        while self.spill.trim() {
+            tokio::select! {
+                _ = self.spill.advanced() => {}
+                _ = self.tx.closed() => break,
+            }
+        }
+        if self.tx.receiver_count() == 0 {
+            return Err(FillError::Aborted {
+                digest: self.digest,
+            });
+        }
+        Ok(())
+    }
+
+    /// Fetches, writes, verifies and commits (or serves unstored). Returns the object's size.
     async fn download<F, Fut, S, E>(&mut self, start: F) -> Result<u64, FillError>
     where
         F: FnOnce() -> Fut,
@@ -414,10 +598,6 @@ impl FillTask {
         E: Into<BoxError>,
     {
         let digest = self.digest;
-        let io_err = |e: io::Error| FillError::Io {
-            digest,
-            message: e.to_string(),
-        };
         let upstream_err = |e: E| FillError::Upstream {
             digest,
             source: Arc::from(e.into()),
@@ -428,17 +608,6 @@ impl FillTask {
             actual,
         };
 
-        let tmp = self.tmp_path.clone();
-        let file = tokio::task::spawn_blocking(move || {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(tmp)
-        })
-        .await
-        .map_err(|e| io_err(io::Error::other(e)))?
-        .map_err(io_err)?;
-        let file = Arc::new(file);
         let (announced, mut body) = start().await.map_err(upstream_err)?;
         if let (Some(a), Some(x)) = (announced, self.expected_len) {
             if a != x {
@@ -449,9 +618,9 @@ impl FillTask {
         let limit = self.expected_len.or(announced);
         self.tx
             .send_modify(|p| p.total = Some(announced.or(self.expected_len)));
+        let mut sink = self.open_sink(limit).await;
 
         let mut hasher = sha2::Sha256::new();
-        let mut buf = BytesMut::with_capacity(CHUNK);
         let mut received = 0u64;
         let mut written = 0u64;
         loop {
@@ -460,9 +629,7 @@ impl FillTask {
             let item = match body.next().now_or_never() {
                 Some(item) => item,
                 None => {
-                    self.flush(&file, &mut buf, &mut written)
-                        .await
-                        .map_err(io_err)?;
+                    self.flush_or_switch(&mut sink, &mut written).await?;
                     body.next().await
                 }
             };
@@ -478,22 +645,27 @@ impl FillTask {
                 }
             }
             hasher.update(&chunk);
-            // Flush before the buffer would outgrow its 256 KiB (a reallocation and a copy).
-            if !buf.is_empty() && buf.len() + chunk.len() > CHUNK {
-                self.flush(&file, &mut buf, &mut written)
-                    .await
-                    .map_err(io_err)?;
-            }
-            buf.extend_from_slice(&chunk);
-            if buf.len() >= CHUNK {
-                self.flush(&file, &mut buf, &mut written)
-                    .await
-                    .map_err(io_err)?;
+            match &mut sink {
+                Sink::Memory => self.push_unstored(chunk, received).await?,
+                Sink::Disk(_, buf) => {
+                    // Flush before the buffer would outgrow its 256 KiB (a reallocation and a
+                    // copy).
+                    if !buf.is_empty() && buf.len() + chunk.len() > CHUNK {
+                        self.flush_or_switch(&mut sink, &mut written).await?;
+                    }
+                    match &mut sink {
+                        Sink::Memory => self.push_unstored(chunk, received).await?,
+                        Sink::Disk(_, buf) => {
+                            buf.extend_from_slice(&chunk);
+                            if buf.len() >= CHUNK {
+                                self.flush_or_switch(&mut sink, &mut written).await?;
+                            }
+                        }
+                    }
+                }
             }
         }
-        self.flush(&file, &mut buf, &mut written)
-            .await
-            .map_err(io_err)?;
+        self.flush_or_switch(&mut sink, &mut written).await?;
         if let Some(limit) = limit {
             if received != limit {
                 return Err(length_err(limit, received));
@@ -506,48 +678,115 @@ impl FillTask {
                 actual,
             });
         }
-        tokio::task::spawn_blocking(move || file.sync_all())
-            .await
-            .map_err(|e| io_err(io::Error::other(e)))?
-            .map_err(io_err)?;
-
+        let Sink::Disk(file, _) = sink else {
+            return Ok(received);
+        };
         let inner = self.inner.clone();
         let tmp = self.tmp_path.clone();
         let media_type = self.media_type.clone();
-        tokio::task::spawn_blocking(move || {
-            inner.commit_blocking(&tmp, &digest, received, media_type.as_deref())
+        let f = file.clone();
+        let reservation = self.reservation.take();
+        let committed = tokio::task::spawn_blocking(move || {
+            f.sync_all()?;
+            inner.commit_blocking(&tmp, &digest, received, media_type.as_deref(), reservation)
         })
         .await
-        .map_err(|e| FillError::Io {
-            digest,
-            message: e.to_string(),
-        })?
-        .map_err(io_err)?;
-        self.committed = true;
+        .unwrap_or_else(|e| Err(io::Error::other(e)));
+        match committed {
+            Ok(()) => self.committed = true,
+            Err(e) => {
+                // Every byte was written and checked: readers finish from the temp file's
+                // handle.
+                let detail = format!("{}: {e}", self.tmp_path.display());
+                self.go_unstored(
+                    Unstored::from_io(&e),
+                    &detail,
+                    received,
+                    Some(file),
+                    Bytes::new(),
+                )
+                .await;
+            }
+        }
         Ok(received)
+    }
+
+    /// Flushes a disk sink; on a write error switches the fill to the spill (the bytes that did
+    /// not reach the file go with it).
+    async fn flush_or_switch(
+        &mut self,
+        sink: &mut Sink,
+        written: &mut u64,
+    ) -> Result<(), FillError> {
+        let Sink::Disk(file, buf) = sink else {
+            return Ok(());
+        };
+        match self.flush(file, buf, written).await {
+            Ok(()) => Ok(()),
+            Err((e, Some(pending))) => {
+                let file = file.clone();
+                let detail = format!("{}: {e}", self.tmp_path.display());
+                self.go_unstored(
+                    Unstored::from_io(&e),
+                    &detail,
+                    *written,
+                    Some(file),
+                    pending,
+                )
+                .await;
+                *sink = Sink::Memory;
+                Ok(())
+            }
+            // The write task itself died: which bytes reached the file is unknown.
+            Err((e, None)) => Err(FillError::Io {
+                digest: self.digest,
+                message: e.to_string(),
+            }),
+        }
     }
 
     /// Hands the buffered bytes to the kernel, where a reader's read finds them, then announces
     /// them. The buffer travels to the blocking thread and back: written without the copy a
-    /// `tokio::fs::File` makes into its own buffer, and reused.
+    /// `tokio::fs::File` makes into its own buffer, and reused. On an error, the bytes the
+    /// file did not take come back with it.
     async fn flush(
         &self,
         file: &Arc<std::fs::File>,
         buf: &mut BytesMut,
         written: &mut u64,
-    ) -> io::Result<()> {
+    ) -> Result<(), (io::Error, Option<Bytes>)> {
         if buf.is_empty() {
             return Ok(());
         }
         let (f, data) = (file.clone(), std::mem::take(buf));
-        let mut data = tokio::task::spawn_blocking(move || (&*f).write_all(&data).map(|()| data))
-            .await
-            .map_err(io::Error::other)??;
-        *written += data.len() as u64;
-        data.clear();
-        *buf = data;
-        let w = *written;
-        self.tx.send_modify(|p| p.written = w);
-        Ok(())
+        let res = tokio::task::spawn_blocking(move || {
+            let mut done = 0;
+            while done < data.len() {
+                match (&*f).write(&data[done..]) {
+                    Ok(0) => return Err((io::Error::from(io::ErrorKind::WriteZero), data, done)),
+                    Ok(n) => done += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err((e, data, done)),
+                }
+            }
+            Ok(data)
+        })
+        .await
+        .map_err(|e| (io::Error::other(e), None))?;
+        match res {
+            Ok(mut data) => {
+                *written += data.len() as u64;
+                data.clear();
+                *buf = data;
+                let w = *written;
+                self.tx.send_modify(|p| p.written = w);
+                Ok(())
+            }
+            Err((e, data, done)) => {
+                // The part that did reach the file is readable through its handle.
+                *written += done as u64;
+                Err((e, Some(data.freeze().slice(done..))))
+            }
+        }
     }
 }

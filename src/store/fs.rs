@@ -9,7 +9,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -113,6 +113,7 @@ pub(crate) struct Scanned {
     pub(crate) digest: Digest,
     pub(crate) size: u64,
     pub(crate) last_use: u64,
+    pub(crate) ino: u64,
 }
 
 /// Lists the stored objects (size, last use from mtime). Objects are not re-hashed here: only a
@@ -147,6 +148,7 @@ pub(crate) fn scan_blocking(layout: &Layout) -> io::Result<Vec<Scanned>> {
                 digest,
                 size: meta.len(),
                 last_use: meta.modified().map(time_to_nanos).unwrap_or(0),
+                ino: meta.ino(),
             });
         }
     }
@@ -203,13 +205,19 @@ pub(crate) fn remove_if_present(path: &Path) -> io::Result<()> {
     }
 }
 
+/// A stored object's file as opened for serving.
+pub(crate) struct Opened {
+    pub(crate) file: fs::File,
+    pub(crate) size: u64,
+    /// Compared with the inode recorded at commit: another file at the path is not ours.
+    pub(crate) ino: u64,
+    pub(crate) media_type: Option<String>,
+}
+
 /// Opens a stored object for serving and touches its mtime, so the LRU order survives a restart.
-pub(crate) fn open_object_blocking(
-    layout: &Layout,
-    digest: &Digest,
-) -> io::Result<(fs::File, u64, Option<String>)> {
+pub(crate) fn open_object_blocking(layout: &Layout, digest: &Digest) -> io::Result<Opened> {
     let file = fs::File::open(layout.object(digest))?;
-    let size = file.metadata()?.len();
+    let meta = file.metadata()?;
     // Best effort: a read-only store still serves.
     let _ = file.set_modified(SystemTime::now());
     let media_type = match fs::read_to_string(layout.sidecar(digest)) {
@@ -217,7 +225,12 @@ pub(crate) fn open_object_blocking(
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
-    Ok((file, size, media_type))
+    Ok(Opened {
+        file,
+        size: meta.len(),
+        ino: meta.ino(),
+        media_type,
+    })
 }
 
 /// A stored object ready to serve: an open handle (so a concurrent eviction or a later

@@ -24,22 +24,36 @@
 //! ```
 //!
 //! One process per root: `open` empties `tmp/`, which would break another live process's fills.
-//! `max_size` bounds committed objects; bytes of fills in progress are not counted until they
-//! commit (the evictor then catches up).
+//!
+//! Bounds ([`Limits`], [`space`]): `max_size` counts committed objects plus a reservation of each
+//! running fill's expected length (taken when the upstream answers, released on failure, settled
+//! on commit); `min_free` keeps that much of the filesystem free. A fill that would break either
+//! bound after evicting what may go, or whose disk refuses a write (full, read-only, I/O error),
+//! is not an error: its bytes are streamed to the clients unstored, still hashed, and counted
+//! (`trustgate_store_unstored_total{reason}`); see [`Fill`]. `/readyz` reports the disk fault
+//! ([`Store::degraded`]) until a write succeeds again.
+//!
+//! A hit checks the file against what the commit recorded (size and inode): a file deleted,
+//! truncated, extended or replaced under the running store is dropped and read as a miss, so it
+//! is fetched (and, if the disk allows, stored) again. A rewrite in place that keeps the size is
+//! not seen on open; [`Store::check`] re-hashes.
 //!
 //! Locking: one `parking_lot::Mutex` over the index, the in-flight map and the in-use counts. The
 //! renames that make an object visible and the evictor's deletions both happen under it, so an
 //! eviction can never delete a file a concurrent commit has just put in place.
 
+mod condition;
 mod content;
 mod error;
 mod evict;
 mod fill;
 mod fs;
 pub mod shared;
+mod space;
+mod spill;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -52,9 +66,12 @@ pub use error::{FillError, StoreError};
 pub use fill::Fill;
 pub use fs::StoredObject;
 pub use shared::{SharedError, SharedStore, SharedStoreConfig};
+pub use space::{Limits, Unstored};
 
 use crate::reference::Digest;
+use condition::Condition;
 use fs::Layout;
+use space::{FsSpace, Reservation, Usage};
 
 /// The content-addressed store. Shared as `Arc<Store>`.
 pub struct Store {
@@ -62,8 +79,10 @@ pub struct Store {
 }
 
 pub(crate) struct Inner {
+    root: PathBuf,
     layout: Layout,
-    max_size: Option<u64>,
+    limits: Limits,
+    condition: Condition,
     state: Mutex<State>,
     evictions: AtomicU64,
     /// Wakes the evictor (after each commit, when an object in use is released while the store
@@ -77,12 +96,20 @@ pub(crate) struct State {
     inflight: HashMap<Digest, Arc<Fill>>,
     in_use: HashMap<Digest, usize>,
     total: u64,
+    /// Expected bytes of the fills in progress that will be stored ([`Reservation`]).
+    reserved: u64,
+    /// The last eviction pass could not bring the store within its bounds (objects in use):
+    /// releasing one wakes the evictor.
+    short: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     size: u64,
     last_use: u64,
+    /// The file's inode when it was committed (or found at open): a different file at the
+    /// path later was put there by someone else.
+    ino: u64,
 }
 
 impl Inner {
@@ -98,23 +125,80 @@ impl Inner {
         digest: &Digest,
         size: u64,
         media_type: Option<&str>,
+        reservation: Option<Reservation>,
     ) -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
         fs::prepare_commit_blocking(&self.layout, digest, media_type)?;
+        let ino = std::fs::metadata(tmp)?.ino();
         {
             let mut st = self.lock();
             std::fs::rename(tmp, self.layout.object(digest))?;
             let entry = Entry {
                 size,
                 last_use: fs::now(),
+                ino,
             };
             if st.index.insert(*digest, entry).is_none() {
                 st.total += size;
             }
+            // Settled in the same step: the evictor never sees the bytes twice.
+            if let Some(r) = reservation {
+                r.settle_locked(&mut st);
+            }
             st.inflight.remove(digest);
         }
-        fs::sync_dir(&self.layout.dir(digest))?;
+        // The object is in place and indexed: a failed directory sync only means a power cut
+        // may lose it (a later scan then does not find it), not that it was not stored.
+        if let Err(e) = fs::sync_dir(&self.layout.dir(digest)) {
+            tracing::warn!(%digest, error = %e, "store: directory sync after a commit failed");
+        }
+        self.condition.write_succeeded();
         self.wake.notify_one();
         Ok(())
+    }
+
+    /// Leaves the in-flight map if the entry for `digest` is still the fill writing `tmp` (an
+    /// unstored fill leaves early, and a new fill of the same digest may have taken its place).
+    pub(crate) fn leave_inflight(&self, digest: &Digest, tmp: &Path) {
+        let mut st = self.lock();
+        if st.inflight.get(digest).is_some_and(|f| f.tmp_path() == tmp) {
+            st.inflight.remove(digest);
+        }
+    }
+
+    fn usage(st: &State) -> Usage {
+        Usage {
+            total: st.total,
+            reserved: st.reserved,
+        }
+    }
+
+    /// The filesystem under the store, `None` (with a debug line) when it cannot be asked.
+    fn space(&self) -> Option<FsSpace> {
+        match space::statvfs(&self.layout.blobs) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::debug!(error = %e, "store: statvfs failed; min_free not applied");
+                None
+            }
+        }
+    }
+
+    /// May `len` more bytes be stored? Evicts least recently used objects to make room when
+    /// that is enough, and then reserves `len`. Blocking (statvfs, file removals).
+    pub(crate) fn admit(self: &Arc<Self>, len: u64) -> Result<Reservation, Unstored> {
+        let space = self.space();
+        let mut st = self.lock();
+        let (for_max, for_floor) = space::shortfall(&self.limits, Self::usage(&st), space, len)?;
+        let need = for_max.max(for_floor);
+        if need > 0 && evict::free_locked(self, &mut st, need, true) < need {
+            return Err(if for_max >= for_floor {
+                Unstored::MaxSize
+            } else {
+                Unstored::MinFree
+            });
+        }
+        Ok(Reservation::new_locked(self, &mut st, len))
     }
 }
 
@@ -152,7 +236,7 @@ impl Drop for UseGuard {
         }
         // An eviction pass skips objects in use; when the last user of one lets go while the
         // store is over budget, run the pass again rather than wait for the periodic one.
-        let over = self.inner.max_size.is_some_and(|max| st.total > max);
+        let over = st.short || self.inner.limits.max_size.is_some_and(|max| st.total > max);
         drop(st);
         if released && over {
             self.inner.wake.notify_one();
@@ -169,10 +253,15 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Store {
+    /// [`Store::open_with`] bounded by `max_size` alone (no free-space floor).
+    pub async fn open(root: &Path, max_size: Option<u64>) -> Result<Arc<Store>, StoreError> {
+        Self::open_with(root, Limits::max_size_only(max_size)).await
+    }
+
     /// Opens (creating) `<root>/blobs/sha256/<2 hex>/<64 hex>`, removes leftovers in `<root>/tmp/`
     /// from a crash, builds the in-memory index (size, last use from mtime) and starts the
-    /// background evictor when `max_size` is `Some`.
-    pub async fn open(root: &Path, max_size: Option<u64>) -> Result<Arc<Store>, StoreError> {
+    /// background evictor when a bound is set.
+    pub async fn open_with(root: &Path, limits: Limits) -> Result<Arc<Store>, StoreError> {
         let layout = Layout::new(root);
         let l = layout.clone();
         let (removed, scanned) = blocking(move || {
@@ -189,6 +278,7 @@ impl Store {
                 Entry {
                     size: s.size,
                     last_use: s.last_use,
+                    ino: s.ino,
                 },
             );
         }
@@ -197,56 +287,98 @@ impl Store {
             objects = state.index.len(),
             bytes = state.total,
             tmp_removed = removed,
-            ?max_size,
+            max_size = ?limits.max_size,
+            min_free = %limits.min_free,
             "store opened"
         );
         let inner = Arc::new(Inner {
+            root: root.to_path_buf(),
             layout,
-            max_size,
+            limits,
+            condition: Condition::default(),
             state: Mutex::new(state),
             evictions: AtomicU64::new(0),
             wake: Arc::new(Notify::new()),
         });
-        if let Some(max) = max_size {
-            evict::spawn(Arc::downgrade(&inner), inner.wake.clone(), max);
-            // Already over budget from a previous run (or a smaller max_size): evict now.
+        if !limits.unbounded() {
+            evict::spawn(Arc::downgrade(&inner), inner.wake.clone());
+            // Already over budget from a previous run (or smaller bounds): evict now.
             inner.wake.notify_one();
         }
         Ok(Arc::new(Store { inner }))
     }
 
     /// A stored object: an open file handle, its size, its media type and an in-use guard.
-    /// Touches its last-use time. `None` on a miss (or when the file vanished under the index).
+    /// Touches its last-use time. `None` on a miss, and when the file is not the one committed
+    /// (deleted, truncated, extended or replaced under the store): that one is dropped, so
+    /// the caller fetches the content again instead of serving wrong bytes.
     pub async fn get(&self, digest: &Digest) -> Option<StoredObject> {
         let digest = *digest;
-        let guard = {
+        let (guard, recorded) = {
             let mut st = self.inner.lock();
             let entry = st.index.get_mut(&digest)?;
             entry.last_use = fs::now();
-            UseGuard::new_locked(&self.inner, &mut st, digest)
+            let recorded = *entry;
+            (UseGuard::new_locked(&self.inner, &mut st, digest), recorded)
         };
         let layout = self.inner.layout.clone();
         match blocking(move || fs::open_object_blocking(&layout, &digest)).await {
-            Ok(Ok((file, size, media_type))) => Some(StoredObject {
-                size,
-                media_type,
-                file,
-                guard,
-            }),
+            Ok(Ok(found)) if found.size == recorded.size && found.ino == recorded.ino => {
+                Some(StoredObject {
+                    size: found.size,
+                    media_type: found.media_type,
+                    file: found.file,
+                    guard,
+                })
+            }
+            Ok(Ok(found)) => {
+                tracing::warn!(
+                    %digest,
+                    size = found.size,
+                    recorded_size = recorded.size,
+                    replaced = found.ino != recorded.ino,
+                    "store: a stored file changed under the store (truncated, extended or \
+                     replaced); dropping it and fetching the content again"
+                );
+                drop(found);
+                drop(guard);
+                self.forget(&digest, true).await;
+                None
+            }
             Ok(Err(e)) => {
                 tracing::warn!(%digest, error = %e, "store: indexed object cannot be opened; dropping it from the index");
                 drop(guard);
-                self.forget(&digest);
+                self.forget(&digest, false).await;
                 None
             }
             Err(_) => None,
         }
     }
 
-    fn forget(&self, digest: &Digest) {
-        let mut st = self.inner.lock();
-        if let Some(e) = st.index.remove(digest) {
-            st.total -= e.size;
+    /// Drops `digest` from the index, and its files when `remove` (a stranger's file at the
+    /// object's path is not ours to serve, and must not block the rename of a refetch).
+    async fn forget(&self, digest: &Digest, remove: bool) {
+        let inner = self.inner.clone();
+        let digest = *digest;
+        let res = blocking(move || {
+            let mut st = inner.lock();
+            if st.in_use.contains_key(&digest) {
+                // Another response holds it open: its own checks see the change; the next
+                // `get` after it drops it.
+                return Ok(());
+            }
+            if remove {
+                fs::remove_if_present(&inner.layout.object(&digest))?;
+                fs::remove_if_present(&inner.layout.sidecar(&digest))?;
+            }
+            if let Some(e) = st.index.remove(&digest) {
+                st.total -= e.size;
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .await;
+        if let Ok(Err(e)) = res {
+            tracing::warn!(%digest, error = %e, "store: could not remove a changed object");
         }
     }
 
@@ -287,17 +419,35 @@ impl Store {
         let digest = *digest;
         let data = bytes::Bytes::copy_from_slice(bytes);
         let media_type = media_type.map(str::to_owned);
-        blocking(move || {
+        let res = blocking(move || {
+            let reservation = inner.admit(data.len() as u64).map_err(|r| (r, None))?;
             let tmp = inner.layout.tmp_file();
             let res = fs::write_tmp_blocking(&tmp, &data).and_then(|()| {
-                inner.commit_blocking(&tmp, &digest, data.len() as u64, media_type.as_deref())
+                inner.commit_blocking(
+                    &tmp,
+                    &digest,
+                    data.len() as u64,
+                    media_type.as_deref(),
+                    Some(reservation),
+                )
             });
             if res.is_err() {
                 let _ = std::fs::remove_file(&tmp);
             }
-            res.map_err(|e| StoreError::io(&tmp, e))
+            res.map_err(|e| (Unstored::from_io(&e), Some(StoreError::io(&tmp, e))))
         })
-        .await?
+        .await?;
+        // The caller keeps the checked bytes (and serves them) either way: a disk that cannot
+        // take them is counted, logged and reported by `/readyz`, not an error of this put.
+        if let Err((reason, err)) = res {
+            let detail = err
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| format!("a manifest of {} bytes does not fit", bytes.len()));
+            self.inner
+                .condition
+                .unstored(reason, &detail, bytes.len() as u64);
+        }
+        Ok(())
     }
 
     /// Re-hashes a stored object. `Ok(true)`: intact. `Ok(false)`: it did not match (or its
@@ -351,7 +501,82 @@ impl Store {
 
     /// The configured budget, if any.
     pub fn max_size(&self) -> Option<u64> {
-        self.inner.max_size
+        self.inner.limits.max_size
+    }
+
+    /// Bytes reserved by fills in progress (counted against the bounds until they commit).
+    pub fn reserved(&self) -> u64 {
+        self.inner.lock().reserved
+    }
+
+    /// Why the store cannot keep content right now, as one line for `/readyz` (`None` when it
+    /// can): a disk fault seen by the last write (disk full, read-only, write errors), or free
+    /// space under `storage.min_free` that eviction could not restore. The gateway serves all
+    /// the same, unstored. A disk fault is re-probed here (a small file written, synced and
+    /// removed, and the free space checked), so the report clears by itself once the disk
+    /// recovers, also when no pull comes to show it.
+    pub async fn degraded(&self) -> Option<String> {
+        let inner = self.inner.clone();
+        blocking(move || inner.degraded_blocking()).await.ok()?
+    }
+}
+
+impl Inner {
+    pub(crate) fn degraded_blocking(&self) -> Option<String> {
+        let root = self.root.display();
+        let space = self.space();
+        let floor = space.map(|s| self.limits.min_free.bytes(s.size));
+        let below = match (space, floor) {
+            (Some(s), Some(f)) if s.avail < f => Some((s.avail, f)),
+            _ => None,
+        };
+        if let Some(condition::Fault {
+            reason,
+            detail,
+            needed,
+        }) = self.condition.fault()
+        {
+            let probe = self
+                .layout
+                .tmp
+                .join(format!("probe-{}", std::process::id()));
+            // Disk full clears once there is room again; a pull refused for the floor clears
+            // when one is stored (the probe's few bytes say nothing about the next layer).
+            let room = match reason {
+                Unstored::NoSpace => below.is_none(),
+                Unstored::MinFree => match (space, floor) {
+                    (Some(s), Some(f)) => s.avail >= f + self.lock().reserved + needed,
+                    _ => false,
+                },
+                _ => true,
+            };
+            match fs::write_tmp_blocking(&probe, b"trustgate store probe\n")
+                .and_then(|()| std::fs::remove_file(&probe))
+            {
+                Ok(()) if room => self.condition.clear(),
+                _ => {
+                    return Some(format!(
+                        "store {root}: {} ({detail}): pulls are served without being stored",
+                        reason.describe()
+                    ))
+                }
+            }
+        }
+        below.map(|(avail, floor)| {
+            format!(
+                "store {root}: {avail} bytes free, below storage.min_free ({floor} bytes): \
+                 pulls that do not fit are served without being stored"
+            )
+        })
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("root", &self.inner.root)
+            .field("limits", &self.inner.limits)
+            .finish_non_exhaustive()
     }
 }
 

@@ -599,7 +599,9 @@ async fn working_set_larger_than_max_size_still_serves_right_bytes() {
         store.total_size() <= 2 * MIB as u64
     })
     .await;
-    assert!(store.evictions() > 0);
+    // Fills in progress reserve their length (issue 15): a burst past max_size evicts what is
+    // not in use or goes on unstored, so the bound holds without the evictor catching up.
+    assert!(store.reserved() == 0 && store.total_size() <= 2 * MIB as u64);
     assert!(calls.load(Ordering::SeqCst) >= blobs.len());
 }
 
