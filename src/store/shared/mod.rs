@@ -6,6 +6,7 @@
 //!   type as the object's `Content-Type`. An object there was hashed and length-checked before
 //!   its upload was completed ([`upload`]); incomplete multipart uploads are invisible.
 //! - `leases/sha256/<hex>`: who is filling a digest right now ([`lease`]).
+//! - `leases/sweep`: which replica enforces `max_size`/`max_age` right now ([`sweep`]).
 //!
 //! The bucket is trusted no more than an upstream: bytes read from it into the local tier are
 //! hashed again by the local fill. Only ranged reads that a client asked for are passed through
@@ -25,6 +26,7 @@ mod health;
 pub mod lease;
 pub mod peer;
 mod source;
+pub mod sweep;
 mod upload;
 
 use std::sync::Arc;
