@@ -209,15 +209,7 @@ fn killed_lease_holder_is_taken_over_after_expiry() {
             stall: Duration::from_secs(600),
         },
     );
-    let upstream = UpstreamConfig {
-        name: up.base().trim_start_matches("http://").to_string(),
-        url: up.base(),
-        default: true,
-        creds: None,
-        ca_file: None,
-        notary: None,
-        notary_ca_file: None,
-    };
+    let upstream = UpstreamConfig::plain_http(&up.base());
     let s3 = S3Server::start_moto(&t.path().join("s3"), BUCKET);
     let shared = s3.shared_toml(BUCKET, "kill", 10, 3);
     let mut a = replica(&t.path().join("a"), upstream.clone(), &shared);
@@ -690,15 +682,7 @@ fn waiting_replica_streams_the_running_fill_from_the_lease_holder() {
             stall: Duration::from_secs(3),
         },
     );
-    let upstream = UpstreamConfig {
-        name: up.base().trim_start_matches("http://").to_string(),
-        url: up.base(),
-        default: true,
-        creds: None,
-        ca_file: None,
-        notary: None,
-        notary_ca_file: None,
-    };
+    let upstream = UpstreamConfig::plain_http(&up.base());
     let s3 = S3Server::start_moto(&t.path().join("s3"), BUCKET);
     let secret_file = t.path().join("fleet.secret");
     std::fs::write(&secret_file, "a-fleet-secret-of-some-length\n").unwrap();
@@ -791,16 +775,8 @@ fn proxy_protocol_from_trusted_hops_names_the_client() {
         "application/vnd.oci.image.manifest.v1+json",
         manifest,
     );
-    let name = up.base().trim_start_matches("http://").to_string();
-    let upstream = UpstreamConfig {
-        name: name.clone(),
-        url: up.base(),
-        default: true,
-        creds: None,
-        ca_file: None,
-        notary: None,
-        notary_ca_file: None,
-    };
+    let upstream = UpstreamConfig::plain_http(&up.base());
+    let name = upstream.name.clone();
     let start = |dir: &str, trusted: &str| {
         Trustgate::start(
             &t.path().join(dir),

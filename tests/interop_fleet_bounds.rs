@@ -50,6 +50,16 @@ fn curl(url: &str, dir: &std::path::Path, rate: Option<&str>) -> Vec<u8> {
     std::fs::read(&out).unwrap()
 }
 
+fn shared_hits(tg: &Trustgate) -> f64 {
+    let text = support::http::get(&format!("{}/metrics", tg.admin_url()))
+        .unwrap()
+        .text();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("trustgate_shared_hits_total"))
+        .filter_map(|rest| rest.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 #[test]
 fn bound_kept_oldest_first_trust_state_kept_and_pulls_in_progress_complete() {
     let t = TestDir::new("fleet-bounds");
@@ -59,15 +69,7 @@ fn bound_kept_oldest_first_trust_state_kept_and_pulls_in_progress_complete() {
     let new = pattern(6 * MIB + 3, 2);
     let d_old = up.add_blob(&old);
     let d_new = up.add_blob(&new);
-    let upstream = UpstreamConfig {
-        name: up.base().trim_start_matches("http://").to_string(),
-        url: up.base(),
-        default: true,
-        creds: None,
-        ca_file: None,
-        notary: None,
-        notary_ca_file: None,
-    };
+    let upstream = UpstreamConfig::plain_http(&up.base());
     let s3 = S3Server::start_moto(&t.path().join("s3"), BUCKET);
     // Room for one of the two blobs; every replica looks every second.
     let shared = format!(
@@ -112,7 +114,10 @@ fn bound_kept_oldest_first_trust_state_kept_and_pulls_in_progress_complete() {
     let url_b = format!("{}{}", b.url(), path(&d_old));
     let dir_b = t.path().join("c2");
     let slow = thread::spawn(move || curl(&url_b, &dir_b, Some("512K")));
-    thread::sleep(Duration::from_millis(500));
+    // B has begun reading the object from the bucket before the bound is exceeded.
+    assert!(proc::wait_until(Duration::from_secs(20), || {
+        shared_hits(&b) >= 1.0
+    }));
     let got = curl(
         &format!("{}{}", a.url(), path(&d_new)),
         &t.path().join("c3"),

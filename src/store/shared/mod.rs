@@ -423,6 +423,16 @@ impl SharedStore {
         }
     }
 
+    /// Objects under `prefix` (relative to the configured prefix) with their size and
+    /// `Last-Modified`: one LIST request per 1000 objects.
+    pub(super) async fn list_meta(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<object_store::ObjectMeta>, SharedError> {
+        let listed = self.store.list(Some(&self.key(prefix))).try_collect();
+        Ok(self.call("list", listed).await?.unwrap_or_default())
+    }
+
     /// Writes, reads back and deletes one probe object: the bucket is reachable and writable
     /// with these credentials (`check-config`, `check-store`).
     pub async fn probe(&self) -> Result<(), SharedError> {
@@ -451,15 +461,7 @@ impl SharedStore {
         &self,
         rehash: bool,
     ) -> Result<(u64, u64, Vec<String>), SharedError> {
-        let listed: Vec<object_store::ObjectMeta> = self
-            .call(
-                "list",
-                self.store
-                    .list(Some(&self.key("content/sha256")))
-                    .try_collect(),
-            )
-            .await?
-            .unwrap_or_default();
+        let listed = self.list_meta("content/sha256").await?;
         let (mut n, mut bytes, mut bad) = (0u64, 0u64, Vec::new());
         for m in listed {
             n += 1;

@@ -26,7 +26,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::TryStreamExt;
 use object_store::ObjectStoreExt;
 
 use super::lease::now_ms;
@@ -106,24 +105,8 @@ impl SharedStore {
                 return Ok(None);
             }
         };
-        let listed: Vec<object_store::ObjectMeta> = self
-            .call(
-                "list",
-                self.store
-                    .list(Some(&self.key("content/sha256")))
-                    .try_collect(),
-            )
-            .await?
-            .unwrap_or_default();
-        let leased: Vec<object_store::ObjectMeta> = self
-            .call(
-                "list",
-                self.store
-                    .list(Some(&self.key("leases/sha256")))
-                    .try_collect(),
-            )
-            .await?
-            .unwrap_or_default();
+        let listed = self.list_meta("content/sha256").await?;
+        let leased = self.list_meta("leases/sha256").await?;
         let busy: HashSet<String> = leased
             .iter()
             .filter_map(|m| m.location.filename().map(str::to_string))
