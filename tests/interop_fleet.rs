@@ -18,7 +18,12 @@
 //! - a store that accepts connections and never answers: timed out, pulls go on, unstored;
 //! - `[fleet]`: a waiting replica streams the running fill from the lease holder's peer endpoint
 //!   (one upstream fetch); the endpoint refuses requests without the fleet's secret;
-//! - `[server] trusted_proxies`: the client named by a trusted hop is the one logged.
+//! - `[server] trusted_proxies`: the client named by a trusted hop is the one logged;
+//! - `[server] proxy_protocol`: a trusted hop's PROXY header (v1 and v2) names the client in
+//!   audit lines; an untrusted peer's header is not believed; a trusted hop without a header,
+//!   or with a malformed one, is closed with a log line, never a panic.
+//!
+//! Bounding the shared tier (`max_size`, `max_age`) is in `interop_fleet_bounds.rs`.
 
 mod support;
 
@@ -204,15 +209,7 @@ fn killed_lease_holder_is_taken_over_after_expiry() {
             stall: Duration::from_secs(600),
         },
     );
-    let upstream = UpstreamConfig {
-        name: up.base().trim_start_matches("http://").to_string(),
-        url: up.base(),
-        default: true,
-        creds: None,
-        ca_file: None,
-        notary: None,
-        notary_ca_file: None,
-    };
+    let upstream = UpstreamConfig::plain_http(&up.base());
     let s3 = S3Server::start_moto(&t.path().join("s3"), BUCKET);
     let shared = s3.shared_toml(BUCKET, "kill", 10, 3);
     let mut a = replica(&t.path().join("a"), upstream.clone(), &shared);
@@ -685,15 +682,7 @@ fn waiting_replica_streams_the_running_fill_from_the_lease_holder() {
             stall: Duration::from_secs(3),
         },
     );
-    let upstream = UpstreamConfig {
-        name: up.base().trim_start_matches("http://").to_string(),
-        url: up.base(),
-        default: true,
-        creds: None,
-        ca_file: None,
-        notary: None,
-        notary_ca_file: None,
-    };
+    let upstream = UpstreamConfig::plain_http(&up.base());
     let s3 = S3Server::start_moto(&t.path().join("s3"), BUCKET);
     let secret_file = t.path().join("fleet.secret");
     std::fs::write(&secret_file, "a-fleet-secret-of-some-length\n").unwrap();
@@ -742,5 +731,148 @@ fn waiting_replica_streams_the_running_fill_from_the_lease_holder() {
     )
     .unwrap();
     assert_eq!(wrong.status, 401);
+    drop(rt);
+}
+
+/// Sends `bytes` on a fresh connection to `tg` and reads until the server closes it.
+fn raw_exchange(tg: &Trustgate, bytes: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let addr = tg.url().trim_start_matches("http://").to_string();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+fn get_request(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: tg\r\nConnection: close\r\n\r\n").into_bytes()
+}
+
+/// Clients named by the audit lines (`trust decision`) and request lines of `tg`'s log.
+fn logged_clients(tg: &Trustgate, message: &str) -> Vec<String> {
+    tg.stderr()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == message)
+        .filter_map(|v| v["client"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// `[server] proxy_protocol`: a TCP load balancer's PROXY header (v1 text, v2 binary) names
+/// the client in audit lines, from a trusted hop only; the rules for a missing or broken header
+/// are in `src/api/proxy_protocol.rs`.
+#[test]
+fn proxy_protocol_from_trusted_hops_names_the_client() {
+    let t = TestDir::new("fleet-ppp");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let up = rt.block_on(fake_upstream::FakeUpstream::start());
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+    up.add_manifest(
+        "demo/app",
+        "v1",
+        "application/vnd.oci.image.manifest.v1+json",
+        manifest,
+    );
+    let upstream = UpstreamConfig::plain_http(&up.base());
+    let name = upstream.name.clone();
+    let start = |dir: &str, trusted: &str| {
+        Trustgate::start(
+            &t.path().join(dir),
+            TrustgateOptions {
+                upstreams: vec![upstream.clone()],
+                server_toml: format!("trusted_proxies = [\"{trusted}\"]\nproxy_protocol = true\n"),
+                // Audit mode: every manifest pull writes a `trust decision` line.
+                policies: vec![support::trustgate::PolicySpec::new(
+                    &[&format!("{name}/demo/*")],
+                    "audit",
+                )],
+                extra_toml: "[log]\nformat = \"json\"\n".into(),
+                env: vec![("RUST_LOG".into(), "info".into())],
+                ..Default::default()
+            },
+        )
+    };
+    // The test's connections come from 127.0.0.1: a trusted hop for one, not for the other.
+    let behind = start("behind", "127.0.0.1/32");
+    let elsewhere = start("elsewhere", "192.0.2.0/24");
+    let pull = get_request("/v2/demo/app/manifests/v1");
+
+    // v1 from the trusted hop.
+    let mut req = b"PROXY TCP4 203.0.113.9 10.0.0.2 51234 5000\r\n".to_vec();
+    req.extend_from_slice(&pull);
+    let resp = String::from_utf8_lossy(&raw_exchange(&behind, &req)).to_string();
+    assert!(resp.starts_with("HTTP/1.1 "), "{resp}");
+    assert!(
+        proc::wait_until(Duration::from_secs(10), || {
+            logged_clients(&behind, "trust decision").contains(&"203.0.113.9:51234".to_string())
+        }),
+        "the audit line names the PROXY v1 client\n{}",
+        behind.stderr()
+    );
+
+    // v2 from the trusted hop.
+    let src: std::net::SocketAddr = "198.51.100.4:40000".parse().unwrap();
+    let dst: std::net::SocketAddr = "10.0.0.2:5000".parse().unwrap();
+    let mut req = ppp::v2::Builder::with_addresses(
+        ppp::v2::Version::Two | ppp::v2::Command::Proxy,
+        ppp::v2::Protocol::Stream,
+        (src, dst),
+    )
+    .build()
+    .unwrap();
+    req.extend_from_slice(&pull);
+    let resp = raw_exchange(&behind, &req);
+    assert!(resp.starts_with(b"HTTP/1.1 "));
+    assert!(
+        proc::wait_until(Duration::from_secs(10), || {
+            logged_clients(&behind, "trust decision").contains(&src.to_string())
+        }),
+        "the audit line names the PROXY v2 client"
+    );
+
+    // A trusted hop without a header, or with a malformed one: closed, logged, no guessing.
+    assert!(
+        raw_exchange(&behind, &pull).is_empty(),
+        "no answer without a header"
+    );
+    let mut bad = b"PROXY TCP4 999.0.0.1 10.0.0.2 1 2\r\n".to_vec();
+    bad.extend_from_slice(&pull);
+    assert!(
+        raw_exchange(&behind, &bad).is_empty(),
+        "no answer to a broken header"
+    );
+    let mut bad_v2 = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    bad_v2.extend_from_slice(&[0x2F, 0x11, 0, 0]);
+    assert!(raw_exchange(&behind, &bad_v2).is_empty());
+    assert!(proc::wait_until(Duration::from_secs(10), || {
+        behind
+            .stderr()
+            .matches("did not start with a valid PROXY protocol header")
+            .count()
+            >= 3
+    }));
+    // Still serving, and no panic.
+    let mut req = b"PROXY TCP4 203.0.113.10 10.0.0.2 1 5000\r\n".to_vec();
+    req.extend_from_slice(&get_request("/v2/"));
+    assert!(String::from_utf8_lossy(&raw_exchange(&behind, &req)).starts_with("HTTP/1.1 200"));
+    assert!(!behind.stderr().contains("panicked"));
+
+    // An untrusted peer: its header is not read as one (HTTP refuses the bytes), and the
+    // address it names appears nowhere; without a header it is served as itself.
+    let mut forged = b"PROXY TCP4 6.6.6.6 10.0.0.2 1 5000\r\n".to_vec();
+    forged.extend_from_slice(&pull);
+    let resp = String::from_utf8_lossy(&raw_exchange(&elsewhere, &forged)).to_string();
+    assert!(!resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let resp = String::from_utf8_lossy(&raw_exchange(&elsewhere, &pull)).to_string();
+    assert!(resp.starts_with("HTTP/1.1 "), "{resp}");
+    assert!(proc::wait_until(Duration::from_secs(10), || {
+        !logged_clients(&elsewhere, "trust decision").is_empty()
+    }));
+    assert!(logged_clients(&elsewhere, "trust decision")
+        .iter()
+        .all(|c| c.starts_with("127.0.0.1:")));
+    assert!(!elsewhere.stderr().contains("6.6.6.6"));
     drop(rt);
 }

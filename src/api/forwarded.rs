@@ -43,7 +43,8 @@ impl TrustedProxies {
         self.nets.is_empty()
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
+    /// Is `ip` one of the configured hops?
+    pub fn trusts(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
         self.nets.iter().any(|n| n.contains(&ip))
     }

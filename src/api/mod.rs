@@ -8,6 +8,7 @@
 pub mod conn;
 pub mod error;
 pub mod forwarded;
+pub mod proxy_protocol;
 pub mod pull;
 pub mod route;
 pub mod server;

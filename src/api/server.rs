@@ -23,6 +23,7 @@ use tracing::Instrument;
 
 use super::conn::{self, Activity, ActivityIo, HttpVersion};
 use super::error::ApiError;
+use super::proxy_protocol;
 use super::route::{Endpoint, Routed};
 use super::tls::ReloadableTls;
 use crate::metrics::{metrics, RouteKind};
@@ -85,6 +86,8 @@ pub struct ListenOptions {
     pub shutdown_grace: Duration,
     /// Whose `X-Forwarded-For` names the client (`[server] trusted_proxies`).
     pub trusted_proxies: Arc<crate::api::forwarded::TrustedProxies>,
+    /// Connections from `trusted_proxies` start with a PROXY protocol header.
+    pub proxy_protocol: bool,
 }
 
 impl ListenOptions {
@@ -106,6 +109,7 @@ impl ListenOptions {
                 crate::api::forwarded::TrustedProxies::parse(&server.trusted_proxies)
                     .unwrap_or_default(),
             ),
+            proxy_protocol: server.proxy_protocol,
         }
     }
 }
@@ -228,7 +232,21 @@ async fn serve_connection(
 ) {
     let activity = Activity::new();
     let io = ActivityIo::new(stream, activity.clone());
+    let mut peer = peer;
     let setup = tokio::time::timeout(options.header_read_timeout, async {
+        // A trusted balancer's PROXY header comes before TLS and HTTP (see `proxy_protocol`).
+        let io = if options.proxy_protocol && options.trusted_proxies.trusts(peer.ip()) {
+            let (client, io) = proxy_protocol::read_header(io).await.map_err(|e| {
+                tracing::warn!(%peer, error = %e, "closed a connection from a trusted proxy that did not start with a valid PROXY protocol header");
+                std::io::Error::new(std::io::ErrorKind::ConnectionAborted, e)
+            })?;
+            if let Some(c) = client {
+                peer = c;
+            }
+            io
+        } else {
+            conn::Prefixed::new(bytes::Bytes::new(), io)
+        };
         match &options.tls {
             None => conn::sniff(io)
                 .await

@@ -216,6 +216,14 @@ impl App {
         let reloading = tokio::spawn(reloader.run(reloads));
         if let Some(shared) = proxy.content().shared() {
             health.set_shared(shared.clone());
+            // `[storage.shared] max_size`/`max_age`: one replica of the fleet sweeps at a time.
+            if let Some(sh) = &config.storage.shared {
+                shared.spawn_sweeper(
+                    sh.bounds(),
+                    sh.sweep_interval.as_duration(),
+                    until_stopped(stopped.clone()),
+                );
+            }
         }
         health.set_store(proxy.store().clone());
         // The fleet's peer endpoint, on its own listener (never the client one).

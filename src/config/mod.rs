@@ -26,7 +26,8 @@ pub use crate::policy::{PolicyConfig, Require, TrustMode};
 pub use crate::store::shared::peer::FleetConfig;
 pub use crate::store::SharedStoreConfig;
 pub use crate::verify::config::{IdentityConfig, Transparency, VerifierConfig, VerifierKind};
-use units::{de_opt_size, de_size};
+pub(crate) use units::de_opt_size;
+use units::de_size;
 pub use units::{MinFree, Seconds};
 
 /// Where `serve` and the other subcommands look when no `--config` is given.
@@ -216,6 +217,12 @@ pub struct ServerConfig {
     /// is believed.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Every connection from a `trusted_proxies` peer starts with a PROXY protocol header (v1 or
+    /// v2, HAProxy's spec) naming the client; one without it, or with a malformed one, is
+    /// closed. Connections from other peers are plain: they are their own client, and a PROXY
+    /// header they send is not read as one. Needs `trusted_proxies`.
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 impl Default for ServerConfig {
@@ -231,6 +238,7 @@ impl Default for ServerConfig {
             idle_timeout: default_server_idle_timeout(),
             shutdown_grace: default_shutdown_grace(),
             trusted_proxies: Vec::new(),
+            proxy_protocol: false,
         }
     }
 }
@@ -641,6 +649,13 @@ impl Config {
         }
         crate::api::forwarded::TrustedProxies::parse(&s.trusted_proxies)
             .map_err(|(i, p)| (format!("server.trusted_proxies[{i}]"), p))?;
+        if s.proxy_protocol && s.trusted_proxies.is_empty() {
+            return Err((
+                "server.proxy_protocol".into(),
+                "needs trusted_proxies: name the load balancers whose PROXY header is believed"
+                    .into(),
+            ));
+        }
         if s.max_connections == 0 {
             return Err(("server.max_connections".into(), "must be at least 1".into()));
         }
@@ -1052,6 +1067,13 @@ mod tests {
         assert_eq!(c.fleet.unwrap().listen.port(), 5003);
         let e = err("[storage.shared]\nurl = \"s3://bkt\"\naccess_key_id = \"x\"\n");
         assert!(e.contains("storage.shared"), "{e}");
+        let e = err("[server]\nproxy_protocol = true\n");
+        assert!(e.contains("server.proxy_protocol"), "{e}");
+        let c =
+            load("[server]\nproxy_protocol = true\ntrusted_proxies = [\"10.0.0.0/8\"]\n").unwrap();
+        assert!(c.server.proxy_protocol);
+        let e = err("[storage.shared]\nurl = \"s3://bkt\"\nmax_age = \"5s\"\n");
+        assert!(e.contains("storage.shared.max_age"), "{e}");
         let e = err("[server]\ntrusted_proxies = [\"lb.local\"]\n");
         assert!(e.contains("server.trusted_proxies[0]"), "{e}");
     }

@@ -179,6 +179,32 @@ impl S3Server {
         })
     }
 
+    /// Writes an object (as another writer of the bucket would).
+    pub fn put(&self, bucket: &str, key: &str, bytes: &[u8]) {
+        use object_store::ObjectStoreExt;
+        let c = self.client(bucket);
+        let p = object_store::path::Path::from(key);
+        let body = bytes::Bytes::copy_from_slice(bytes);
+        http::runtime().block_on(async move {
+            c.put(&p, body.into())
+                .await
+                .unwrap_or_else(|e| panic!("put {p}: {e}"));
+        });
+    }
+
+    /// The total size of the objects under `prefix`.
+    pub fn bytes_under(&self, bucket: &str, prefix: &str) -> u64 {
+        use futures_util::TryStreamExt;
+        use object_store::ObjectStore;
+        let c = self.client(bucket);
+        let p = object_store::path::Path::from(prefix);
+        http::runtime().block_on(async move {
+            let listed: Vec<object_store::ObjectMeta> =
+                c.list(Some(&p)).try_collect().await.expect("list objects");
+            listed.iter().map(|m| m.size).sum()
+        })
+    }
+
     /// An object's bytes.
     pub fn get(&self, bucket: &str, key: &str) -> Vec<u8> {
         use object_store::ObjectStoreExt;

@@ -40,6 +40,20 @@ impl UpstreamConfig {
         }
     }
 
+    /// A plain-HTTP registry at `base` (`http://host:port`, e.g. a fake upstream) as the
+    /// default upstream, named by its host, without credentials.
+    pub fn plain_http(base: &str) -> UpstreamConfig {
+        UpstreamConfig {
+            name: base.trim_start_matches("http://").to_string(),
+            url: base.to_string(),
+            default: true,
+            creds: None,
+            ca_file: None,
+            notary: None,
+            notary_ca_file: None,
+        }
+    }
+
     /// Attach a Notary server (URL and its CA) to this upstream.
     pub fn with_notary(mut self, notary: &NotaryServer) -> UpstreamConfig {
         self.notary = Some(notary.url());

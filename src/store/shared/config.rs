@@ -6,6 +6,7 @@
 
 use serde::Deserialize;
 
+use crate::config::de_opt_size;
 use crate::config::Seconds;
 
 /// `[storage.shared]`.
@@ -33,6 +34,17 @@ pub struct SharedStoreConfig {
     /// After the store failed, how long to go without it before trying again.
     #[serde(default = "default_retry_after")]
     pub retry_after: Seconds,
+    /// Upper bound of the content in the bucket (`"500GiB"`, `"2TB"` or a plain number of
+    /// bytes): above it the oldest objects are deleted (see [`super::sweep`]). Unbounded when
+    /// absent.
+    #[serde(default, deserialize_with = "de_opt_size")]
+    pub max_size: Option<u64>,
+    /// Content written to the bucket longer ago than this (`"30d"`) is deleted. Age is the
+    /// time since the object was stored (S3 keeps no access time). Unbounded when absent.
+    pub max_age: Option<Seconds>,
+    /// How often a replica checks the bounds (one replica of the fleet sweeps at a time).
+    #[serde(default = "default_sweep_interval")]
+    pub sweep_interval: Seconds,
 }
 
 fn default_timeout() -> Seconds {
@@ -43,6 +55,9 @@ fn default_lease_ttl() -> Seconds {
 }
 fn default_retry_after() -> Seconds {
     Seconds::from_secs(5)
+}
+fn default_sweep_interval() -> Seconds {
+    Seconds::from_secs(600)
 }
 
 /// A parsed `url`: the bucket and the key prefix (without slashes at either end).
@@ -82,12 +97,42 @@ impl SharedStoreConfig {
             ("timeout", self.timeout),
             ("lease_ttl", self.lease_ttl),
             ("retry_after", self.retry_after),
+            ("sweep_interval", self.sweep_interval),
         ] {
             if v.is_zero() {
                 return Err((k.into(), "must be at least 1 second".into()));
             }
         }
+        if self.max_size == Some(0) {
+            return Err((
+                "max_size".into(),
+                "must be more than 0 bytes (leave it out for an unbounded bucket)".into(),
+            ));
+        }
+        if self.max_age.is_some_and(|a| a.is_zero()) {
+            return Err((
+                "max_age".into(),
+                "must be at least 1 second (leave it out to keep objects at any age)".into(),
+            ));
+        }
+        // An object younger than the fill lease may still be read by the replica that waited
+        // for it: evicting it at once would only cost a refetch, but says the bound is too
+        // tight to be useful.
+        if let Some(a) = self.max_age.filter(|a| *a < self.lease_ttl) {
+            return Err((
+                "max_age".into(),
+                format!("{a} is shorter than lease_ttl ({}): objects would be deleted while replicas still wait for them", self.lease_ttl),
+            ));
+        }
         Ok(())
+    }
+
+    /// `max_size` and `max_age`, for the sweeper.
+    pub fn bounds(&self) -> super::sweep::Bounds {
+        super::sweep::Bounds {
+            max_size: self.max_size,
+            max_age: self.max_age.map(Seconds::as_duration),
+        }
     }
 
     pub fn bucket_url(&self) -> Result<BucketUrl, String> {
@@ -163,6 +208,25 @@ mod tests {
             cfg("url = \"s3://bkt\"\nendpoint = \"http://127.0.0.1:9000\"\nallow_http = true\n");
         c.validate().unwrap();
         assert_eq!(c.lease_ttl, Seconds::from_secs(30));
+    }
+
+    #[test]
+    fn bounds_take_units_and_are_checked() {
+        let c = cfg("url = \"s3://bkt\"\nmax_size = \"2GiB\"\nmax_age = \"7d\"\n");
+        c.validate().unwrap();
+        assert_eq!(c.max_size, Some(2 << 30));
+        assert_eq!(c.max_age, Some(Seconds::from_secs(7 * 86_400)));
+        assert_eq!(c.sweep_interval, Seconds::from_secs(600));
+        let c = cfg("url = \"s3://bkt\"\nmax_size = 0\n");
+        assert_eq!(c.validate().unwrap_err().0, "max_size");
+        let c = cfg("url = \"s3://bkt\"\nmax_age = \"10s\"\n");
+        assert_eq!(c.validate().unwrap_err().0, "max_age");
+        let c = cfg("url = \"s3://bkt\"\nsweep_interval = 0\n");
+        assert_eq!(c.validate().unwrap_err().0, "sweep_interval");
+        assert!(
+            toml::from_str::<SharedStoreConfig>("url = \"s3://bkt\"\nmax_size = \"lots\"\n")
+                .is_err()
+        );
     }
 
     #[test]

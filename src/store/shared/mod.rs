@@ -6,6 +6,7 @@
 //!   type as the object's `Content-Type`. An object there was hashed and length-checked before
 //!   its upload was completed ([`upload`]); incomplete multipart uploads are invisible.
 //! - `leases/sha256/<hex>`: who is filling a digest right now ([`lease`]).
+//! - `leases/sweep`: which replica enforces `max_size`/`max_age` right now ([`sweep`]).
 //!
 //! The bucket is trusted no more than an upstream: bytes read from it into the local tier are
 //! hashed again by the local fill. Only ranged reads that a client asked for are passed through
@@ -25,6 +26,7 @@ mod health;
 pub mod lease;
 pub mod peer;
 mod source;
+pub mod sweep;
 mod upload;
 
 use std::sync::Arc;
@@ -421,6 +423,16 @@ impl SharedStore {
         }
     }
 
+    /// Objects under `prefix` (relative to the configured prefix) with their size and
+    /// `Last-Modified`: one LIST request per 1000 objects.
+    pub(super) async fn list_meta(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<object_store::ObjectMeta>, SharedError> {
+        let listed = self.store.list(Some(&self.key(prefix))).try_collect();
+        Ok(self.call("list", listed).await?.unwrap_or_default())
+    }
+
     /// Writes, reads back and deletes one probe object: the bucket is reachable and writable
     /// with these credentials (`check-config`, `check-store`).
     pub async fn probe(&self) -> Result<(), SharedError> {
@@ -449,15 +461,7 @@ impl SharedStore {
         &self,
         rehash: bool,
     ) -> Result<(u64, u64, Vec<String>), SharedError> {
-        let listed: Vec<object_store::ObjectMeta> = self
-            .call(
-                "list",
-                self.store
-                    .list(Some(&self.key("content/sha256")))
-                    .try_collect(),
-            )
-            .await?
-            .unwrap_or_default();
+        let listed = self.list_meta("content/sha256").await?;
         let (mut n, mut bytes, mut bad) = (0u64, 0u64, Vec::new());
         for m in listed {
             n += 1;

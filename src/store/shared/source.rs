@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt};
+use object_store::path::Path as ObjPath;
 use object_store::PutMode;
 use tokio::time::Duration;
 
@@ -26,7 +27,7 @@ const WAIT_POLL: Duration = Duration::from_millis(250);
 /// Attempts at claiming a lease whose state keeps changing under us before going upstream.
 const CLAIM_ATTEMPTS: usize = 8;
 
-enum Claim {
+pub(super) enum Claim {
     Mine(LeaseHandle),
     Theirs {
         holder: String,
@@ -57,7 +58,8 @@ impl SharedStore {
             match self.open(&digest, None).await {
                 Ok(Some((meta, stream))) => {
                     metrics().shared_hit();
-                    let checked = self.checked(digest, stream);
+                    let resumed = resume_from_upstream(digest, stream, start);
+                    let checked = self.checked(digest, resumed);
                     return Ok((Some(meta.size), Box::pin(checked)));
                 }
                 Ok(None) if first_look => metrics().shared_miss(),
@@ -155,10 +157,15 @@ impl SharedStore {
         })
     }
 
-    /// Create-only claim of the fill lease; takes over an expired (or unreadable) lease with a
-    /// compare-and-swap on the version read.
+    /// Create-only claim of the fill lease of `digest`.
     async fn claim(self: &Arc<Self>, digest: &Digest) -> Result<Claim, SharedError> {
-        let key = self.lease_key(digest);
+        self.claim_key(&self.lease_key(digest)).await
+    }
+
+    /// Create-only claim of the lease at `key`; takes over an expired (or unreadable) lease
+    /// with a compare-and-swap on the version read.
+    pub(super) async fn claim_key(self: &Arc<Self>, key: &ObjPath) -> Result<Claim, SharedError> {
+        let key = key.clone();
         let ttl_ms = self.lease_ttl.as_millis() as u64;
         for _ in 0..CLAIM_ATTEMPTS {
             let rec =
@@ -191,7 +198,7 @@ impl SharedStore {
                         let previous = held
                             .map(|l| l.holder)
                             .unwrap_or_else(|| "unreadable".into());
-                        tracing::warn!(%digest, %previous, "shared store: fill lease expired; taking the fill over");
+                        tracing::warn!(lease = %key, %previous, "shared store: lease expired; taking it over");
                         return Ok(Claim::Mine(self.hold_lease(key, v)));
                     }
                     // Another replica took it over first: look again.
@@ -218,4 +225,78 @@ impl SharedStore {
             }
         }
     }
+}
+
+/// Where [`resume_from_upstream`] reads from.
+enum Phase<F, S> {
+    Bucket(super::SharedStream, F),
+    /// The upstream's body, with the bytes still to skip (already passed on from the bucket).
+    Upstream(S, u64),
+    Done,
+}
+
+/// The bucket's bytes of `digest`; when that read breaks off (a sweep on another replica
+/// deleted the object under a read the store did not finish, a lost connection), the rest comes
+/// from the upstream: `start` fetches the body again and the bytes already passed on are
+/// skipped. The local fill hashes the whole either way, so a wrong splice is refused there.
+pub(super) fn resume_from_upstream<F, Fut, S, E>(
+    digest: Digest,
+    bucket: super::SharedStream,
+    start: F,
+) -> super::SharedStream
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(Option<u64>, S), E>> + Send + 'static,
+    S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
+    E: Into<BoxError> + Send + 'static,
+{
+    use futures_util::StreamExt;
+    let other = |e: E| std::io::Error::other(e.into());
+    let state = (Phase::Bucket(bucket, start), 0u64);
+    Box::pin(futures_util::stream::unfold(
+        state,
+        move |(mut phase, mut sent)| async move {
+            loop {
+                match phase {
+                    Phase::Done => return None,
+                    Phase::Bucket(mut s, start) => match s.next().await {
+                        Some(Ok(c)) => {
+                            sent += c.len() as u64;
+                            return Some((Ok(c), (Phase::Bucket(s, start), sent)));
+                        }
+                        None => return None,
+                        Some(Err(e)) => {
+                            metrics().shared_error("read");
+                            tracing::warn!(%digest, after_bytes = sent, error = %e,
+                                "shared store: the object's read broke off (deleted by a sweep, or the store failed); fetching it again from the upstream");
+                            match start().await {
+                                Ok((_, body)) => phase = Phase::Upstream(body, sent),
+                                Err(e) => return Some((Err(other(e)), (Phase::Done, sent))),
+                            }
+                        }
+                    },
+                    Phase::Upstream(mut body, skip) => match body.next().await {
+                        Some(Ok(mut c)) => {
+                            let n = skip.min(c.len() as u64);
+                            let _ = c.split_to(n as usize);
+                            let skip = skip - n;
+                            if c.is_empty() {
+                                phase = Phase::Upstream(body, skip);
+                                continue;
+                            }
+                            return Some((Ok(c), (Phase::Upstream(body, skip), sent)));
+                        }
+                        Some(Err(e)) => return Some((Err(other(e)), (Phase::Done, sent))),
+                        None if skip > 0 => {
+                            let e = std::io::Error::other(format!(
+                                "the upstream's {digest} is shorter than the bucket's"
+                            ));
+                            return Some((Err(e), (Phase::Done, sent)));
+                        }
+                        None => return None,
+                    },
+                }
+            }
+        },
+    ))
 }

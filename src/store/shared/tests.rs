@@ -271,3 +271,94 @@ async fn a_damaged_bucket_object_is_refused_deleted_and_fetched_again() {
     assert_eq!(count.load(Ordering::SeqCst), 1);
     assert_eq!(wait_for_object(&mem, &d).await, data);
 }
+
+#[tokio::test]
+async fn a_bucket_read_that_breaks_off_is_finished_from_the_upstream() {
+    let data = Bytes::from(pattern(300 * 1024 + 5));
+    let d = Digest::of(&data);
+    // The bucket hands out 100 KiB, then the object is gone (a sweep on another replica).
+    let first = data.slice(..100 * 1024);
+    let bucket: SharedStream = Box::pin(futures_util::stream::iter(vec![
+        Ok(first),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "object deleted",
+        )),
+    ]));
+    let count = Arc::new(AtomicUsize::new(0));
+    let mut s = source::resume_from_upstream(d, bucket, upstream(data.clone(), count.clone()));
+    let mut out = Vec::new();
+    while let Some(c) = s.next().await {
+        out.extend_from_slice(&c.unwrap());
+    }
+    assert_eq!(Bytes::from(out), data, "every byte right, none twice");
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+
+    // A read that does not break never asks the upstream.
+    let whole: SharedStream = Box::pin(futures_util::stream::iter(vec![Ok(data.clone())]));
+    let count = Arc::new(AtomicUsize::new(0));
+    let mut s = source::resume_from_upstream(d, whole, upstream(data.clone(), count.clone()));
+    while s.next().await.is_some() {}
+    assert_eq!(count.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn sweep_keeps_the_bound_oldest_first_and_spares_trust_state_and_fills() {
+    let mem = Arc::new(InMemory::new());
+    let a = shared_over(&mem, Duration::from_secs(30));
+    let b = shared_over(&mem, Duration::from_secs(30));
+    let objs: Vec<Bytes> = (0..4).map(|i| Bytes::from(pattern(1000 + i))).collect();
+    for o in &objs {
+        a.put_verified(&Digest::of(o), o.clone(), None)
+            .await
+            .unwrap();
+        // Distinct Last-Modified times, oldest first.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let pin = a.record_key("trust/docker.io/library/alpine/root.json");
+    a.create_record(&pin, b"{}".to_vec()).await.unwrap();
+    // The oldest object has a fill lease: it is not deleted.
+    let leased = Digest::of(&objs[0]);
+    let lease = ObjPath::from(format!("fleet/leases/sha256/{}", leased.hex()));
+    mem.put(&lease, Bytes::from_static(b"{}").into())
+        .await
+        .unwrap();
+
+    // While A holds the sweep lease, B does not sweep.
+    let held = match a.claim_key(&a.record_key("leases/sweep")).await.unwrap() {
+        source::Claim::Mine(h) => h,
+        source::Claim::Theirs { .. } => panic!("nobody else sweeps"),
+    };
+    let bounds = sweep::Bounds {
+        max_size: Some(2100),
+        max_age: None,
+    };
+    assert_eq!(b.sweep(bounds).await.unwrap(), None);
+    drop(held);
+    let mut swept = None;
+    for _ in 0..100 {
+        swept = b.sweep(bounds).await.unwrap();
+        if swept.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let swept = swept.expect("B sweeps once A released the lease");
+    assert_eq!(swept.objects, 2);
+    assert!(swept.remaining_bytes <= 2100);
+    let present = |o: &Bytes| {
+        let k = content_key(&Digest::of(o));
+        let mem = mem.clone();
+        async move { mem.head(&k).await.is_ok() }
+    };
+    assert!(present(&objs[0]).await, "an object being filled is kept");
+    assert!(
+        !present(&objs[1]).await && !present(&objs[2]).await,
+        "oldest go"
+    );
+    assert!(present(&objs[3]).await, "the newest stays");
+    assert!(
+        a.read_record(&pin).await.unwrap().is_some(),
+        "trust pins are never swept"
+    );
+}
