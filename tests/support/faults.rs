@@ -213,8 +213,10 @@ async fn serve_http(
 /// A TCP forwarder to `127.0.0.1:target_port`; see [`TrickleProxy::slow`].
 pub struct TrickleProxy {
     port: u16,
-    /// 0: full speed; otherwise the interval between server→client bytes, in ms.
+    /// 0: full speed; otherwise the interval between server→client chunks, in ms.
     interval_ms: Arc<AtomicU64>,
+    /// Bytes per chunk when slowed.
+    chunk: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -225,10 +227,11 @@ impl TrickleProxy {
             .expect("bind trickle proxy");
         let port = listener.local_addr().expect("addr").port();
         let interval_ms = Arc::new(AtomicU64::new(0));
-        let iv = interval_ms.clone();
+        let chunk = Arc::new(AtomicU64::new(1));
+        let (iv, ch) = (interval_ms.clone(), chunk.clone());
         let task = runtime().spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let iv = iv.clone();
+                let (iv, ch) = (iv.clone(), ch.clone());
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)).await else {
                         return;
@@ -248,7 +251,11 @@ impl TrickleProxy {
                         let mut i = 0;
                         while i < n {
                             let ms = iv.load(Ordering::SeqCst);
-                            let step = if ms == 0 { n - i } else { 1 };
+                            let step = if ms == 0 {
+                                n - i
+                            } else {
+                                (ch.load(Ordering::SeqCst) as usize).clamp(1, n - i)
+                            };
                             if cw.write_all(&buf[i..i + step]).await.is_err() {
                                 up.abort();
                                 return;
@@ -267,6 +274,7 @@ impl TrickleProxy {
         TrickleProxy {
             port,
             interval_ms,
+            chunk,
             task,
         }
     }
@@ -281,6 +289,12 @@ impl TrickleProxy {
 
     /// From now on, server bytes pass one per `interval` (new and open connections alike).
     pub fn slow(&self, interval: Duration) {
+        self.throttle(1, interval);
+    }
+
+    /// From now on, server bytes pass `chunk` at a time, one chunk per `interval`.
+    pub fn throttle(&self, chunk: usize, interval: Duration) {
+        self.chunk.store(chunk.max(1) as u64, Ordering::SeqCst);
         self.interval_ms
             .store(interval.as_millis().max(1) as u64, Ordering::SeqCst);
     }
