@@ -98,11 +98,9 @@ if [ "$WRITE" = 1 ]; then
     NOTES=$(cat <<'NOTCOVERED'
 ## Not covered
 
-- Upstream killed mid-blob and restarted on the same port (the harness cannot restart
-  docker-registry on its port yet); the trickle case covers a stalled upstream, and
-  tests/interop_cache.rs covers a body cut short.
-- A body that trickles *after* the response headers: `idle_timeout` only bounds silence, so an
-  upstream sending one byte a second inside a blob body is not cut off by any timeout.
+- A body that trickles *after* the response headers: `idle_timeout` bounds silence between
+  chunks, so an upstream sending a byte a second inside a blob body is not cut off by a timeout
+  (the 1 byte/s case slows the whole answer, so `first_byte_timeout` fires). Known weakness.
 - Notary server process killed and restarted (notary-server keeps its trust data in memory here,
   so a restart loses it): the "gone" step of the Notary case closes connections unanswered
   instead.
@@ -122,12 +120,18 @@ NOTCOVERED
         echo "mode runs in CI through \`cargo test\`). Each case is a plain \`#[test]\` in"
         echo "\`tests/reliability_*.rs\` against the real binary, docker-registry, notary-server and"
         echo "skopeo on loopback; a case whose assertions failed prints no result line and shows"
-        echo "as FAILED."
+        echo "as FAILED. Store, protocol and trust-attack cases come from their own test files when"
+        echo "present (tests/reliability_store.rs, _protocol.rs, _trust.rs)."
         echo
         echo "## Run"
         echo
         echo "$MODE mode, $(date -u +%Y-%m-%d\ %H:%M) UTC, commit \`$COMMIT\`, $RUNTIME s including the build."
         echo "\`nproc\` = $(nproc), CPU \`$CPU\`, $MEM RAM, kernel $(uname -r), load average at the end $LOAD; $VERSIONS; trustgate $PROFILE profile."
+        if awk -v l="${LOAD%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n) }'; then
+            echo
+            echo "The machine was busy during this run (load average above its $(nproc) cores, other builds"
+            echo "running): latencies and rates are pessimistic; the functional results are not affected."
+        fi
         if [ "$MODE" = short ]; then
             echo
             echo "**This is a short-mode run** (loads of ~10 s, a few thousand flood requests), not"

@@ -39,11 +39,38 @@ fn manifest(tg: &Trustgate, repo: &str, tag: &str) -> (u16, String, Duration) {
     (status, msg, t0.elapsed())
 }
 
+/// A whole pull of `repo:v1` through trustgate (every blob hash-checked), or a panic naming
+/// `when` with trustgate's log.
+fn pull_ok(tg: &Trustgate, repo: &str, when: &str) {
+    runtime()
+        .block_on(load::pull(&load::client(1), &tg.url(), repo, "v1"))
+        .unwrap_or_else(|e| panic!("{when}: {e}\n{}", tg.logs()));
+}
+
 fn readyz(tg: &Trustgate) -> String {
     match http::get(&format!("{}/readyz", tg.admin_url())) {
         Ok(r) => format!("{} {}", r.status, r.text().trim()),
         Err(e) => format!("unreachable: {e}"),
     }
+}
+
+/// trustgate with one upstream; `upstream_keys` are extra keys of its `[[upstream]]` table.
+fn start_tg(
+    env: &SignedEnv,
+    upstream: UpstreamConfig,
+    refresh: Option<u64>,
+    upstream_keys: &str,
+) -> Trustgate {
+    Trustgate::start(
+        &env.dir("tg"),
+        TrustgateOptions {
+            upstreams: vec![upstream],
+            // Extra TOML follows the last [[upstream]] table directly: its keys land there.
+            extra_toml: upstream_keys.into(),
+            refresh,
+            ..Default::default()
+        },
+    )
 }
 
 /// A signed `demo/app:v1` (3 layers), and an unknown `demo/other`, behind a Notary proxy.
@@ -63,19 +90,11 @@ fn signed_env(name: &str) -> (SignedEnv, HttpFaultProxy) {
 #[test]
 fn notary_500_garbage_and_gone_then_back() {
     let (env, notary) = signed_env("rel-notary");
-    let tg = Trustgate::start(
-        &env.dir("tg"),
-        TrustgateOptions {
-            upstreams: vec![env.upstream().with_notary_url(&notary.url(), None)],
-            refresh: Some(1),
-            ..Default::default()
-        },
-    );
+    let upstream = env.upstream().with_notary_url(&notary.url(), None);
+    let tg = start_tg(&env, upstream, Some(1), "");
     let (s, m, _) = manifest(&tg, "demo/app", "v1");
     assert_eq!(s, 200, "warm-up: {m}");
-    runtime()
-        .block_on(load::pull(&load::client(1), &tg.url(), "demo/app", "v1"))
-        .expect("warm pull");
+    pull_ok(&tg, "demo/app", "warm-up");
 
     let mut seen = Vec::new();
     for fault in [HttpFault::Status500, HttpFault::Garbage, HttpFault::Refuse] {
@@ -127,9 +146,7 @@ fn notary_500_garbage_and_gone_then_back() {
         "after the Notary server is back: {m}\n{}",
         tg.logs()
     );
-    runtime()
-        .block_on(load::pull(&load::client(1), &tg.url(), "demo/app", "v1"))
-        .expect("pull after recovery");
+    pull_ok(&tg, "demo/app", "after the Notary server is back");
     let log = tg.log();
     report(
         "faults",
@@ -154,15 +171,8 @@ fn upstream_answering_one_byte_per_second() {
         url: trickle.url(),
         ..env.upstream().with_notary_url(&notary.url(), None)
     };
-    let tg = Trustgate::start(
-        &env.dir("tg"),
-        TrustgateOptions {
-            upstreams: vec![upstream],
-            // Keys of the [[upstream]] table above (extra TOML follows it directly).
-            extra_toml: "first_byte_timeout = \"3s\"\nidle_timeout = \"3s\"\n".into(),
-            ..Default::default()
-        },
-    );
+    let keys = "first_byte_timeout = \"3s\"\nidle_timeout = \"3s\"\n";
+    let tg = start_tg(&env, upstream, None, keys);
     trickle.slow(Duration::from_secs(1));
     let t0 = Instant::now();
     let (status, msg, _) = manifest(&tg, "demo/app", "v1");
@@ -176,9 +186,7 @@ fn upstream_answering_one_byte_per_second() {
     let ready = readyz(&tg);
 
     trickle.fast();
-    runtime()
-        .block_on(load::pull(&load::client(1), &tg.url(), "demo/app", "v1"))
-        .unwrap_or_else(|e| panic!("after the upstream is fast again: {e}\n{}", tg.logs()));
+    pull_ok(&tg, "demo/app", "after the upstream is fast again");
     report(
         "faults",
         "upstream answering 1 byte/s",
@@ -223,14 +231,7 @@ fn upstream_killed_mid_blob_then_restarted() {
         url: trickle.url(),
         ..env.upstream()
     };
-    let tg = Trustgate::start(
-        &env.dir("tg"),
-        TrustgateOptions {
-            upstreams: vec![upstream],
-            extra_toml: "idle_timeout = \"5s\"\n".into(),
-            ..Default::default()
-        },
-    );
+    let tg = start_tg(&env, upstream, None, "idle_timeout = \"5s\"\n");
     let (s, m, _) = manifest(&tg, "demo/big", "v1");
     assert_eq!(s, 200, "{m}");
 
@@ -271,9 +272,7 @@ fn upstream_killed_mid_blob_then_restarted() {
 
     trickle.fast();
     env.reg.restart(2);
-    runtime()
-        .block_on(load::pull(&load::client(1), &tg.url(), "demo/big", "v1"))
-        .unwrap_or_else(|e| panic!("after the registry is back: {e}\n{}", tg.logs()));
+    pull_ok(&tg, "demo/big", "after the registry is back");
     report(
         "faults",
         "upstream killed mid-blob, restarted",
