@@ -196,10 +196,8 @@ mod tests {
         let cache = NegativeCache::new(Duration::from_secs(30), 100);
         let origin = AtomicUsize::new(0);
         lookup(&cache, &origin, "x/real", true).await.unwrap();
-        match cache.turn(&"x/real".to_string()).await {
-            Lookup::Ask(None) => {}
-            _ => panic!("a name seen to exist must be asked at once"),
-        }
+        let at_once = matches!(cache.turn(&"x/real".to_string()).await, Lookup::Ask(None));
+        assert!(at_once, "a name seen to exist must be asked at once");
     }
 
     #[tokio::test]
