@@ -190,7 +190,27 @@ fn notation_verifier_mistakes_name_file_key_and_problem() {
         ),
         (
             notation(&format!("trust_store = [{alpine:?}]\ntrusted_identities = [\"x509.subject: CN=alpine\"]\n")),
-            "verifier[0].trusted_identities[0]: \"x509.subject: CN=alpine\" must name at least C, ST and O",
+            "verifier[0].trusted_identities[0]: \"x509.subject: CN=alpine\": must name at least C, ST and O (no C)",
+        ),
+        (
+            notation(&format!("trust_store = [{alpine:?}]\ntrusted_identities = ['x509.subject: C=US, ST=WA, O=Acme\\, Inc., CN=a, CN=b']\n")),
+            "verifier[0].trusted_identities[0]: \"x509.subject: C=US, ST=WA, O=Acme\\\\, Inc., CN=a, CN=b\": attribute CN appears twice",
+        ),
+        (
+            notation(&format!("trust_store = [{alpine:?}]\ntrusted_identities = ['x509.subject: C=US, ST=WA, O=Acme, Inc.']\n")),
+            "verifier[0].trusted_identities[0]: \"x509.subject: C=US, ST=WA, O=Acme, Inc.\": \"Inc.\" is not ATTRIBUTE=value",
+        ),
+        (
+            notation(&format!("trust_store = [{alpine:?}]\ntrusted_identities = ['x509.subject: C=US, ST=WA, O=Acme\\zz']\n")),
+            "verifier[0].trusted_identities[0]: \"x509.subject: C=US, ST=WA, O=Acme\\\\zz\": \"Acme\\\\zz\": \\zz is neither an escaped special character nor two hex digits",
+        ),
+        (
+            notation(&format!("trust_store = [{alpine:?}]\ntrusted_identities = ['x509.subject: C=US, ST=WA, O=Acme+OU=Eng']\n")),
+            "multi-valued RDN (O+OU) is not supported",
+        ),
+        (
+            notation(&format!("trust_store = [{alpine:?}]\ntrusted_identities = [\"x509.subject: C=US, ST=WA, O=Acme\", \"x509.subject: C=US, ST=WA, O=Acme, CN=release\"]\n")),
+            "verifier[0].trusted_identities: \"x509.subject: C=US, ST=WA, O=Acme\" overlaps with \"x509.subject: C=US, ST=WA, O=Acme, CN=release\"",
         ),
         (
             notation(&format!("trust_store = [{alpine:?}]\ntrusted_identities = [\"*\"]\nlevel = \"lenient\"\n")),

@@ -23,7 +23,9 @@ impl Proxy {
         headers: &HeaderMap,
     ) -> Result<ServedBlob, PullError> {
         match t.policy.mode {
-            TrustMode::Enforce => self.require_in_closure(t, digest, false).await?,
+            TrustMode::Enforce => {
+                self.require_in_closure(t, digest, false).await?;
+            }
             // Blobs are content-addressed: serving one checked against its digest is all
             // that audit and off promise.
             TrustMode::Audit | TrustMode::Off => {}

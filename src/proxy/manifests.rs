@@ -110,10 +110,13 @@ impl Proxy {
                 why: Unacceptable::NotAccepted,
             });
         }
-        if let Some(basis) = &signed.basis {
-            self.closures.rebase(&t.gun, basis);
-        }
-        self.closures.allow_manifest(&t.gun, digest, &m.bytes);
+        // Added to the closure build of the signed set that resolved the tag, and to no other.
+        let at = signed
+            .basis
+            .as_ref()
+            .map(|basis| self.closures.rebase(&t.gun, basis));
+        self.closures
+            .allow_manifest_at(&t.gun, at, digest, &m.bytes);
         audit::allow(image, Reason::Signed, Some(&signed.signer), Some(&digest));
         Ok(served(digest.to_string(), m))
     }
@@ -124,7 +127,7 @@ impl Proxy {
         t: &Target<'_>,
         digest: &Digest,
     ) -> Result<Served, PullError> {
-        self.require_in_closure(t, digest, true).await?;
+        let at = self.require_in_closure(t, digest, true).await?;
         let m = self
             .checked_manifest(t, digest, None, None)
             .await
@@ -146,7 +149,8 @@ impl Proxy {
             .inspect_err(|e| {
                 audit::refused(e, format!("{}@{digest}", t.gun), None, Some(digest))
             })?;
-        self.closures.allow_manifest(&t.gun, *digest, &m.bytes);
+        self.closures
+            .allow_manifest_at(&t.gun, at, *digest, &m.bytes);
         Ok(served(digest.to_string(), m))
     }
 

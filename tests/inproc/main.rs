@@ -17,6 +17,7 @@ mod inproc;
 mod cosign_support;
 
 mod cache_fake;
+mod closure_race;
 mod compose_static;
 mod cosign_flow;
 mod deploy_static;

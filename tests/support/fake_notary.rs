@@ -77,6 +77,14 @@ pub fn from_dir(dir: &Path) -> Files {
     files
 }
 
+/// The files of a repository built in code (`trust::testkit::TestRepo::build`), so a test can
+/// serve metadata it has signed itself, broken in exactly the way it wants.
+pub fn from_source(src: &trustgate::trust::MemorySource) -> Files {
+    src.names()
+        .filter_map(|n| Some((n.to_string(), src.get(n)?.clone())))
+        .collect()
+}
+
 /// What the fake serves now.
 struct State {
     /// `None`: down (503).
@@ -85,6 +93,9 @@ struct State {
     token_gun: Option<String>,
     requests: Vec<String>,
     scopes: Vec<String>,
+    /// Files answered with a body that never ends (TUF's endless-data attack), with the
+    /// `Content-Length` declared for it (`None`: chunked, no length at all).
+    endless: BTreeMap<String, Option<u64>>,
 }
 
 const TOKEN: &str = "notary-token";
@@ -115,6 +126,7 @@ impl FakeNotary {
             token_gun,
             requests: Vec::new(),
             scopes: Vec::new(),
+            endless: BTreeMap::new(),
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -151,12 +163,23 @@ impl FakeNotary {
 
     /// Serve another set of files from now on.
     pub fn replace(&self, files: Files) {
-        self.state.lock().files = Some(files);
+        let mut st = self.state.lock();
+        st.files = Some(files);
+        st.endless.clear();
     }
 
     /// Answer 503 to every metadata request from now on (until [`FakeNotary::replace`]).
     pub fn take_down(&self) {
         self.state.lock().files = None;
+    }
+
+    /// From now on, answer `file` (e.g. `timestamp.json`, also when asked by checksum) 200 with
+    /// a body that never ends: chunked with no length (`declared: None`), or under a
+    /// `Content-Length` of `declared` bytes that is then streamed for as long as the client reads.
+    /// Each response stops after [`ENDLESS_CAP`] bytes, so a client that never stops reading
+    /// fails its test instead of filling the machine.
+    pub fn serve_endless(&self, file: &str, declared: Option<u64>) {
+        self.state.lock().endless.insert(file.to_string(), declared);
     }
 
     /// The request paths seen so far.
@@ -223,6 +246,12 @@ fn serve_one(
             k.eq_ignore_ascii_case("authorization") && v.trim() == format!("Bearer {TOKEN}")
         })
     });
+    let endless = endless_for(&state.lock(), &target);
+    if let Some(declared) = endless {
+        state.lock().requests.push(target.clone());
+        write_endless(stream, declared);
+        return Ok(false);
+    }
     let (status, headers, body) = answer(&mut state.lock(), &target, authorized, port);
     let mut out = format!(
         "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{headers}\r\n",
@@ -235,6 +264,51 @@ fn serve_one(
     stream.write_all(&out)?;
     stream.flush()?;
     Ok(true)
+}
+
+/// What one endless response sends at most: 256 MiB.
+pub const ENDLESS_CAP: u64 = 256 << 20;
+
+/// The endless answer for `target`, if its file is one (`Some(declared length)`).
+fn endless_for(st: &State, target: &str) -> Option<Option<u64>> {
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    let (_, file) = path.strip_prefix("/v2/")?.split_once("/_trust/tuf/")?;
+    if let Some(d) = st.endless.get(file) {
+        return Some(*d);
+    }
+    // `<role>.<64 hex>.json` is `<role>.json` asked by checksum.
+    let (role, hex) = file.strip_suffix(".json")?.rsplit_once('.')?;
+    (hex.len() == 64)
+        .then(|| st.endless.get(&format!("{role}.json")).copied())
+        .flatten()
+}
+
+/// A body of JSON white space that never ends, until the client hangs up or [`ENDLESS_CAP`].
+fn write_endless(stream: &mut TcpStream, declared: Option<u64>) {
+    let head = match declared {
+        Some(n) => format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {n}\r\n\r\n"),
+        None => "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_string(),
+    };
+    if stream.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    let piece = [b' '; 16 * 1024];
+    let mut chunk = Vec::with_capacity(piece.len() + 16);
+    match declared {
+        Some(_) => chunk.extend_from_slice(&piece),
+        None => {
+            chunk.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+            chunk.extend_from_slice(&piece);
+            chunk.extend_from_slice(b"\r\n");
+        }
+    }
+    let mut sent = 0u64;
+    while sent < ENDLESS_CAP {
+        if stream.write_all(&chunk).is_err() {
+            return;
+        }
+        sent += piece.len() as u64;
+    }
 }
 
 const NOT_FOUND: &[u8] = br#"{"errors":[{"code":"METADATA_NOT_FOUND","message":"You have requested metadata that does not exist.","detail":{}}]}"#;

@@ -271,6 +271,15 @@ impl Layout {
         v
     }
 
+    /// The bytes of every blob (configs and layers), read back from the layout, for registries
+    /// filled in process (the fake upstream) rather than pushed to.
+    pub fn blob_bytes(&self) -> Vec<Vec<u8>> {
+        self.blob_digests()
+            .iter()
+            .map(|d| fs::read(self.dir.join(d.trim_start_matches("sha256:"))).expect("read blob"))
+            .collect()
+    }
+
     /// Push with `skopeo copy --preserve-digests [--all] dir:LAYOUT docker://HOST/REPO:TAG`.
     /// Panics if the push fails or the registry does not serve the exact bytes afterwards.
     pub fn push(

@@ -400,8 +400,9 @@ pub fn chain_valid_at(chain: &[Cert<'_>], time: SystemTime) -> Result<(), CertPr
     chain.iter().try_for_each(|c| c.valid_at(time))
 }
 
-/// A `trusted_identities` entry, `x509.subject: C=US, ST=WA, O=Acme, CN=…`: the attributes
-/// that must all appear, with these values, in the signing certificate's subject.
+/// A `trusted_identities` entry, `x509.subject: C=US, ST=WA, O=Acme\, Inc., CN=…` (an RFC 4514
+/// distinguished name read as notation-go reads it, see [`super::dn`]): the attributes that must
+/// all appear, with these values, in the signing certificate's subject.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustedIdentity {
     pub text: String,
@@ -413,28 +414,27 @@ impl TrustedIdentity {
         let dn = text.strip_prefix("x509.subject:").ok_or_else(|| {
             format!("{text:?} is neither \"*\" nor \"x509.subject: <distinguished name>\"")
         })?;
-        let mut attributes = Vec::new();
-        for part in dn.split(',') {
-            let (k, v) = part
-                .split_once('=')
-                .ok_or_else(|| format!("{text:?}: {part:?} is not ATTRIBUTE=value"))?;
-            let (k, v) = (k.trim(), v.trim());
-            if k.is_empty() || v.is_empty() {
-                return Err(format!("{text:?}: {part:?} is not ATTRIBUTE=value"));
-            }
-            attributes.push((k.to_ascii_uppercase(), v.to_string()));
+        if dn.trim().is_empty() {
+            return Err(format!(
+                "{text:?} has no distinguished name after \"x509.subject:\""
+            ));
         }
-        // The trust-policy specification: an identity names at least C, ST and O.
-        for must in ["C", "ST", "O"] {
-            if !attributes.iter().any(|(k, _)| k == must) {
-                return Err(format!(
-                    "{text:?} must name at least C, ST and O (no {must})"
-                ));
-            }
-        }
+        let attributes =
+            super::dn::identity_attributes(dn).map_err(|p| format!("{text:?}: {p}"))?;
         Ok(Self {
             text: text.to_string(),
             attributes,
+        })
+    }
+
+    /// notation-go refuses a list where one identity's attributes are a subset of another's
+    /// (`validateOverlappingDNs`): the narrower one would never decide anything.
+    pub fn overlapping(list: &[TrustedIdentity]) -> Option<(&TrustedIdentity, &TrustedIdentity)> {
+        list.iter().enumerate().find_map(|(i, a)| {
+            list.iter().enumerate().find_map(|(j, b)| {
+                let subset = a.attributes.iter().all(|x| b.attributes.contains(x));
+                (i != j && subset).then_some((a, b))
+            })
         })
     }
 
@@ -455,6 +455,10 @@ fn subject_attributes(cert: &Cert<'_>) -> Vec<(String, String)> {
             (oids::OID_X509_ORGANIZATION_NAME, "O"),
             (oids::OID_X509_ORGANIZATIONAL_UNIT, "OU"),
             (oids::OID_X509_COMMON_NAME, "CN"),
+            // The other short names Go's `pkix.Name.String` prints, which notation-go matches.
+            (oids::OID_X509_SERIALNUMBER, "SERIALNUMBER"),
+            (oids::OID_X509_STREET_ADDRESS, "STREET"),
+            (oids::OID_X509_POSTAL_CODE, "POSTALCODE"),
         ];
         table
             .iter()

@@ -29,6 +29,7 @@
 //! looking at any signature, as Notation's skip does.
 
 pub mod certs;
+mod dn;
 pub mod envelope;
 pub mod policy;
 pub mod timestamp;

@@ -93,6 +93,12 @@ fn identities(
         .enumerate()
         .map(|(i, t)| TrustedIdentity::parse(t).map_err(|p| err(format!("{key}[{i}]"), p)))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some((a, b)) = TrustedIdentity::overlapping(&parsed) {
+        return Err(err(
+            key,
+            format!("{:?} overlaps with {:?} (every attribute of the first is in the second), as notation refuses", a.text, b.text),
+        ));
+    }
     Ok(Some(parsed))
 }
 

@@ -570,6 +570,34 @@ fn leaf_without_code_signing_eku_is_refused() {
 }
 
 #[test]
+fn identity_with_rfc4514_escapes_matches_the_subject_it_names() {
+    let c = Case::new();
+    let (leaf, key) = c.pki.leaf(
+        "release, eu+\"1\"",
+        vec![ExtendedKeyUsagePurpose::CodeSigning],
+        (2035, 1, 1),
+    );
+    let root = c.pki.root.der().to_vec();
+    let ev = jws(&key, &[&leaf, &root], &fixture_digest(), |_| {});
+    let escaped = r#"x509.subject: C=US, S=WA, O=Acme, CN=release\2C eu\+\"1\""#;
+    let a = check(&c.verifier(&[escaped], Level::Strict), &ev).unwrap();
+    assert!(a.signer.contains("release"), "{}", a.signer);
+    // The same name without its escapes is another (and here malformed) identity.
+    let config = VerifierConfig {
+        name: "acme-notation".into(),
+        kind: VerifierKind::Notation,
+        trust_store: vec![c.pki.root_file(c.dir.path())],
+        trusted_identities: vec!["x509.subject: C=US, ST=WA, O=Acme, CN=release, eu".into()],
+        ..Default::default()
+    };
+    let e = NotationVerifier::from_config(&config, c.dir.path()).unwrap_err();
+    assert!(
+        e.to_string().contains("\"eu\" is not ATTRIBUTE=value"),
+        "{e}"
+    );
+}
+
+#[test]
 fn identity_not_trusted_is_refused() {
     let c = Case::new();
     let (leaf, key) = c.good_leaf();
