@@ -15,6 +15,7 @@
 //! | `trustgate_store_unstored_total` | counter | `reason` |
 //! | `trustgate_singleflight_joined_total` | counter | `content` |
 //! | `trustgate_singleflight_waiters` | gauge | |
+//! | `trustgate_negative_cache_hits_total` | counter | |
 //! | `trustgate_upstream_request_duration_seconds` | histogram | `upstream`, `kind` |
 //! | `trustgate_upstream_errors_total` | counter | `upstream`, `kind`, `error` |
 //! | `trustgate_trust_decisions_total` | counter | `outcome`, `reason` |
@@ -239,6 +240,7 @@ pub struct Metrics {
     shared: SharedTierMetrics,
     moved_back: Family<UpstreamOnlyLabels, Counter>,
     unstored: Family<UnstoredLabels, Counter>,
+    negative_hits: Counter,
 }
 
 /// Why content was served without being stored (`crate::store` names the reasons).
@@ -306,6 +308,7 @@ impl Metrics {
             shared: SharedTierMetrics::default(),
             moved_back: Family::default(),
             unstored: Family::default(),
+            negative_hits: Counter::default(),
         };
         // Series that dashboards divide by are there from the first scrape, at zero.
         for c in [ContentKind::Manifest, ContentKind::Blob] {
@@ -369,6 +372,11 @@ impl Metrics {
             "singleflight_joined",
             "Requests that joined an upstream fetch already running instead of starting one",
             self.joined.clone(),
+        );
+        r.register(
+            "negative_cache_hits",
+            "Lookups answered by a remembered \"no trust data\" ([trust] negative_ttl) instead of the Notary server",
+            self.negative_hits.clone(),
         );
         r.register(
             "singleflight_waiters",
@@ -553,6 +561,11 @@ impl Metrics {
                 content: content.as_str(),
             })
             .inc();
+    }
+
+    /// A lookup was answered by a remembered "does not exist" (`[trust] negative_ttl`).
+    pub fn negative_cache_hit(&self) {
+        self.negative_hits.inc();
     }
 
     /// Counts one reader attached to a running fill until the guard is released or dropped.

@@ -156,6 +156,15 @@ pub struct TrustConfig {
     /// Bytes of verified manifests kept in memory.
     #[serde(default = "default_manifest_cache_bytes", deserialize_with = "de_size")]
     pub manifest_cache_bytes: u64,
+    /// How long a Notary server's "no trust data for this repository" (a 404 on `root.json`) is
+    /// remembered, so that a flood of nonexistent names costs the Notary server one request per
+    /// name and period, not one per request (issue 15). Errors and timeouts are never
+    /// remembered. `0s` turns the negative cache off.
+    #[serde(default = "default_negative_ttl")]
+    pub negative_ttl: Seconds,
+    /// At most this many such answers are remembered (least recently used leave first).
+    #[serde(default = "default_negative_entries")]
+    pub negative_entries: u64,
 }
 
 impl Default for TrustConfig {
@@ -164,6 +173,8 @@ impl Default for TrustConfig {
             refresh: default_refresh(),
             offline_grace: Seconds::ZERO,
             manifest_cache_bytes: default_manifest_cache_bytes(),
+            negative_ttl: default_negative_ttl(),
+            negative_entries: default_negative_entries(),
         }
     }
 }
@@ -175,6 +186,9 @@ impl TrustConfig {
     pub fn offline_grace(&self) -> Duration {
         self.offline_grace.as_duration()
     }
+    pub fn negative_ttl(&self) -> Duration {
+        self.negative_ttl.as_duration()
+    }
 }
 
 fn default_refresh() -> Seconds {
@@ -182,6 +196,15 @@ fn default_refresh() -> Seconds {
 }
 fn default_manifest_cache_bytes() -> u64 {
     64 * 1024 * 1024
+}
+/// Long enough to absorb a flood or a retry loop, short enough that a repository signed for the
+/// first time is pullable half a minute later.
+fn default_negative_ttl() -> Seconds {
+    Seconds::from_secs(30)
+}
+/// About 100 bytes each: a megabyte at most.
+fn default_negative_entries() -> u64 {
+    10_000
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -25,6 +25,7 @@ mod closure;
 pub mod error;
 mod inspect;
 mod manifests;
+mod negative;
 mod referrers;
 mod signed_digests;
 pub mod tag_history;
@@ -152,6 +153,9 @@ pub struct Proxy {
     /// Repositories currently served from cache because their upstream is unreachable
     /// (logged once per repository and outage; bounded).
     stale: moka::sync::Cache<String, ()>,
+    /// GUNs the Notary server has no trust data for, remembered for `[trust] negative_ttl`;
+    /// concurrent lookups of an unknown GUN take turns (one Notary request for N of them).
+    no_trust_data: negative::NegativeCache<String, crate::trust::TrustError>,
     pub stats: Stats,
 }
 
@@ -267,6 +271,10 @@ impl Proxy {
             tag_history: tag_history::TagHistory::new(&config.storage.path),
             signed_roots: moka::sync::Cache::new(signed_digests::VERDICT_ENTRIES),
             stale: moka::sync::Cache::new(STALE_ENTRIES),
+            no_trust_data: negative::NegativeCache::new(
+                config.trust.negative_ttl(),
+                config.trust.negative_entries,
+            ),
             stats: Stats::default(),
         }))
     }
@@ -387,10 +395,36 @@ impl Proxy {
         t: &Target<'_>,
         tag: Option<&str>,
     ) -> Result<Arc<crate::trust::VerifiedRepository>, PullError> {
-        self.verifier
-            .signed_set(&t.subject(), &t.policy)
-            .await
-            .map_err(|failure| refused(t, failure, tag))
+        let _turn = match self.no_trust_data.turn(&t.gun).await {
+            negative::Lookup::Remembered(e) => return Err(refused(t, e.into(), tag)),
+            negative::Lookup::Ask(turn) => turn,
+        };
+        let result = self.verifier.signed_set(&t.subject(), &t.policy).await;
+        self.record_trust_answer(t, result.as_ref().err());
+        result.map_err(|failure| refused(t, failure, tag))
+    }
+
+    /// Remembers a definite "no trust data" for `t`'s GUN, or that it has trust data; any
+    /// other failure (Notary down, bad metadata) is left unremembered and asked again.
+    fn record_trust_answer(&self, t: &Target<'_>, failure: Option<&crate::enforce::TrustFailure>) {
+        use crate::enforce::TrustFailure;
+        use crate::trust::{TrustError, TrustErrorKind};
+        match failure {
+            None => self.no_trust_data.record(&t.gun, None),
+            Some(TrustFailure::Verify(e @ TrustError::NoTrustData { .. })) => {
+                self.no_trust_data.record(&t.gun, Some(e.clone()))
+            }
+            // The repository's trust data exists; the tag is what is missing or wrong.
+            Some(TrustFailure::Verify(e))
+                if matches!(
+                    e.kind(),
+                    TrustErrorKind::UnsignedTag | TrustErrorKind::BadSignature
+                ) =>
+            {
+                self.no_trust_data.record(&t.gun, None)
+            }
+            Some(_) => {}
+        }
     }
 
     /// The signed digest of `tag`, through the verifier seam (Notary v1), or found and
@@ -403,10 +437,18 @@ impl Proxy {
         if let crate::policy::Signatures::Digest { .. } = t.policy.signatures {
             return self.digest_signed_tag(t, tag).await;
         }
-        self.verifier
+        let _turn = match self.no_trust_data.turn(&t.gun).await {
+            negative::Lookup::Remembered(e) => {
+                return Err(refused(t, e.into(), Some(tag.as_str())))
+            }
+            negative::Lookup::Ask(turn) => turn,
+        };
+        let result = self
+            .verifier
             .resolve_tag(&t.subject(), &t.policy, tag)
-            .await
-            .map_err(|failure| refused(t, failure, Some(tag.as_str())))
+            .await;
+        self.record_trust_answer(t, result.as_ref().err());
+        result.map_err(|failure| refused(t, failure, Some(tag.as_str())))
     }
 }
 

@@ -26,6 +26,8 @@
 //! | [`containerd`] | `Containerd` + `ctr` (plain http, or a `hosts.toml` mirror that adds `?ns=`) |
 //! | [`notary`] | `NotaryServer` (throwaway CA, local trust service, memory) and `NotaryCli` signing |
 //! | [`signed`] | `SignedEnv`: registry + notary-server + signing CLI + skopeo, for signed-pull tests |
+//! | [`faults`] | `HttpFaultProxy` (counts requests, injects 500 / garbage / refusal), `TrickleProxy` (1 byte/s), `rss_kib`, `quantile` |
+//! | [`load`] | skopeo-style pulls from a tokio client (each blob hash-checked), warm-pull latency loop, `RssSampler`, `rss_flat` |
 //! | [`reliability`] | the reliability suite's mode (`TRUSTGATE_RELIABILITY=long`) and result lines for RELIABILITY.md |
 //! | [`s3`] | `S3Server`: moto_server (PyPI) with a bucket; lists and reads objects to check what a fleet left |
 //! | [`trustgate`] | `Trustgate`: writes the TOML config, runs the binary under test |
@@ -47,8 +49,10 @@ pub mod containerd;
 pub mod cosign;
 pub mod docker;
 pub mod fake_notary;
+pub mod faults;
 pub mod http;
 pub mod image;
+pub mod load;
 pub mod notary;
 pub mod notation;
 pub mod podman;

@@ -210,6 +210,29 @@ impl Registry {
         self.child.stop();
     }
 
+    /// The registry process id (for `kill -9` mid-transfer).
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
+    /// Start the registry again after it was stopped or killed: same port, configuration and
+    /// storage (its config file names the port). Logs go to `docker-registry-PORT-N.*`.
+    pub fn restart(&mut self, generation: u32) {
+        self.child.stop();
+        let mut cmd = Command::new(tools::docker_registry());
+        cmd.arg("serve").arg(self.dir.join("config.yml"));
+        let name = format!("docker-registry-{}-{generation}", self.port);
+        self.child = ChildGuard::spawn(&name, cmd, &self.dir);
+        let want = if self.auth.is_some() { 401 } else { 200 };
+        http::wait_ready(
+            &format!("http://127.0.0.1:{}/v2/", self.port),
+            want,
+            &Req::default(),
+            &mut self.child,
+            Duration::from_secs(20),
+        );
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.is_alive()
     }

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# The reliability suite (issue 15): load, request floods, faults, store trouble, hostile input
+# and trust attacks, against the real binary and the real upstream pieces on loopback.
+#
+#   scripts/reliability.sh          short mode (what CI runs through `cargo test` anyway)
+#   scripts/reliability.sh --long   long mode (TRUSTGATE_RELIABILITY=long), writes RELIABILITY.md
+#   scripts/reliability.sh --write  short mode, but write RELIABILITY.md too (labelled as short)
+#   scripts/reliability.sh --debug  debug profile instead of release (quicker to build on a busy
+#                                   machine; the load figures then mean little, and say so)
+#
+# Runs every tests/reliability_*.rs binary in release mode (so the load figures mean something),
+# one test at a time, and collects the `reliability-case` lines the passed cases print
+# (tests/support/reliability.rs). The cases expected are read from the sources: every
+# `report("group", "case", ...)` call. A case expected but absent is shown as FAILED.
+# Exits non-zero on any failure. Extra arguments go to `cargo test` (e.g. a test name filter).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+MODE=short
+WRITE=0
+PROFILE=release
+ARGS=()
+for a in "$@"; do
+    case "$a" in
+        --long) MODE=long; WRITE=1 ;;
+        --write) WRITE=1 ;;
+        --debug) PROFILE=debug ;;
+        *) ARGS+=("$a") ;;
+    esac
+done
+
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+T0=$(date +%s)
+
+export TRUSTGATE_RELIABILITY=$MODE
+shopt -s nullglob
+TESTS=()
+for f in tests/reliability_*.rs; do
+    n=$(basename "$f" .rs)
+    TESTS+=(--test "$n")
+done
+if [ ${#TESTS[@]} -eq 0 ]; then
+    echo "no tests/reliability_*.rs found" >&2
+    exit 1
+fi
+
+echo "reliability suite, $MODE mode: ${TESTS[*]}" >&2
+PROFILE_FLAG=()
+[ "$PROFILE" = release ] && PROFILE_FLAG=(--release)
+cargo test "${PROFILE_FLAG[@]}" --locked "${TESTS[@]}" -- --nocapture --test-threads=1 "${ARGS[@]}" \
+    2>&1 | tee "$OUT/log"
+STATUS=${PIPESTATUS[0]}
+RUNTIME=$(($(date +%s) - T0))
+
+# Passed cases: group<TAB>case<TAB>figures (the last line of a case wins).
+grep -a '^reliability-case	' "$OUT/log" | cut -f2- >"$OUT/passed" || true
+# Expected cases: every literal report("group", "case", ...) in the reliability sources.
+perl -0777 -ne 'while (/\breport\(\s*"([^"]+)",\s*"([^"]+)"/g) { print "$1\t$2\n" }' \
+    tests/reliability_*.rs | sort -u >"$OUT/expected"
+# Test functions that failed, as cargo names them.
+grep -a -E '^test .* \.\.\. FAILED$' "$OUT/log" | sed -E 's/^test (.*) \.\.\. FAILED$/\1/' >"$OUT/failed" || true
+
+TABLE="$OUT/table"
+missing=0
+{
+    echo "| group | case | result | figures |"
+    echo "|---|---|---|---|"
+    cut -f1,2 "$OUT/passed" | sort -u >"$OUT/passed-keys"
+    sort -u "$OUT/expected" "$OUT/passed-keys" | while IFS=$'\t' read -r group case; do
+        line=$(awk -F'\t' -v g="$group" -v c="$case" '$1 == g && $2 == c' "$OUT/passed" | tail -n1)
+        if [ -n "$line" ]; then
+            figures=$(printf '%s' "$line" | cut -f3- | sed 's/|/\\|/g')
+            echo "| $group | $case | passed | $figures |"
+        else
+            echo "| $group | $case | **FAILED** | no result line: the case failed or did not run |"
+        fi
+    done
+} >"$TABLE"
+missing=$(grep -c '\*\*FAILED\*\*' "$TABLE" || true)
+
+echo >&2
+cat "$TABLE" >&2
+if [ -s "$OUT/failed" ]; then
+    echo "failed tests:" >&2
+    sed 's/^/  /' "$OUT/failed" >&2
+fi
+
+if [ "$WRITE" = 1 ]; then
+    COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+    if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then COMMIT="$COMMIT (dirty)"; fi
+    CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+    MEM=$(awk '/^MemTotal:/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
+    LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+    VERSIONS="docker-registry $(dpkg-query -W -f='${Version}' docker-registry 2>/dev/null || echo ?), notary $(dpkg-query -W -f='${Version}' notary 2>/dev/null || echo ?), skopeo $(dpkg-query -W -f='${Version}' skopeo 2>/dev/null || echo ?), wrk $(dpkg-query -W -f='${Version}' wrk 2>/dev/null || echo ?)"
+    # What the suite does not show (yet); keep in step with the cases.
+    NOTES=$(cat <<'NOTCOVERED'
+## Not covered
+
+- A body that trickles *after* the response headers: `idle_timeout` bounds silence between
+  chunks, so an upstream sending a byte a second inside a blob body is not cut off by a timeout
+  (the 1 byte/s case slows the whole answer, so `first_byte_timeout` fires). Known weakness.
+- Notary server process killed and restarted (notary-server keeps its trust data in memory here,
+  so a restart loses it): the "gone" step of the Notary case closes connections unanswered
+  instead.
+- Clock jump under libfaketime (the `faketime` package is not installed by
+  scripts/install-test-deps.sh yet); expiry against a moved clock is covered in-process by
+  tests/interop_trust.rs.
+- Negative caching of upstream registry 404s under `trust = "off"`/`"audit"` (only Notary "no
+  trust data" is remembered; under enforce the registry is never asked for unsigned names).
+- Load over TLS and HTTP/2, and loads with more distinct images than the memory caches hold.
+NOTCOVERED
+)
+    {
+        echo "# RELIABILITY"
+        echo
+        echo "What trustgate does under load, request floods, faults and hostile input (issue 15),"
+        echo "written by \`scripts/reliability.sh --long\` (rerun it to refresh this file; the short"
+        echo "mode runs in CI through \`cargo test\`). Each case is a plain \`#[test]\` in"
+        echo "\`tests/reliability_*.rs\` against the real binary, docker-registry, notary-server and"
+        echo "skopeo on loopback; a case whose assertions failed prints no result line and shows"
+        echo "as FAILED. Store, protocol and trust-attack cases come from their own test files when"
+        echo "present (tests/reliability_store.rs, _protocol.rs, _trust.rs)."
+        echo
+        echo "## Run"
+        echo
+        echo "$MODE mode, $(date -u +%Y-%m-%d\ %H:%M) UTC, commit \`$COMMIT\`, $RUNTIME s including the build."
+        echo "\`nproc\` = $(nproc), CPU \`$CPU\`, $MEM RAM, kernel $(uname -r), load average at the end $LOAD; $VERSIONS; trustgate $PROFILE profile."
+        if awk -v l="${LOAD%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n) }'; then
+            echo
+            echo "The machine was busy during this run (load average above its $(nproc) cores, other builds"
+            echo "running): latencies and rates are pessimistic; the functional results are not affected."
+        fi
+        if [ "$MODE" = short ]; then
+            echo
+            echo "**This is a short-mode run** (loads of ~10 s, a few thousand flood requests), not"
+            echo "the long run the figures are meant to come from; rerun with \`--long\`."
+        fi
+        echo
+        echo "## Cases"
+        echo
+        cat "$TABLE"
+        if [ -n "$NOTES" ]; then
+            echo
+            echo "$NOTES"
+        fi
+    } >RELIABILITY.md
+    echo "wrote RELIABILITY.md" >&2
+fi
+
+if [ "$STATUS" != 0 ] || [ "$missing" != 0 ]; then
+    echo "reliability suite: FAILED (cargo status $STATUS, $missing case(s) without a result)" >&2
+    exit 1
+fi
+echo "reliability suite: all cases passed ($RUNTIME s)" >&2

@@ -1,0 +1,199 @@
+//! Reliability, request floods (issue 15): tens of thousands (short mode: a few thousand) of
+//! distinct nonexistent repositories and tags under enforce, against the real binary, the real
+//! registry and the real notary-server (behind a counting proxy, tests/support/faults.rs).
+//!
+//! What must hold: every answer is a clear refusal (4xx with an OCI error, never a 5xx); the
+//! registry is never asked (enforce never asks the upstream for an unsigned name); the Notary
+//! server is asked at most once per distinct name (the negative cache, `[trust] negative_ttl`),
+//! N concurrent requests for one unknown name cost one Notary request (coalescing), a repeat of
+//! the flood costs none; memory comes back to its idle level within a bound; and a warm signed
+//! pull running meanwhile keeps being served (its p99 is reported).
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+
+use support::faults::{quantile, rss_kib, HttpFaultProxy};
+use support::http::{self, runtime, MANIFEST_ACCEPT};
+use support::load::{self, ms};
+use support::reliability::{mode, report, Mode};
+use support::signed::SignedEnv;
+use support::trustgate::{Trustgate, TrustgateOptions};
+
+/// Flood requests in flight at once.
+const CONCURRENCY: usize = 32;
+
+/// GETs every URL with `CONCURRENCY` in flight; returns (status counts by class, 5xx/transport
+/// errors as messages).
+fn flood(urls: Vec<String>) -> (usize, Vec<String>) {
+    runtime().block_on(async move {
+        let c = load::client(CONCURRENCY);
+        let results: Vec<Result<(u16, bytes::Bytes), String>> =
+            futures_util::stream::iter(urls.into_iter().map(|u| {
+                let c = c.clone();
+                async move { load::get(&c, &u, Some(MANIFEST_ACCEPT)).await }
+            }))
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        let mut refused = 0;
+        let mut bad = Vec::new();
+        for r in results {
+            match r {
+                Ok((s, body)) if (400..500).contains(&s) => {
+                    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                    if v["errors"][0]["message"].as_str().is_some() {
+                        refused += 1;
+                    } else {
+                        bad.push(format!("{s} without an OCI error"));
+                    }
+                }
+                Ok((s, body)) => bad.push(format!("{s}: {}", String::from_utf8_lossy(&body))),
+                Err(e) => bad.push(e),
+            }
+        }
+        (refused, bad)
+    })
+}
+
+fn metric(tg: &Trustgate, name: &str) -> f64 {
+    let text = http::get(&format!("{}/metrics", tg.admin_url()))
+        .expect("metrics")
+        .text();
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn nonexistent_names_under_enforce_cost_the_notary_one_request_each_and_the_registry_none() {
+    let (names, tags) = match mode() {
+        Mode::Short => (2_000, 1_000),
+        Mode::Long => (30_000, 10_000),
+    };
+    let env = SignedEnv::new("rel-flood");
+    let image = env.image("flood", 3);
+    env.push(&image, "demo/app", "v1");
+    env.init_trust("demo/app");
+    env.sign("demo/app", "v1", &image, &[]);
+
+    let notary = HttpFaultProxy::start(&env.notary.url(), Some(env.notary.ca_cert()));
+    let tg = Trustgate::start(
+        &env.dir("tg"),
+        TrustgateOptions {
+            upstreams: vec![env.upstream().with_notary_url(&notary.url(), None)],
+            // Long enough that the whole flood and its repeat fall inside it.
+            extra_toml: "[trust]\nnegative_ttl = \"600s\"\n".into(),
+            env: vec![("RUST_LOG".into(), "warn".into())],
+            ..Default::default()
+        },
+    );
+    let base = tg.url();
+
+    // Warm: the signed image once, then idle memory.
+    runtime()
+        .block_on(load::pull(&load::client(2), &base, "demo/app", "v1"))
+        .expect("warm pull");
+    std::thread::sleep(Duration::from_secs(2));
+    let idle = rss_kib(tg.pid()).expect("rss");
+
+    // A legitimate puller runs through the whole flood.
+    let stop = Arc::new(AtomicBool::new(false));
+    let puller = load::warm_puller(base.clone(), "demo/app".into(), "v1".into(), stop.clone());
+
+    let started = Instant::now();
+    let mut urls: Vec<String> = (0..names)
+        .map(|i| format!("{base}/v2/flood/n{i:06}/manifests/latest"))
+        .collect();
+    urls.extend((0..tags).map(|i| format!("{base}/v2/demo/app/manifests/nope{i:06}")));
+    let total = urls.len();
+    let (refused, bad) = flood(urls.clone());
+    assert!(
+        bad.is_empty(),
+        "{} bad answers, e.g. {:?}",
+        bad.len(),
+        &bad[..bad.len().min(5)]
+    );
+    assert_eq!(refused, total);
+    let first_round = started.elapsed();
+    let peak = rss_kib(tg.pid()).expect("rss");
+    let notary_first = notary.count("/flood/");
+
+    // The same flood again: answered from the negative cache.
+    let (refused2, bad2) = flood(urls);
+    assert!(bad2.is_empty(), "repeat: {:?}", &bad2[..bad2.len().min(5)]);
+    assert_eq!(refused2, total);
+    let notary_repeat = notary.count("/flood/") - notary_first;
+
+    // N identical concurrent misses: one Notary request.
+    let same: Vec<String> = (0..64)
+        .map(|_| format!("{base}/v2/flood/same/manifests/latest"))
+        .collect();
+    let (refused3, bad3) = flood(same);
+    assert!(bad3.is_empty(), "coalesced: {bad3:?}");
+    assert_eq!(refused3, 64);
+    let notary_same = notary.count("/flood/same/");
+
+    stop.store(true, Ordering::SeqCst);
+    let (mut lat, errs) = puller.join().expect("puller");
+    assert!(
+        errs.is_empty(),
+        "warm pulls failed during the flood: {errs:?}"
+    );
+    assert!(!lat.is_empty());
+
+    // Nothing about the flood reached the registry.
+    let reg_flood = env.reg.count_requests("GET", "/flood/")
+        + env.reg.count_requests("HEAD", "/flood/")
+        + env.reg.count_requests("GET", "/manifests/nope")
+        + env.reg.count_requests("HEAD", "/manifests/nope");
+    assert_eq!(reg_flood, 0, "the registry was asked about unsigned names");
+    // At most one Notary request per distinct name (root.json's 404 ends the lookup).
+    assert!(
+        notary_first <= names,
+        "{notary_first} Notary requests for {names} names"
+    );
+    assert_eq!(
+        notary_repeat, 0,
+        "the repeat flood reached the Notary server"
+    );
+    assert_eq!(notary_same, 1, "64 concurrent identical misses");
+    // Nonexistent tags of a signed repository are answered from its verified trust data.
+    let notary_app = notary.count("/demo/app/");
+    let hits = metric(&tg, "trustgate_negative_cache_hits_total");
+    assert!(hits >= names as f64, "negative cache hits {hits}");
+
+    // Memory back near idle: the flood leaves at most the negative cache (bounded at
+    // `negative_entries` = 10,000 entries of ~0.3 KiB: ~3 MiB) plus allocator slack. Bound:
+    // idle + 16 MiB, whatever the flood's length (without the bounds, 20,000 names cost +4 MiB
+    // for good on main, and each repeat would have reached the Notary server again).
+    std::thread::sleep(Duration::from_secs(3));
+    let after = rss_kib(tg.pid()).expect("rss");
+    assert!(
+        after <= idle + 16 * 1024,
+        "RSS {after} KiB after the flood, idle was {idle} KiB"
+    );
+
+    let p50 = quantile(&mut lat, 0.5);
+    let p99 = quantile(&mut lat, 0.99);
+    report(
+        "flood",
+        "nonexistent repositories and tags under enforce",
+        &format!(
+            "{names} unknown repos + {tags} unknown tags of a signed repo, {CONCURRENCY} in flight, twice, + 64 identical at once: all {total}×2+64 refused with an OCI error (0 5xx, 0 socket errors), first round {:.1} s; registry asked 0 times; Notary asked {notary_first} times for {names} names, 0 on the repeat, 1 for the 64 identical, {notary_app} for the signed repo; negative-cache hits {hits}; RSS idle {} MiB, peak {} MiB, after {} MiB; concurrent warm pull (manifest + 4 blobs) ×{}: p50 {}, p99 {}, 0 errors",
+            first_round.as_secs_f64(),
+            idle / 1024,
+            peak / 1024,
+            after / 1024,
+            lat.len(),
+            ms(p50),
+            ms(p99)
+        ),
+    );
+}
