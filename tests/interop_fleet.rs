@@ -111,6 +111,8 @@ fn three_replicas_thirty_cold_pulls_one_upstream_fetch_per_blob() {
     layout.push(&skopeo, &reg.host(), "demo/app", "v1", None);
     let blobs = layout.blob_digests();
     let before: Vec<usize> = blobs.iter().map(|d| reg.blob_gets(d)).collect();
+    let manifest_path = format!("/manifests/{}", layout.digest);
+    let manifest_before = reg.count_requests("GET", &manifest_path);
 
     let s3 = S3Server::start_moto(&t.path().join("s3"), BUCKET);
     let shared = s3.shared_toml(BUCKET, "fleet", 10, 30);
@@ -170,6 +172,14 @@ fn three_replicas_thirty_cold_pulls_one_upstream_fetch_per_blob() {
             reg.access_log()
         );
     }
+    // The manifest, asked by digest on every replica (and resolved from the tag to that digest
+    // by skopeo's pulls), is fetched once by the fleet too: one lease per digest.
+    assert_eq!(
+        reg.count_requests("GET", &manifest_path) - manifest_before,
+        1,
+        "the fleet must fetch the manifest by digest from the upstream exactly once\n{}",
+        reg.access_log()
+    );
     // Every blob and the manifest are in the bucket, intact; no lease is left behind.
     assert!(proc::wait_until(Duration::from_secs(10), || {
         s3.assert_content_intact(BUCKET, "fleet") > blobs.len()

@@ -26,6 +26,7 @@ use crate::decision::{Reason, Verdict};
 use crate::media;
 use crate::metrics::{metrics, ContentKind, UpstreamErrorKind, UpstreamKind};
 use crate::reference::{Digest, ManifestRef, Tag};
+use crate::store::Turn;
 use crate::upstream::UpstreamError;
 
 const SCHEMA1_PREFIX: &str = "application/vnd.docker.distribution.manifest.v1";
@@ -363,8 +364,23 @@ impl Proxy {
                 missing: Missing::Manifest(*digest),
             });
         }
+        // Fleet single flight (`[storage.shared]`): one replica holds the digest's lease around
+        // the fetch, the check and the store; the others wait for the object in the bucket and
+        // read it from there (hashed again on the way into their local tier), or take the lease
+        // over once it expired (holder killed). A manifest by tag has no digest to lease: only
+        // the by-digest fetch below (which every tag resolution ends in) is coalesced fleet-wide.
+        let _lease = match self.content.fetch_turn(digest).await {
+            Turn::Stored => match self.held_manifest(digest).await {
+                Some(m) => return check_signed_length(m, signed_length, &t.gun, tag, digest),
+                // Gone again (evicted) or unreadable: fetch it here.
+                None => None,
+            },
+            Turn::Mine(lease) => Some(lease),
+            Turn::Alone => None,
+        };
         let m = self.fetch_manifest(t, digest).await?;
         let m = check_signed_length(m, signed_length, &t.gun, tag, digest)?;
+        // Stored (create-only, checked bytes only) before the lease is released.
         self.keep_manifest(*digest, &m).await;
         Ok(m)
     }

@@ -13,6 +13,8 @@
 //!     else from the upstream by one replica of the fleet (a lease per digest), teeing the
 //!     bytes into the bucket as they are hashed ([`SharedStore::fill_source`]);
 //!   - [`Content::put`] (verified manifests) writes both tiers;
+//!   - [`Content::fetch_turn`] gives a manifest fetched by digest the fleet's single flight: the
+//!     same lease per digest as a blob fill, held around the caller's fetch, check and `put`;
 //!   - [`Content::shared_meta`] / [`Content::shared_range`] answer a HEAD or a `Range` request
 //!     from the bucket without filling the local tier.
 //!
@@ -25,7 +27,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::Stream;
 
-use super::shared::{SharedMeta, SharedStore, SharedStream};
+use super::shared::{SharedMeta, SharedStore, SharedStream, Turn};
 use super::{Fill, Store, StoreError, StoredObject};
 use crate::body::BoxError;
 use crate::metrics::metrics;
@@ -122,6 +124,17 @@ impl Content {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// Whether this replica fetches the missing small object `digest` from the upstream (then
+    /// checks it, [`Content::put`]s it and drops the lease), or another replica of the fleet did
+    /// and it is in the shared tier now. Without a shared tier it is always this replica's turn,
+    /// with no lease.
+    pub async fn fetch_turn(&self, digest: &Digest) -> Turn {
+        match self {
+            Self::Disk(_) => Turn::Alone,
+            Self::Tiered { shared, .. } => shared.fetch_turn(digest).await,
         }
     }
 

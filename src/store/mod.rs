@@ -65,7 +65,7 @@ pub use content::Content;
 pub use error::{FillError, StoreError};
 pub use fill::Fill;
 pub use fs::StoredObject;
-pub use shared::{SharedError, SharedStore, SharedStoreConfig};
+pub use shared::{SharedError, SharedStore, SharedStoreConfig, Turn};
 pub use space::{Limits, Unstored};
 
 use crate::reference::Digest;

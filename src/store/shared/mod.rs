@@ -42,6 +42,7 @@ use object_store::{
 };
 
 pub use config::SharedStoreConfig;
+pub use source::Turn;
 
 use crate::metrics::metrics;
 use crate::range::ByteRange;

@@ -27,6 +27,17 @@ const WAIT_POLL: Duration = Duration::from_millis(250);
 /// Attempts at claiming a lease whose state keeps changing under us before going upstream.
 const CLAIM_ATTEMPTS: usize = 8;
 
+/// The outcome of [`SharedStore::fetch_turn`].
+#[derive(Debug)]
+pub enum Turn {
+    /// The object is in the bucket now: read it from there.
+    Stored,
+    /// This replica holds the lease: fetch, verify and store the object, then drop the handle.
+    Mine(LeaseHandle),
+    /// No lease (the store is down or slow, or the lease kept changing hands): fetch without one.
+    Alone,
+}
+
 pub(super) enum Claim {
     Mine(LeaseHandle),
     Theirs {
@@ -116,6 +127,44 @@ impl SharedStore {
         let (len, body) = start().await.map_err(Into::into)?;
         let body = body.map_err(Into::into);
         Ok((len, Box::pin(body)))
+    }
+
+    /// Whose turn it is to fetch the small object `digest` (a manifest by digest) from the
+    /// upstream, for callers that fetch, verify and [`SharedStore::put_verified`] it themselves
+    /// rather than stream it through [`SharedStore::fill_source`]. Same lease, same waiting and
+    /// takeover as a blob fill; the waiters do not stream from the holder (a manifest is small:
+    /// they read it from the bucket once it is there).
+    pub async fn fetch_turn(self: &Arc<Self>, digest: &Digest) -> Turn {
+        let mut first_look = true;
+        for _ in 0..=CLAIM_ATTEMPTS {
+            match self.head(digest).await {
+                // Counted as a hit by the read from the bucket that follows.
+                Ok(Some(_)) => return Turn::Stored,
+                Ok(None) if first_look => metrics().shared_miss(),
+                Ok(None) => {}
+                Err(_) => return Turn::Alone,
+            }
+            first_look = false;
+            match self.claim(digest).await {
+                Ok(Claim::Mine(lease)) => {
+                    // Completed and released between our look and our claim?
+                    if matches!(self.head(digest).await, Ok(Some(_))) {
+                        return Turn::Stored;
+                    }
+                    return Turn::Mine(lease);
+                }
+                Ok(Claim::Theirs { holder, .. }) => {
+                    metrics().shared_lease_wait();
+                    tracing::debug!(%digest, %holder, "shared store: another replica is fetching this manifest; waiting for it");
+                    if self.wait_for(digest).await.is_err() {
+                        return Turn::Alone;
+                    }
+                }
+                Err(_) => return Turn::Alone,
+            }
+        }
+        tracing::warn!(%digest, "shared store: no replica completed this object; fetching it upstream without a lease");
+        Turn::Alone
     }
 
     /// The bucket's bytes of `digest`, hashed on the way: an object that does not hash to its

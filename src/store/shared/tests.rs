@@ -196,6 +196,97 @@ async fn an_expired_lease_is_taken_over_and_a_live_one_waited_for() {
     assert_eq!(wait_for_object(&mem, &d).await, data);
 }
 
+/// A manifest fetch by digest as the proxy makes it under [`Content::fetch_turn`]: the lease
+/// holder fetches (counted), stores the checked bytes with [`Content::put`] and releases the
+/// lease; the others read what it stored.
+async fn manifest_by_digest(
+    c: Content,
+    d: Digest,
+    bytes: Bytes,
+    count: Arc<AtomicUsize>,
+) -> Vec<u8> {
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    let lease = match c.fetch_turn(&d).await {
+        crate::store::Turn::Stored => {
+            let obj = c.get(&d).await.expect("stored by the holder");
+            let mut out = Vec::new();
+            let mut s = Box::pin(obj.stream(None));
+            while let Some(chunk) = s.next().await {
+                out.extend_from_slice(&chunk.unwrap());
+            }
+            return out;
+        }
+        crate::store::Turn::Mine(lease) => Some(lease),
+        crate::store::Turn::Alone => None,
+    };
+    count.fetch_add(1, Ordering::SeqCst);
+    // A slow upstream: the others must be waiting meanwhile, not fetching.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.put(&d, &bytes, Some(bytes.len() as u64), Some(mt))
+        .await
+        .unwrap();
+    drop(lease);
+    bytes.to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_by_digest_is_fetched_once_by_the_fleet() {
+    let mem = Arc::new(InMemory::new());
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(replica(&mem, Duration::from_secs(30)).await);
+    }
+    let bytes = Bytes::from_static(br#"{"schemaVersion":2,"layers":[]}"#);
+    let d = Digest::of(&bytes);
+    let count = Arc::new(AtomicUsize::new(0));
+    let mut pulls = Vec::new();
+    for i in 0..12 {
+        let c = replicas[i % 3].1.clone();
+        let (bytes, count) = (bytes.clone(), count.clone());
+        pulls.push(tokio::spawn(manifest_by_digest(c, d, bytes, count)));
+    }
+    for p in pulls {
+        assert_eq!(
+            p.await.unwrap(),
+            bytes.to_vec(),
+            "every answer byte-identical"
+        );
+    }
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        1,
+        "one upstream fetch for the fleet"
+    );
+    assert_eq!(wait_for_object(&mem, &d).await, bytes);
+}
+
+#[tokio::test]
+async fn a_dead_holders_manifest_lease_is_taken_over_after_expiry() {
+    let mem = Arc::new(InMemory::new());
+    let (_dir, a) = replica(&mem, Duration::from_secs(30)).await;
+    let bytes = Bytes::from_static(br#"{"schemaVersion":2,"config":{}}"#);
+    let d = Digest::of(&bytes);
+    // A replica killed mid-fetch: its lease is live for a moment more, then expires, and
+    // nothing was stored.
+    let lease = ObjPath::from(format!("fleet/leases/sha256/{}", d.hex()));
+    let dead = LeaseRecord::new("dead-replica", now_ms(), 600);
+    mem.put(&lease, dead.encode().into()).await.unwrap();
+    let waits = metric("trustgate_shared_lease_waits_total");
+    let count = Arc::new(AtomicUsize::new(0));
+    let got = manifest_by_digest(a, d, bytes.clone(), count.clone()).await;
+    assert_eq!(got, bytes.to_vec());
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        1,
+        "fetched once, after the takeover"
+    );
+    assert!(
+        metric("trustgate_shared_lease_waits_total") > waits,
+        "it waited first"
+    );
+    assert_eq!(wait_for_object(&mem, &d).await, bytes);
+}
+
 #[tokio::test]
 async fn records_are_create_only_and_compare_and_swap() {
     let mem = Arc::new(InMemory::new());
