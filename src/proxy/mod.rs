@@ -23,6 +23,7 @@ pub mod audit;
 mod blobs;
 mod closure;
 pub mod error;
+pub mod fleet_tags;
 mod inspect;
 mod manifests;
 mod negative;
@@ -245,6 +246,11 @@ impl Proxy {
             Some(shared) => trust.with_fleet(crate::enforce::FleetTrust::new(shared.clone())),
             None => trust,
         };
+        let tag_history = tag_history::TagHistory::new(&config.storage.path);
+        let tag_history = match content.shared() {
+            Some(shared) => tag_history.with_fleet(shared.clone()),
+            None => tag_history,
+        };
         let manifests = moka::sync::Cache::builder()
             .max_capacity(config.trust.manifest_cache_bytes)
             .weigher(|_k: &Digest, v: &Arc<CheckedManifest>| {
@@ -268,7 +274,7 @@ impl Proxy {
             signed_tag_cache: moka::sync::Cache::new(signed_digests::VERDICT_ENTRIES),
             refresh: time::Duration::try_from(config.trust.refresh())
                 .unwrap_or(time::Duration::MAX),
-            tag_history: tag_history::TagHistory::new(&config.storage.path),
+            tag_history,
             signed_roots: moka::sync::Cache::new(signed_digests::VERDICT_ENTRIES),
             stale: moka::sync::Cache::new(STALE_ENTRIES),
             no_trust_data: negative::NegativeCache::new(

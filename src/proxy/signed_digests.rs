@@ -321,7 +321,8 @@ impl Proxy {
         let verdict = self.verified_digest(t, &digest, Some(tag.as_str())).await?;
         match self
             .tag_history
-            .observe(up.name(), t.repository(), tag.as_str(), digest)
+            .observe_shared(up.name(), t.repository(), tag.as_str(), digest)
+            .await
         {
             super::tag_history::Movement::Back { from } => {
                 crate::metrics::metrics().signed_tag_moved_back(up.name());

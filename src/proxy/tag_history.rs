@@ -7,6 +7,10 @@
 //! a tag that moves back to a digest it resolved to earlier is logged and counted
 //! (`trustgate_signed_tag_moved_back_total`). The last digest is also what an offline mirror
 //! serves the tag as.
+//!
+//! With `[storage.shared]` the history is also a fleet record ([`super::fleet_tags`]): a replica
+//! decides against the fleet's history merged with its own, so a move back that follows another
+//! replica's newer digest is seen too. When the store is down it decides from its own file alone.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -36,6 +40,25 @@ pub enum Movement {
 pub struct TagHistory {
     dir: PathBuf,
     memory: moka::sync::Cache<String, std::sync::Arc<Mutex<Vec<Digest>>>>,
+    fleet: Option<super::fleet_tags::FleetTagHistory>,
+}
+
+/// Adds `digest` to a tag's history (most recent last, bounded) and says how the tag moved.
+/// Pure, so the local file and the fleet record follow the same rule; `Same` changes nothing.
+pub fn advance(h: &mut Vec<Digest>, digest: Digest) -> Movement {
+    let movement = match h.last().copied() {
+        None => Movement::First,
+        Some(last) if last == digest => return Movement::Same,
+        Some(last) if h.contains(&digest) => Movement::Back { from: last },
+        Some(last) => Movement::Forward { from: last },
+    };
+    h.retain(|d| *d != digest);
+    h.push(digest);
+    if h.len() > MAX_HISTORY {
+        let extra = h.len() - MAX_HISTORY;
+        h.drain(..extra);
+    }
+    movement
 }
 
 impl TagHistory {
@@ -43,7 +66,14 @@ impl TagHistory {
         Self {
             dir: storage_path.join("signed-tags"),
             memory: moka::sync::Cache::new(MEMORY_ENTRIES),
+            fleet: None,
         }
+    }
+
+    /// Shares the history with the fleet through the shared store's records.
+    pub fn with_fleet(mut self, shared: std::sync::Arc<crate::store::SharedStore>) -> Self {
+        self.fleet = Some(super::fleet_tags::FleetTagHistory::new(shared));
+        self
     }
 
     fn key(upstream: &str, repository: &str, tag: &str) -> String {
@@ -80,32 +110,63 @@ impl TagHistory {
         let key = Self::key(upstream, repository, tag);
         let entry = self.entry(&key);
         let mut h = entry.lock();
-        let movement = match h.last().copied() {
-            None => Movement::First,
-            Some(last) if last == digest => return Movement::Same,
-            Some(last) if h.contains(&digest) => Movement::Back { from: last },
-            Some(last) => Movement::Forward { from: last },
-        };
-        h.retain(|d| *d != digest);
-        h.push(digest);
-        if h.len() > MAX_HISTORY {
-            let extra = h.len() - MAX_HISTORY;
-            h.drain(..extra);
+        let movement = advance(&mut h, digest);
+        if movement == Movement::Same {
+            return movement;
         }
         let text: String = h.iter().map(|d| format!("{d}\n")).collect();
         drop(h);
+        self.write(&key, &text);
+        movement
+    }
+
+    /// [`TagHistory::observe`] against the fleet's record when the history is shared; when the
+    /// shared store cannot be used, against this replica's own history (and the log says so).
+    pub async fn observe_shared(
+        &self,
+        upstream: &str,
+        repository: &str,
+        tag: &str,
+        digest: Digest,
+    ) -> Movement {
+        let Some(fleet) = &self.fleet else {
+            return self.observe(upstream, repository, tag, digest);
+        };
+        let key = Self::key(upstream, repository, tag);
+        let local = self.entry(&key).lock().clone();
+        match fleet.observe(&key, &local, digest).await {
+            Ok((movement, history)) => {
+                if movement != Movement::Same || local != history {
+                    self.replace(&key, history);
+                }
+                movement
+            }
+            Err(e) => {
+                tracing::warn!(tag = %key, error = %e, "fleet tag history unavailable; deciding from this replica's history alone");
+                self.observe(upstream, repository, tag, digest)
+            }
+        }
+    }
+
+    /// Takes `history` (the fleet's) as this replica's own, in memory and on disk.
+    fn replace(&self, key: &str, history: Vec<Digest>) {
+        let text: String = history.iter().map(|d| format!("{d}\n")).collect();
+        *self.entry(key).lock() = history;
+        self.write(key, &text);
+    }
+
+    fn write(&self, key: &str, text: &str) {
         let write = || -> std::io::Result<()> {
             std::fs::create_dir_all(&self.dir)?;
             let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
             tmp.write_all(text.as_bytes())?;
             tmp.as_file().sync_all()?;
-            tmp.persist(self.path(&key)).map_err(|e| e.error)?;
+            tmp.persist(self.path(key)).map_err(|e| e.error)?;
             Ok(())
         };
         if let Err(e) = write() {
             tracing::warn!(tag = %key, error = %e, "could not record the signed tag's digest");
         }
-        movement
     }
 }
 

@@ -3,6 +3,12 @@
 //! persisted, re-verifiable trust data, or for cosign from `tag_history.rs`.) It also holds the
 //! digests of signature tags and referrers lists read by cosign discovery, so an offline mirror
 //! finds the stored signatures of a digest.
+//!
+//! It stays per replica with `[storage.shared]` (issue 14): it is a cache of what the upstream
+//! said, not trust state. No decision to serve or refuse reads it while the upstream answers;
+//! unenforced tags carry no trust claim to protect, and signature/referrer digests found here
+//! are verified again before anything is served. A replica whose map is older than another's
+//! serves an older but still verified answer only while offline, as a lone trustgate would.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

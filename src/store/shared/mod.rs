@@ -191,6 +191,12 @@ impl SharedStore {
         &self.holder
     }
 
+    /// Marks the store down, as a failed request does (tests of the fail-soft paths).
+    #[cfg(test)]
+    pub(crate) fn mark_down_for_tests(&self, reason: &str) {
+        self.health.down(reason);
+    }
+
     /// Why the store is not in use right now, for `/readyz`'s detail.
     pub fn problem(&self) -> Option<String> {
         self.health.problem()
