@@ -128,12 +128,8 @@ mod tests {
         (dir, h, shared)
     }
 
-    #[tokio::test]
-    async fn a_move_back_after_another_replicas_newer_digest_is_seen() {
-        let mem = Arc::new(InMemory::new());
-        let (_da, a, _) = replica(&mem);
-        let (_db, b, _) = replica(&mem);
-        let (d1, d2) = (Digest::of(b"d1"), Digest::of(b"d2"));
+    /// `a` serves the tag as `d1`, then as `d2`.
+    async fn serve_d1_then_d2(a: &TagHistory, d1: Digest, d2: Digest) {
         assert_eq!(
             a.observe_shared("r.io", "app", "v1", d1).await,
             Movement::First
@@ -142,6 +138,15 @@ mod tests {
             a.observe_shared("r.io", "app", "v1", d2).await,
             Movement::Forward { from: d1 }
         );
+    }
+
+    #[tokio::test]
+    async fn a_move_back_after_another_replicas_newer_digest_is_seen() {
+        let mem = Arc::new(InMemory::new());
+        let (_da, a, _) = replica(&mem);
+        let (_db, b, _) = replica(&mem);
+        let (d1, d2) = (Digest::of(b"d1"), Digest::of(b"d2"));
+        serve_d1_then_d2(&a, d1, d2).await;
         // B never served the tag itself: the fleet record tells it D1 is older than D2.
         assert_eq!(
             b.observe_shared("r.io", "app", "v1", d1).await,
@@ -179,14 +184,7 @@ mod tests {
         let (_da, a, shared) = replica(&mem);
         let (d1, d2) = (Digest::of(b"d1"), Digest::of(b"d2"));
         shared.mark_down_for_tests("test: store unreachable");
-        assert_eq!(
-            a.observe_shared("r.io", "app", "v1", d1).await,
-            Movement::First
-        );
-        assert_eq!(
-            a.observe_shared("r.io", "app", "v1", d2).await,
-            Movement::Forward { from: d1 }
-        );
+        serve_d1_then_d2(&a, d1, d2).await;
         assert_eq!(
             a.observe_shared("r.io", "app", "v1", d1).await,
             Movement::Back { from: d2 }
