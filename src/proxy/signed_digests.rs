@@ -281,6 +281,9 @@ impl Proxy {
             .signed_tag_cache
             .get(&key)
             .filter(|(_, at)| now - *at < self.refresh);
+        // A fresh entry keeps the time it was resolved at: stamping it again on every hit would
+        // keep a tag pulled more often than `refresh` from ever being asked of the upstream.
+        let resolved_at = fresh.as_ref().map_or(now, |(_, at)| *at);
         let digest = match fresh {
             Some((d, _)) => d,
             None if up.offline => self
@@ -334,7 +337,7 @@ impl Proxy {
             }
             _ => {}
         }
-        self.signed_tag_cache.insert(key, (digest, now));
+        self.signed_tag_cache.insert(key, (digest, resolved_at));
         Ok(SignedTag {
             digest,
             length: None,
