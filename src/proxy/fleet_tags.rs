@@ -105,20 +105,12 @@ mod tests {
     use std::time::Duration;
 
     use object_store::memory::InMemory;
-    use object_store::ObjectStore;
 
     use super::super::tag_history::TagHistory;
     use super::*;
 
     fn shared_over(mem: &Arc<InMemory>) -> Arc<SharedStore> {
-        Arc::new(SharedStore::with_store(
-            mem.clone() as Arc<dyn ObjectStore>,
-            "fleet",
-            "memory://test",
-            Duration::from_secs(5),
-            Duration::from_secs(30),
-            Duration::from_secs(60),
-        ))
+        SharedStore::in_memory_for_tests(mem, Duration::from_secs(30), Duration::from_secs(60))
     }
 
     fn replica(mem: &Arc<InMemory>) -> (tempfile::TempDir, TagHistory, Arc<SharedStore>) {

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use object_store::memory::InMemory;
-use object_store::ObjectStore;
 use time::macros::datetime;
 
 use super::*;
@@ -15,14 +14,11 @@ use crate::trust::{TrustErrorKind, VerifyOptions};
 const GUN: &str = "registry.test/team/app";
 
 fn fleet_over(mem: &Arc<InMemory>) -> FleetTrust {
-    FleetTrust::new(Arc::new(SharedStore::with_store(
-        mem.clone() as Arc<dyn ObjectStore>,
-        "fleet",
-        "memory://test",
-        Duration::from_secs(5),
+    FleetTrust::new(SharedStore::in_memory_for_tests(
+        mem,
         Duration::from_secs(30),
         Duration::from_secs(1),
-    )))
+    ))
 }
 
 /// A verification against `repo`'s files, as `trust::update` runs it against a Notary server.

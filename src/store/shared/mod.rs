@@ -151,6 +151,24 @@ impl SharedStore {
         )))
     }
 
+    /// The tests' fleet store: over one in-memory bucket shared by their "replicas", prefix
+    /// `fleet`, a 5 s timeout, and the lease lifetime and retry pause the test needs.
+    #[cfg(test)]
+    pub fn in_memory_for_tests(
+        mem: &Arc<object_store::memory::InMemory>,
+        lease_ttl: Duration,
+        retry_after: Duration,
+    ) -> Arc<Self> {
+        Arc::new(Self::with_store(
+            mem.clone() as Arc<dyn ObjectStore>,
+            "fleet",
+            "memory://test",
+            Duration::from_secs(5),
+            lease_ttl,
+            retry_after,
+        ))
+    }
+
     /// Over any object store (tests use `object_store::memory::InMemory`).
     pub fn with_store(
         store: Arc<dyn ObjectStore>,

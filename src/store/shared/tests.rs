@@ -17,14 +17,7 @@ use super::*;
 use crate::store::{Content, Store};
 
 fn shared_over(mem: &Arc<InMemory>, ttl: Duration) -> Arc<SharedStore> {
-    Arc::new(SharedStore::with_store(
-        mem.clone() as Arc<dyn ObjectStore>,
-        "fleet",
-        "memory://test",
-        Duration::from_secs(5),
-        ttl,
-        Duration::from_secs(1),
-    ))
+    SharedStore::in_memory_for_tests(mem, ttl, Duration::from_secs(1))
 }
 
 async fn replica(mem: &Arc<InMemory>, ttl: Duration) -> (tempfile::TempDir, Content) {
