@@ -187,6 +187,148 @@ mod tests {
         assert!(up.read_record(&key).await.unwrap().is_none());
     }
 
+    /// A bucket where another replica writes the tag's record between this replica's read and
+    /// its conditional write, once: the write is lost, whatever its mode.
+    #[derive(Debug)]
+    struct Meddling {
+        inner: Arc<InMemory>,
+        /// The other replica's record, written just before the next conditional put.
+        pending: parking_lot::Mutex<Option<Vec<u8>>>,
+    }
+
+    impl std::fmt::Display for Meddling {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Meddling({})", self.inner)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl object_store::ObjectStore for Meddling {
+        async fn put_opts(
+            &self,
+            location: &object_store::path::Path,
+            payload: object_store::PutPayload,
+            opts: object_store::PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            let other = self.pending.lock().take();
+            if let (Some(other), false) = (other, opts.mode == object_store::PutMode::Overwrite) {
+                object_store::ObjectStoreExt::put(&*self.inner, location, other.into()).await?;
+            }
+            self.inner.put_opts(location, payload, opts).await
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &object_store::path::Path,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(
+            &self,
+            location: &object_store::path::Path,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+        fn delete_stream(
+            &self,
+            locations: futures_util::stream::BoxStream<
+                'static,
+                object_store::Result<object_store::path::Path>,
+            >,
+        ) -> futures_util::stream::BoxStream<'static, object_store::Result<object_store::path::Path>>
+        {
+            self.inner.delete_stream(locations)
+        }
+        fn list(
+            &self,
+            prefix: Option<&object_store::path::Path>,
+        ) -> futures_util::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+        {
+            self.inner.list(prefix)
+        }
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&object_store::path::Path>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(
+            &self,
+            from: &object_store::path::Path,
+            to: &object_store::path::Path,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    fn record(digests: &[Digest]) -> Vec<u8> {
+        serde_json::to_vec(&TagRecord {
+            tag: "r.io/app:v1".into(),
+            digests: digests.iter().map(ToString::to_string).collect(),
+        })
+        .unwrap()
+    }
+
+    /// This replica's fleet history over a bucket where another replica will write `other` as
+    /// the tag's record just before this replica's next write.
+    fn meddled(mem: &Arc<InMemory>, other: Vec<u8>) -> FleetTagHistory {
+        let store = Arc::new(Meddling {
+            inner: mem.clone(),
+            pending: parking_lot::Mutex::new(Some(other)),
+        });
+        FleetTagHistory::new(Arc::new(SharedStore::with_store(
+            store,
+            "fleet",
+            "memory://meddling",
+            Duration::from_secs(5),
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+        )))
+    }
+
+    async fn fleet_record(mem: &Arc<InMemory>) -> Vec<String> {
+        let shared = shared_over(mem);
+        let key = shared_record_key(&shared, "signed-tags", "r.io/app:v1");
+        let r = shared.read_record(&key).await.unwrap().expect("a record");
+        serde_json::from_slice::<TagRecord>(&r.bytes)
+            .unwrap()
+            .digests
+    }
+
+    #[tokio::test]
+    async fn a_lost_swap_reads_the_other_replicas_move_and_decides_again() {
+        let mem = Arc::new(InMemory::new());
+        let (d1, d2, d3) = (Digest::of(b"d1"), Digest::of(b"d2"), Digest::of(b"d3"));
+        let (_da, a, _) = replica(&mem);
+        a.observe_shared("r.io", "app", "v1", d1).await;
+        // Between this replica's read ([d1]) and its swap, another replica moves the tag to d3.
+        let b = meddled(&mem, record(&[d1, d3]));
+        let (movement, history) = b.observe("r.io/app:v1", &[], d2).await.unwrap();
+        // Decided again on the second read: d2 comes after d3, and d3 is not lost.
+        assert_eq!(movement, Movement::Forward { from: d3 });
+        assert_eq!(history, vec![d1, d3, d2]);
+        let want: Vec<String> = history.iter().map(ToString::to_string).collect();
+        assert_eq!(fleet_record(&mem).await, want);
+    }
+
+    #[tokio::test]
+    async fn a_lost_create_reads_the_record_another_replica_made() {
+        let mem = Arc::new(InMemory::new());
+        let (d0, d1) = (Digest::of(b"d0"), Digest::of(b"d1"));
+        // Nobody recorded the tag when this replica read; another one creates it before the
+        // create-only write.
+        let b = meddled(&mem, record(&[d0]));
+        let (movement, history) = b.observe("r.io/app:v1", &[], d1).await.unwrap();
+        assert_eq!(movement, Movement::Forward { from: d0 });
+        assert_eq!(history, vec![d0, d1]);
+        assert_eq!(
+            fleet_record(&mem).await,
+            vec![d0.to_string(), d1.to_string()]
+        );
+    }
+
     #[test]
     fn digests_only_this_replica_saw_count_as_older_than_the_fleets() {
         let (x, y, z) = (Digest::of(b"x"), Digest::of(b"y"), Digest::of(b"z"));
