@@ -213,11 +213,10 @@ impl Proxy {
         tag: &Tag,
         headers: &HeaderMap,
     ) -> Result<Served, PullError> {
-        let up = t.upstream;
-        if up.offline {
+        if t.upstream.offline {
             return self.remembered_tag(t, tag, None).await;
         }
-        let key = format!("{}/{}:{}", up.name(), t.repository(), tag.as_str());
+        let key = format!("{}/{}:{}", t.upstream.name(), t.repository(), tag.as_str());
         let _turn = match self.registry_misses.turn(&key).await {
             Lookup::Remembered(miss) => {
                 return Err(PullError::upstream(miss.to_error(), Fetching::Manifest))
@@ -237,9 +236,9 @@ impl Proxy {
         result
     }
 
-    /// Unenforced resolution of a tag by the upstream. Registries that announce no digest on
-    /// HEAD, and schema 1 manifests (whose digest is not over their bytes), fall back to a GET by
-    /// tag whose bytes are kept exactly as they came.
+    /// Unenforced resolution of a tag by the (online) upstream. Registries that announce no
+    /// digest on HEAD, and schema 1 manifests (whose digest is not over their bytes), fall back
+    /// to a GET by tag whose bytes are kept exactly as they came.
     async fn upstream_manifest_by_tag(
         &self,
         t: &Target<'_>,
@@ -249,9 +248,6 @@ impl Proxy {
         let up = t.upstream;
         let accept = media::accepted_types(headers);
         let repo = t.repository();
-        if up.offline {
-            return self.remembered_tag(t, tag, None).await;
-        }
         // An upstream that answers HEAD with an error has its say through the GET below, whose
         // body carries its error code and message.
         let head = match up
