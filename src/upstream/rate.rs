@@ -12,8 +12,6 @@
 
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 /// A configured floor: `bytes_per_sec` averaged over each `window`. `bytes_per_sec == 0` is off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MinRate {
@@ -59,38 +57,40 @@ pub struct TooSlow {
     pub window: Duration,
 }
 
-/// The floor applied to one body: bytes counted in the current window, and its end.
+/// The floor applied to one body: the time spent waiting for it in the current window, and the
+/// bytes that came meanwhile.
+///
+/// Only time spent *waiting on the upstream* counts: while the reader is busy elsewhere (a
+/// client taking its time over bytes streamed through unstored), the upstream is not to blame.
 #[derive(Debug, Clone)]
 pub struct RateFloor {
     rate: MinRate,
-    window_end: Instant,
+    waited: Duration,
     in_window: u64,
 }
 
 impl RateFloor {
-    /// A floor starting at `start` (when the headers arrived), or `None` when `rate` is off.
-    pub fn start(rate: MinRate, start: Instant) -> Option<RateFloor> {
-        (!rate.is_off()).then(|| RateFloor {
+    /// A floor for one body, or `None` when `rate` is off.
+    pub fn start(rate: MinRate) -> Option<RateFloor> {
+        (!rate.is_off()).then_some(RateFloor {
             rate,
-            window_end: start + rate.window,
+            waited: Duration::ZERO,
             in_window: 0,
         })
     }
 
-    /// When the current window ends: the body must be checked then even if no chunk arrives.
-    pub fn window_end(&self) -> Instant {
-        self.window_end
+    /// How much longer the reader may wait before the current window must be judged.
+    pub fn remaining(&self) -> Duration {
+        self.rate.window.saturating_sub(self.waited)
     }
 
-    /// `n` body bytes arrived.
-    pub fn record(&mut self, n: u64) {
-        self.in_window = self.in_window.saturating_add(n);
-    }
-
-    /// Check at `now`: nothing to say before the window ends; at its end, the next window
-    /// starts when it brought enough bytes, and the body is too slow otherwise.
-    pub fn check(&mut self, now: Instant) -> Result<(), TooSlow> {
-        if now < self.window_end {
+    /// A wait of `waited` brought `bytes` (0 when it timed out). Once the window's waiting time
+    /// is full it is judged: the next window starts when it brought enough bytes, the body is
+    /// too slow otherwise.
+    pub fn waited(&mut self, waited: Duration, bytes: u64) -> Result<(), TooSlow> {
+        self.waited = self.waited.saturating_add(waited);
+        self.in_window = self.in_window.saturating_add(bytes);
+        if self.waited < self.rate.window {
             return Ok(());
         }
         if self.in_window < self.rate.per_window() {
@@ -99,10 +99,8 @@ impl RateFloor {
                 window: self.rate.window,
             });
         }
+        self.waited = Duration::ZERO;
         self.in_window = 0;
-        // The next window starts now, not at the old end: a check that ran late (a chunk that
-        // arrived after the end) gives the next window its full length.
-        self.window_end = now + self.rate.window;
         Ok(())
     }
 }
@@ -118,81 +116,74 @@ mod tests {
         }
     }
 
+    const SEC: Duration = Duration::from_secs(1);
+
     #[test]
     fn off_when_rate_or_window_is_zero() {
-        let t = Instant::now();
-        assert!(RateFloor::start(rate(0, 60), t).is_none());
-        assert!(RateFloor::start(rate(1024, 0), t).is_none());
-        assert!(RateFloor::start(MinRate::OFF, t).is_none());
-        assert!(RateFloor::start(MinRate::DEFAULT, t).is_some());
+        assert!(RateFloor::start(rate(0, 60)).is_none());
+        assert!(RateFloor::start(rate(1024, 0)).is_none());
+        assert!(RateFloor::start(MinRate::OFF).is_none());
+        assert!(RateFloor::start(MinRate::DEFAULT).is_some());
     }
 
     #[test]
     fn a_trickle_is_cut_at_the_end_of_its_first_window() {
-        let t = Instant::now();
-        let mut f = RateFloor::start(rate(1024, 60), t).unwrap();
-        assert_eq!(f.window_end(), t + Duration::from_secs(60));
+        let mut f = RateFloor::start(rate(1024, 60)).unwrap();
+        assert_eq!(f.remaining(), 60 * SEC);
         // One byte a second: never silent, always below the floor.
         for s in 1..60 {
-            f.record(1);
-            assert_eq!(f.check(t + Duration::from_secs(s)), Ok(()), "{s} s");
+            assert_eq!(f.waited(SEC, 1), Ok(()), "{s} s");
+            assert_eq!(f.remaining(), (60 - s) * SEC);
         }
         assert_eq!(
-            f.check(t + Duration::from_secs(60)),
+            f.waited(SEC, 1),
             Err(TooSlow {
-                received: 59,
-                window: Duration::from_secs(60)
+                received: 60,
+                window: 60 * SEC
             })
         );
     }
 
     #[test]
     fn a_slow_but_steady_large_transfer_is_never_cut() {
-        let t = Instant::now();
-        let mut f = RateFloor::start(rate(1024, 60), t).unwrap();
+        let mut f = RateFloor::start(rate(1024, 60)).unwrap();
         // 2 KiB/s for an hour: every window brings twice the floor.
         for s in 1..=3600u64 {
-            f.record(2048);
-            assert_eq!(f.check(t + Duration::from_secs(s)), Ok(()), "{s} s");
+            assert_eq!(f.waited(SEC, 2048), Ok(()), "{s} s");
         }
     }
 
     #[test]
     fn exactly_the_floor_passes_and_one_byte_less_fails() {
-        let t = Instant::now();
-        let end = t + Duration::from_secs(10);
-        let mut f = RateFloor::start(rate(100, 10), t).unwrap();
-        f.record(1000);
-        assert_eq!(f.check(end), Ok(()));
-        let mut f = RateFloor::start(rate(100, 10), t).unwrap();
-        f.record(999);
-        assert!(f.check(end).is_err());
+        let mut f = RateFloor::start(rate(100, 10)).unwrap();
+        assert_eq!(f.waited(10 * SEC, 1000), Ok(()));
+        let mut f = RateFloor::start(rate(100, 10)).unwrap();
+        assert!(f.waited(10 * SEC, 999).is_err());
     }
 
     #[test]
     fn each_window_is_judged_on_its_own_bytes() {
-        let t = Instant::now();
-        let mut f = RateFloor::start(rate(100, 10), t).unwrap();
+        let mut f = RateFloor::start(rate(100, 10)).unwrap();
         // A fast first window does not pay for a stalled second one.
-        f.record(1_000_000);
-        assert_eq!(f.check(t + Duration::from_secs(10)), Ok(()));
-        assert_eq!(f.window_end(), t + Duration::from_secs(20));
-        f.record(10);
+        assert_eq!(f.waited(10 * SEC, 1_000_000), Ok(()));
+        assert_eq!(f.remaining(), 10 * SEC);
+        assert_eq!(f.waited(5 * SEC, 10), Ok(()));
         assert_eq!(
-            f.check(t + Duration::from_secs(20)),
+            f.waited(5 * SEC, 0),
             Err(TooSlow {
                 received: 10,
-                window: Duration::from_secs(10)
+                window: 10 * SEC
             })
         );
     }
 
     #[test]
-    fn a_late_check_gives_the_next_window_its_full_length() {
-        let t = Instant::now();
-        let mut f = RateFloor::start(rate(100, 10), t).unwrap();
-        f.record(5000);
-        assert_eq!(f.check(t + Duration::from_secs(13)), Ok(()));
-        assert_eq!(f.window_end(), t + Duration::from_secs(23));
+    fn only_time_spent_waiting_counts() {
+        // A reader that waits 0.1 s per chunk of 100 bytes, however long it spends between
+        // chunks, sees 1000 bytes/s: never below a floor of 500.
+        let mut f = RateFloor::start(rate(500, 2)).unwrap();
+        for _ in 0..1000 {
+            assert_eq!(f.waited(Duration::from_millis(100), 100), Ok(()));
+        }
     }
 }

@@ -92,7 +92,7 @@ impl UpstreamResponse {
             upstream: self.upstream,
             url,
             idle: self.timeouts.idle,
-            floor: RateFloor::start(self.timeouts.min_rate, Instant::now()),
+            floor: RateFloor::start(self.timeouts.min_rate),
             min_rate: self.timeouts.min_rate.bytes_per_sec,
             expected,
             received: 0,
@@ -100,20 +100,28 @@ impl UpstreamResponse {
         };
         stream::unfold(state, |mut st| async move {
             let mut resp = st.inner.take()?;
+            // Silence left before the idle timeout; a rate window may end first.
+            let mut idle_left = st.idle;
             loop {
-                let idle_end = Instant::now() + st.idle;
-                let deadline = st
+                let limit = st
                     .floor
                     .as_ref()
-                    .map_or(idle_end, |f| f.window_end().min(idle_end));
-                match tokio::time::timeout_at(deadline, resp.chunk()).await {
+                    .map_or(idle_left, |f| f.remaining().min(idle_left));
+                let started = Instant::now();
+                let next = tokio::time::timeout(limit, resp.chunk()).await;
+                let waited = started.elapsed();
+                let got = match &next {
+                    Ok(Ok(Some(chunk))) => chunk.len() as u64,
+                    _ => 0,
+                };
+                if let Some(err) = st.rate_waited(waited, got) {
+                    return Some((Err(err), st));
+                }
+                match next {
                     Err(_) => {
-                        // The rate window ended: judge it, and wait again when it was fast
-                        // enough. Otherwise the idle timeout fired.
-                        if let Some(err) = st.check_rate(Instant::now()) {
-                            return Some((Err(err), st));
-                        }
-                        if Instant::now() < idle_end {
+                        // A rate window ended fast enough: keep waiting out the silence.
+                        idle_left = idle_left.saturating_sub(waited);
+                        if !idle_left.is_zero() {
                             continue;
                         }
                         let err = UpstreamError::Timeout {
@@ -144,12 +152,6 @@ impl UpstreamResponse {
                                 upstream: st.upstream.clone(),
                                 reason: format!("body longer than its Content-Length of {n} bytes"),
                             };
-                            return Some((Err(err), st));
-                        }
-                        if let Some(f) = st.floor.as_mut() {
-                            f.record(chunk.len() as u64);
-                        }
-                        if let Some(err) = st.check_rate(Instant::now()) {
                             return Some((Err(err), st));
                         }
                         st.inner = Some(resp);
@@ -220,9 +222,10 @@ struct StreamState {
 }
 
 impl StreamState {
-    /// The body as too slow when a rate window ended with too few bytes.
-    fn check_rate(&mut self, now: Instant) -> Option<UpstreamError> {
-        let slow = self.floor.as_mut()?.check(now).err()?;
+    /// Account a wait of `waited` that brought `bytes`: the body as too slow when it completed
+    /// a rate window with too few bytes.
+    fn rate_waited(&mut self, waited: Duration, bytes: u64) -> Option<UpstreamError> {
+        let slow = self.floor.as_mut()?.waited(waited, bytes).err()?;
         Some(UpstreamError::Timeout {
             upstream: self.upstream.clone(),
             url: self.url.clone(),
