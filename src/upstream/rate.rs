@@ -7,8 +7,8 @@
 //! scaled by size either cuts large layers on slow links or lets a small blob trickle for hours.
 //! A floor over a window does neither: a body is cut only when a whole window passed with fewer
 //! than `min_rate × window` bytes, so a 10 GiB layer at 100 KiB/s streams to its end while a
-//! 1 byte/s trickle ends after one window. The windows are consecutive (not sliding): one
-//! counter, one deadline, nothing kept per chunk.
+//! 1 byte/s trickle ends after one window. The windows are consecutive (not sliding) and
+//! measure only the time spent waiting on the upstream: two counters, nothing kept per chunk.
 
 use std::time::Duration;
 
