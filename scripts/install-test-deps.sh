@@ -57,6 +57,7 @@ openssl:openssl
 newuidmap:uidmap
 tar:tar
 gzip:gzip
+/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1:faketime
 "
 
 missing=""

@@ -282,3 +282,220 @@ fn upstream_killed_mid_blob_then_restarted() {
         ),
     );
 }
+
+/// The registry sending a blob's headers at once and then its body at 1 byte/s (never silent
+/// long enough for `idle_timeout`): the rate floor (`min_rate = "100"` bytes/s over
+/// `min_rate_window = "2s"` here; 1 KiB/s over 60 s by default) cuts the fill, the client gets
+/// an error instead of a transfer that never ends, nothing is stored, no temporary file is
+/// left, and the same pull succeeds once the registry is fast again.
+#[test]
+fn upstream_trickling_inside_a_blob_body() {
+    let (env, notary) = signed_env("rel-trickle-body");
+    let trickle = TrickleProxy::start(env.reg.port());
+    let upstream = UpstreamConfig {
+        url: trickle.url(),
+        ..env.upstream().with_notary_url(&notary.url(), None)
+    };
+    let keys = "min_rate = \"100/s\"\nmin_rate_window = \"2s\"\n";
+    let tg = start_tg(&env, upstream, None, keys);
+    let (s, m, _) = manifest(&tg, "demo/app", "v1");
+    assert_eq!(s, 200, "{m}");
+    let (s, body) = runtime()
+        .block_on(load::get(
+            &load::client(1),
+            &format!("{}/v2/demo/app/manifests/v1", tg.url()),
+            Some(MANIFEST_ACCEPT),
+        ))
+        .expect("manifest");
+    assert_eq!(s, 200);
+    let manifest: serde_json::Value = serde_json::from_slice(&body).expect("manifest JSON");
+    let (blob, size) = manifest["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| {
+            (
+                l["digest"].as_str().expect("digest").to_string(),
+                l["size"].as_u64().expect("size"),
+            )
+        })
+        .max_by_key(|(_, size)| *size)
+        .expect("a layer");
+    // At 1 byte/s the whole blob would take `size` seconds: well past the bound below.
+    assert!(
+        size >= 120,
+        "layer of {size} bytes is too small to show a trickle"
+    );
+
+    trickle.trickle_blob_bodies(Duration::from_secs(1));
+    let gets_before = env.reg.blob_gets(&blob);
+    let t0 = Instant::now();
+    let r = runtime().block_on(load::get(
+        &load::client(1),
+        &format!("{}/v2/demo/app/blobs/{blob}", tg.url()),
+        None,
+    ));
+    let took = t0.elapsed();
+    let outcome = match &r {
+        Err(e) => format!(
+            "transport error after the headers ({})",
+            e.chars().take(80).collect::<String>()
+        ),
+        Ok((200, body)) => panic!(
+            "a trickled blob was served whole ({} bytes) in {took:?}",
+            body.len()
+        ),
+        Ok((s, body)) => {
+            assert!(*s >= 500, "a trickled blob gave {s}");
+            format!(
+                "{s} {}",
+                String::from_utf8_lossy(body)
+                    .chars()
+                    .take(100)
+                    .collect::<String>()
+            )
+        }
+    };
+    assert!(
+        took < Duration::from_secs(60),
+        "the client waited {took:?} for a {size}-byte blob at 1 byte/s (min_rate window 2 s)"
+    );
+    // The registry logs a request when it ends: wait for the cut one's line.
+    let t1 = Instant::now();
+    while env.reg.blob_gets(&blob) == gets_before && t1.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let gets_cut = env.reg.blob_gets(&blob);
+    assert!(
+        gets_cut > gets_before,
+        "the blob was fetched from the registry"
+    );
+    let log = tg.log();
+    assert!(
+        log.contains("min_rate"),
+        "the log names the rate floor:\n{log}"
+    );
+    let tmp_left = std::fs::read_dir(tg.dir().join("data").join("tmp")).map_or(0, |d| d.count());
+    assert_eq!(tmp_left, 0, "temporary files left behind");
+    let ready = readyz(&tg);
+
+    trickle.fast();
+    pull_ok(&tg, "demo/app", "after the registry is fast again");
+    // The blob came from the registry again: nothing of the cut fill was kept.
+    assert!(
+        env.reg.blob_gets(&blob) > gets_cut,
+        "the cut fill left nothing in the store"
+    );
+    report(
+        "faults",
+        "upstream trickling inside a blob body",
+        &format!(
+            "headers at once, then 1 byte/s inside a {size}-byte blob; min_rate = 100 bytes/s over 2 s windows: client got {outcome} after {:.1} s; nothing stored, 0 temporary files; /readyz {ready}; fast again: the same pull (hash-checked) succeeds and fetches the blob anew",
+            took.as_secs_f64()
+        ),
+    );
+}
+
+/// libfaketime, installed by scripts/install-test-deps.sh (Debian package `faketime`).
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// The wall clock jumping under a running trustgate (libfaketime preloaded into the real
+/// binary, the offset read from a file it re-reads every second). Only the wall clock moves
+/// (`DONT_FAKE_MONOTONIC=1`): an NTP step or a VM resume moves CLOCK_REALTIME and leaves
+/// CLOCK_MONOTONIC alone, and tokio's timers (refresh, timeouts) and the caches' TTLs run on the
+/// monotonic clock. Trust expiry is judged on the wall clock:
+/// - +15 days, past the 14-day expiry of notary-server's timestamp: the warm signed tag is
+///   refused with the expiry reason (fail closed: `offline_grace` is 0 by default), the
+///   process keeps answering and `/readyz` says so;
+/// - back to the true time: served again, without a restart;
+/// - 6 hours back, then 6 hours ahead: signed tags and cached content keep being served, an
+///   unknown repository keeps being refused, the refresh keeps running.
+#[test]
+fn clock_jumps_under_libfaketime() {
+    assert!(
+        std::path::Path::new(LIBFAKETIME).exists(),
+        "{LIBFAKETIME} missing: run scripts/install-test-deps.sh (Debian package faketime)"
+    );
+    let (env, notary) = signed_env("rel-clock");
+    let offset_file = env.dir("faketime").join("offset");
+    std::fs::create_dir_all(offset_file.parent().expect("dir")).expect("faketime dir");
+    std::fs::write(&offset_file, "+0\n").expect("offset file");
+    let upstream = env.upstream().with_notary_url(&notary.url(), None);
+    let tg = Trustgate::start(
+        &env.dir("tg"),
+        TrustgateOptions {
+            upstreams: vec![upstream],
+            refresh: Some(1),
+            env: vec![
+                ("LD_PRELOAD".into(), LIBFAKETIME.into()),
+                (
+                    "FAKETIME_TIMESTAMP_FILE".into(),
+                    offset_file.to_string_lossy().into_owned(),
+                ),
+                ("FAKETIME_CACHE_DURATION".into(), "1".into()),
+                ("DONT_FAKE_MONOTONIC".into(), "1".into()),
+            ],
+            ..Default::default()
+        },
+    );
+    let (s, m, _) = manifest(&tg, "demo/app", "v1");
+    assert_eq!(s, 200, "warm-up: {m}");
+    pull_ok(&tg, "demo/app", "warm-up");
+
+    let mut seen = Vec::new();
+    let mut jump = |offset: &str| {
+        std::fs::write(&offset_file, format!("{offset}\n")).expect("offset file");
+        // Past libfaketime's re-read (1 s) and trustgate's refresh (1 s).
+        std::thread::sleep(Duration::from_millis(3000));
+        let warm = manifest(&tg, "demo/app", "v1");
+        let cold = manifest(&tg, "demo/never", "v1");
+        let ready = readyz(&tg);
+        seen.push(format!(
+            "{offset}: warm tag {}{}, unknown repo {}, /readyz {ready}",
+            warm.0,
+            if warm.0 == 200 {
+                String::new()
+            } else {
+                format!(" \"{}\"", warm.1.chars().take(100).collect::<String>())
+            },
+            cold.0
+        ));
+        assert_ne!(
+            cold.0, 200,
+            "{offset}: an unverifiable repository was served"
+        );
+        assert!(
+            !ready.starts_with("unreachable"),
+            "{offset}: /readyz {ready}"
+        );
+        warm
+    };
+
+    let (s, m, _) = jump("+15d");
+    assert_ne!(
+        s, 200,
+        "+15 days: the expired trust data still served the tag"
+    );
+    assert!(
+        m.contains("expired"),
+        "+15 days: refused without the expiry reason: {m}"
+    );
+
+    let (s, m, _) = jump("+0");
+    assert_eq!(s, 200, "back to the true time: {m}\n{}", tg.logs());
+    pull_ok(&tg, "demo/app", "back to the true time");
+
+    for offset in ["-6h", "+6h"] {
+        let (s, m, _) = jump(offset);
+        assert_eq!(s, 200, "{offset}: {m}\n{}", tg.logs());
+        pull_ok(&tg, "demo/app", offset);
+    }
+    report(
+        "faults",
+        "clock jump (libfaketime)",
+        &format!(
+            "real binary under libfaketime, wall clock only (DONT_FAKE_MONOTONIC=1), refresh = 1 s: {}; cached content pulled (hash-checked) after each jump back, no restart",
+            seen.join("; ")
+        ),
+    );
+}

@@ -23,7 +23,7 @@ use support::http::{self, runtime, MANIFEST_ACCEPT};
 use support::load::{self, ms};
 use support::reliability::{mode, report, Mode};
 use support::signed::SignedEnv;
-use support::trustgate::{Trustgate, TrustgateOptions};
+use support::trustgate::{PolicySpec, Trustgate, TrustgateOptions};
 
 /// Flood requests in flight at once.
 const CONCURRENCY: usize = 32;
@@ -194,6 +194,119 @@ fn nonexistent_names_under_enforce_cost_the_notary_one_request_each_and_the_regi
             lat.len(),
             ms(p50),
             ms(p99)
+        ),
+    );
+}
+
+/// Registry requests whose path contains `part` (HEAD and GET).
+fn registry_requests(env: &SignedEnv, part: &str) -> usize {
+    env.reg.count_requests("GET", part) + env.reg.count_requests("HEAD", part)
+}
+
+/// Under `trust = "off"` and `"audit"` the registry is asked about every tag: a flood of
+/// nonexistent repositories and tags must cost it one HEAD + GET per distinct name and
+/// `negative_ttl` period (its 404 remembered): a repeat within the period costs nothing, N
+/// concurrent identical misses cost one HEAD + GET (coalesced); and a tag pushed after its
+/// miss was remembered is served once the period is over.
+#[test]
+fn nonexistent_names_under_off_and_audit_cost_the_registry_one_lookup_per_period() {
+    const TTL: u64 = 10;
+    let names = match mode() {
+        Mode::Short => 300,
+        Mode::Long => 10_000,
+    };
+    let env = SignedEnv::new("rel-flood-off");
+    let image = env.image("flood-off", 2);
+    let tg = Trustgate::start(
+        &env.dir("tg"),
+        TrustgateOptions {
+            upstreams: vec![env.upstream()],
+            extra_toml: format!("[trust]\nnegative_ttl = \"{TTL}s\"\n"),
+            policies: vec![
+                PolicySpec::new(&[&format!("{}*", env.gun("off/"))], "off"),
+                PolicySpec::new(&[&format!("{}*", env.gun("audit/"))], "audit"),
+            ],
+            env: vec![("RUST_LOG".into(), "warn".into())],
+            ..Default::default()
+        },
+    );
+    let base = tg.url();
+
+    let started = Instant::now();
+    // Every name twice, one right after the other: the second finds the first's 404
+    // remembered, or waits for it (in flight together), whatever the machine's speed.
+    let mut urls = Vec::new();
+    for mode in ["off", "audit"] {
+        for i in 0..names {
+            let url = format!("{base}/v2/{mode}/n{i:06}/manifests/latest");
+            urls.push(url.clone());
+            urls.push(url);
+        }
+    }
+    let total = urls.len();
+    let (refused, bad) = flood(urls);
+    assert!(bad.is_empty(), "{:?}", &bad[..bad.len().min(5)]);
+    assert_eq!(
+        refused, total,
+        "every unknown name answered 404 with an OCI error"
+    );
+    let same: Vec<String> = (0..64)
+        .map(|_| format!("{base}/v2/off/same/manifests/latest"))
+        .collect();
+    let (refused3, bad3) = flood(same);
+    assert!(bad3.is_empty(), "coalesced: {bad3:?}");
+    assert_eq!(refused3, 64);
+    let elapsed = started.elapsed();
+
+    // One HEAD + GET per distinct name: the second request of each name costs nothing.
+    let off = registry_requests(&env, "/off/n");
+    let audit = registry_requests(&env, "/audit/n");
+    let same_reqs = registry_requests(&env, "/off/same/");
+    for (mode, n) in [("off", off), ("audit", audit)] {
+        assert_eq!(
+            n,
+            2 * names,
+            "{mode}: registry requests for {names} names, each asked twice"
+        );
+    }
+    assert_eq!(
+        same_reqs, 2,
+        "64 concurrent identical misses: one HEAD + one GET"
+    );
+    let hits = metric(&tg, "trustgate_negative_cache_hits_total");
+
+    // A tag pushed after its miss was remembered: still the remembered 404 within the period,
+    // served once it is over.
+    let later = format!("{base}/v2/off/later/manifests/v1");
+    let status = |url: &str| {
+        runtime()
+            .block_on(load::get(&load::client(1), url, Some(MANIFEST_ACCEPT)))
+            .expect("answer")
+            .0
+    };
+    assert_eq!(status(&later), 404);
+    let pushed = Instant::now();
+    env.push(&image, "off/later", "v1");
+    let mut seen_after = None;
+    while pushed.elapsed() < Duration::from_secs(TTL + 20) {
+        if status(&later) == 200 {
+            seen_after = Some(pushed.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let seen_after = seen_after.expect("the pushed tag is served once its miss expires");
+    runtime()
+        .block_on(load::pull(&load::client(1), &base, "off/later", "v1"))
+        .expect("pull of the new tag");
+
+    report(
+        "flood",
+        "nonexistent repositories and tags under off and audit",
+        &format!(
+            "{names} unknown repos under off + {names} under audit, each asked twice in a row, {CONCURRENCY} in flight, + 64 identical at once: all {total}+64 answered 404 with an OCI error (0 5xx, 0 socket errors) in {:.1} s; registry asked {off} times (off) and {audit} times (audit): one HEAD + GET per name, none for the repeats; 2 for the 64 identical; negative-cache hits {hits}; a tag pushed after its 404 was remembered is served {:.1} s later (negative_ttl = {TTL} s)",
+            elapsed.as_secs_f64(),
+            seen_after.as_secs_f64()
         ),
     );
 }

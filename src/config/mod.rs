@@ -27,7 +27,7 @@ pub use crate::store::shared::peer::FleetConfig;
 pub use crate::store::SharedStoreConfig;
 pub use crate::verify::config::{IdentityConfig, Transparency, VerifierConfig, VerifierKind};
 pub(crate) use units::de_opt_size;
-use units::de_size;
+use units::{de_rate, de_size};
 pub use units::{MinFree, Seconds};
 
 /// Where `serve` and the other subcommands look when no `--config` is given.
@@ -367,6 +367,16 @@ pub struct UpstreamConfig {
     /// Time a response body may stall between two chunks (`idle_timeout_secs` is still read).
     #[serde(default = "default_idle_timeout", alias = "idle_timeout_secs")]
     pub idle_timeout: Seconds,
+    /// Slowest acceptable response body, in bytes per second (`"1KiB/s"`, `"1KiB"`, `1024`;
+    /// `0` turns the floor off): a body that brings fewer than `min_rate × min_rate_window`
+    /// bytes in one window is cut, the fill fails and nothing is stored. Bounds the upstream
+    /// that trickles a byte now and then, which `idle_timeout` never catches. Default 1 KiB/s.
+    #[serde(default = "default_min_rate", deserialize_with = "de_rate")]
+    pub min_rate: u64,
+    /// The window over which `min_rate` is averaged (default 60 s): a slow stretch shorter
+    /// than this is forgiven when the window as a whole is fast enough.
+    #[serde(default = "default_min_rate_window")]
+    pub min_rate_window: Seconds,
     /// URL of the Notary server holding this registry's trust data
     /// (Docker Hub's is `https://notary.docker.io`). Without it, repositories of this upstream
     /// are not enforced unless a policy says so (and then nothing can be served).
@@ -386,6 +396,12 @@ fn default_first_byte_timeout() -> Seconds {
 fn default_idle_timeout() -> Seconds {
     Seconds::from_secs(60)
 }
+fn default_min_rate() -> u64 {
+    crate::upstream::MinRate::DEFAULT.bytes_per_sec
+}
+fn default_min_rate_window() -> Seconds {
+    Seconds::from_secs(crate::upstream::MinRate::DEFAULT.window.as_secs())
+}
 
 impl UpstreamConfig {
     pub fn connect_timeout(&self) -> Duration {
@@ -396,6 +412,13 @@ impl UpstreamConfig {
     }
     pub fn idle_timeout(&self) -> Duration {
         self.idle_timeout.as_duration()
+    }
+    /// The body rate floor (`min_rate` over `min_rate_window`); off when `min_rate` is 0.
+    pub fn min_rate(&self) -> crate::upstream::MinRate {
+        crate::upstream::MinRate {
+            bytes_per_sec: self.min_rate,
+            window: self.min_rate_window.as_duration(),
+        }
     }
 
     /// The checks of one entry that need no file; returns the key within the entry and the
@@ -464,6 +487,12 @@ impl UpstreamConfig {
             if v.is_zero() {
                 return Err((k.into(), "must be at least 1 second".into()));
             }
+        }
+        if self.min_rate > 0 && self.min_rate_window.is_zero() {
+            return Err((
+                "min_rate_window".into(),
+                "must be at least 1 second (to turn the rate floor off, set min_rate = 0)".into(),
+            ));
         }
         Ok(())
     }
@@ -900,6 +929,31 @@ mod tests {
             let b = load(&format!("{up}{key} = \"2m\"\n")).unwrap();
             assert_eq!(format!("{a:?}"), format!("{b:?}"), "upstream.{key}");
         }
+    }
+
+    /// `min_rate` takes a rate with or without `/s`; its window must be at least a second unless
+    /// the floor is off; the default is 1 KiB/s over 60 s.
+    #[test]
+    fn min_rate_and_its_window() {
+        let up = "[[upstream]]\nname = \"a.io\"\nurl = \"https://a.io\"\n";
+        let u = load(&format!(
+            "{up}min_rate = \"10KiB/s\"\nmin_rate_window = \"2m\"\n"
+        ))
+        .unwrap()
+        .upstreams
+        .remove(0);
+        assert_eq!(u.min_rate().bytes_per_sec, 10 << 10);
+        assert_eq!(u.min_rate().window, Duration::from_secs(120));
+        let d = load(up).unwrap().upstreams.remove(0);
+        assert_eq!(d.min_rate(), crate::upstream::MinRate::DEFAULT);
+        assert!(load(&format!("{up}min_rate = 0\nmin_rate_window = 0\n")).is_ok());
+        let e = err(&format!("{up}min_rate_window = 0\n"));
+        assert!(
+            e.contains("upstream[0].min_rate_window: must be at least 1 second"),
+            "{e}"
+        );
+        let e = err(&format!("{up}min_rate = \"quick\"\n"));
+        assert!(e.contains("upstream[0].min_rate: "), "{e}");
     }
 
     /// The upstream timeouts were `*_secs` before issue 11; files written then still load, to

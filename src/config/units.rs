@@ -235,10 +235,37 @@ pub(crate) fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> 
     }
 }
 
+/// A rate in bytes per second: a number, or a size with an optional `/s` (`"1KiB/s"`, `"1KiB"`).
+pub(crate) fn parse_rate(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let size = t.strip_suffix("/s").unwrap_or(t);
+    parse_size(size).map_err(|_| {
+        format!("{text:?} is not a rate such as \"1KiB/s\" or \"100KB/s\" (0 turns it off)")
+    })
+}
+
+pub(crate) fn de_rate<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match SizeOrText::deserialize(d)? {
+        SizeOrText::Number(n) => Ok(n),
+        SizeOrText::Text(t) => parse_rate(&t).map_err(de::Error::custom),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn rates_take_a_size_per_second() {
+        assert_eq!(parse_rate("1KiB/s"), Ok(1024));
+        assert_eq!(parse_rate(" 100KB/s "), Ok(100_000));
+        assert_eq!(parse_rate("2MiB"), Ok(2 << 20));
+        assert_eq!(parse_rate("0"), Ok(0));
+        let e = parse_rate("fast").unwrap_err();
+        assert!(e.contains("not a rate such as \"1KiB/s\""), "{e}");
+        assert!(parse_rate("1KiB/min").is_err());
+    }
 
     #[derive(Debug, Deserialize)]
     struct T {

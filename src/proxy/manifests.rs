@@ -20,6 +20,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method};
 
 use super::audit::{self, Decision};
+use super::negative::{Lookup, RegistryMiss};
 use super::{CheckedManifest, Fetching, Missing, Proxy, PullError, Served, Target, Unacceptable};
 use crate::config::TrustMode;
 use crate::decision::{Reason, Verdict};
@@ -203,10 +204,42 @@ impl Proxy {
         }
     }
 
-    /// Unenforced resolution of a tag by the upstream. Registries that announce no digest on
-    /// HEAD, and schema 1 manifests (whose digest is not over their bytes), fall back to a GET by
-    /// tag whose bytes are kept exactly as they came.
+    /// Unenforced resolution of a tag, through the registry's remembered 404s: a remembered
+    /// miss is answered again without asking, and identical concurrent misses ask once
+    /// (`negative.rs`).
     async fn manifest_by_tag(
+        &self,
+        t: &Target<'_>,
+        tag: &Tag,
+        headers: &HeaderMap,
+    ) -> Result<Served, PullError> {
+        if t.upstream.offline {
+            return self.remembered_tag(t, tag, None).await;
+        }
+        let key = format!("{}/{}:{}", t.upstream.name(), t.repository(), tag.as_str());
+        let _turn = match self.registry_misses.turn(&key).await {
+            Lookup::Remembered(miss) => {
+                return Err(PullError::upstream(miss.to_error(), Fetching::Manifest))
+            }
+            Lookup::Ask(turn) => turn,
+        };
+        let result = self.upstream_manifest_by_tag(t, tag, headers).await;
+        match &result {
+            Ok(_) => self.registry_misses.record(&key, None),
+            Err(PullError::Upstream { source, .. }) => {
+                if let Some(miss) = RegistryMiss::of(source) {
+                    self.registry_misses.record(&key, Some(miss));
+                }
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Unenforced resolution of a tag by the (online) upstream. Registries that announce no
+    /// digest on HEAD, and schema 1 manifests (whose digest is not over their bytes), fall back
+    /// to a GET by tag whose bytes are kept exactly as they came.
+    async fn upstream_manifest_by_tag(
         &self,
         t: &Target<'_>,
         tag: &Tag,
@@ -215,9 +248,6 @@ impl Proxy {
         let up = t.upstream;
         let accept = media::accepted_types(headers);
         let repo = t.repository();
-        if up.offline {
-            return self.remembered_tag(t, tag, None).await;
-        }
         // An upstream that answers HEAD with an error has its say through the GET below, whose
         // body carries its error code and message.
         let head = match up

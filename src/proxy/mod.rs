@@ -157,6 +157,9 @@ pub struct Proxy {
     /// GUNs the Notary server has no trust data for, remembered for `[trust] negative_ttl`;
     /// concurrent lookups of an unknown GUN take turns (one Notary request for N of them).
     no_trust_data: negative::NegativeCache<String, crate::trust::TrustError>,
+    /// Unenforced tags (`off`, `audit`) the registry answered 404 for, by
+    /// `upstream/repository:tag`, remembered and coalesced the same way (`negative_ttl`).
+    registry_misses: negative::NegativeCache<String, negative::RegistryMiss>,
     pub stats: Stats,
 }
 
@@ -278,6 +281,10 @@ impl Proxy {
             signed_roots: moka::sync::Cache::new(signed_digests::VERDICT_ENTRIES),
             stale: moka::sync::Cache::new(STALE_ENTRIES),
             no_trust_data: negative::NegativeCache::new(
+                config.trust.negative_ttl(),
+                config.trust.negative_entries,
+            ),
+            registry_misses: negative::NegativeCache::new(
                 config.trust.negative_ttl(),
                 config.trust.negative_entries,
             ),

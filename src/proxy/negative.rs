@@ -7,6 +7,12 @@
 //! take a turn per name, so that N identical concurrent misses cause one Notary request (the
 //! first finds the 404, the others find it remembered).
 //!
+//! Under `off` and `audit` the same holds for the registry: a tag the registry answers 404
+//! for is remembered as a [`RegistryMiss`] (same TTL and bound), so a flood of made-up
+//! repositories or tags costs the registry one HEAD + GET per name and period, and N identical
+//! concurrent misses cost it one. A tag pushed after its miss was remembered is seen once the
+//! entry expires (`negative_ttl`, 30 s by default).
+//!
 //! Only a definite "does not exist" is remembered: a 5xx, a timeout or a refused connection is
 //! the Notary server's trouble, not an answer, and the next request asks again. Names seen to
 //! exist skip the turn, so warm pulls of one tag never queue behind each other here (the trust
@@ -16,6 +22,47 @@ use std::hash::Hash;
 use std::time::Duration;
 
 use crate::keyed_lock::{KeyedGuard, KeyedLocks};
+use crate::upstream::{OciErrorEntry, UpstreamError};
+
+/// A registry's 404 for a manifest, kept to give the same answer again without asking.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistryMiss {
+    upstream: String,
+    errors: Vec<OciErrorEntry>,
+    text: Option<String>,
+}
+
+impl RegistryMiss {
+    /// The miss in `e`, when `e` is the registry's 404 (and nothing else: a 401, a 5xx or a
+    /// timeout is not an answer about the name).
+    pub fn of(e: &UpstreamError) -> Option<RegistryMiss> {
+        match e {
+            UpstreamError::Status {
+                upstream,
+                status: 404,
+                errors,
+                text,
+                ..
+            } => Some(RegistryMiss {
+                upstream: upstream.clone(),
+                errors: errors.clone(),
+                text: text.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The registry's answer again, as it gave it.
+    pub fn to_error(&self) -> UpstreamError {
+        UpstreamError::Status {
+            upstream: self.upstream.clone(),
+            status: 404,
+            errors: self.errors.clone(),
+            text: self.text.clone(),
+            retry_after: None,
+        }
+    }
+}
 
 /// Remembered "does not exist" answers of type `V` by key, with a turn per key for misses.
 pub struct NegativeCache<K, V> {
@@ -209,6 +256,35 @@ mod tests {
         }
         assert!(cache.remembered_count() <= 50);
         assert_eq!(cache.turns_in_use(), 0);
+    }
+
+    #[test]
+    fn only_a_registry_404_is_a_miss_and_it_comes_back_the_same() {
+        let status = |status| UpstreamError::Status {
+            upstream: "r.io".into(),
+            status,
+            errors: vec![OciErrorEntry {
+                code: "MANIFEST_UNKNOWN".into(),
+                message: "manifest unknown".into(),
+                detail: serde_json::Value::Null,
+            }],
+            text: None,
+            retry_after: None,
+        };
+        let miss = RegistryMiss::of(&status(404)).expect("a 404 is a miss");
+        let again = miss.to_error();
+        assert_eq!(again.to_string(), status(404).to_string());
+        assert_eq!(again.http_status_for_client(), 404);
+        for other in [401, 429, 500, 503] {
+            assert!(RegistryMiss::of(&status(other)).is_none(), "{other}");
+        }
+        let timeout = UpstreamError::Timeout {
+            upstream: "r.io".into(),
+            url: "http://r.io".into(),
+            phase: crate::upstream::TimeoutPhase::FirstByte,
+            after_ms: 1,
+        };
+        assert!(RegistryMiss::of(&timeout).is_none());
     }
 
     // moka's TTL runs on its own clock (not tokio's, which cannot be paused for it), so this

@@ -391,13 +391,10 @@ impl AuthClient {
             current = next;
         }
         if resp.status().is_success() {
-            Ok(UpstreamResponse::new(
-                self.inner.name.clone(),
-                method,
-                self.inner.timeouts.idle,
-                resp,
+            Ok(
+                UpstreamResponse::new(self.inner.name.clone(), method, self.inner.timeouts, resp)
+                    .counted_as(&self.inner.metrics_name, self.inner.kind),
             )
-            .counted_as(&self.inner.metrics_name, self.inner.kind))
         } else {
             Err(self.status_error(resp, &method).await)
         }

@@ -37,15 +37,22 @@ pub enum TimeoutPhase {
     FirstByte,
     /// No body bytes arrived for `Timeouts::idle` while streaming.
     Idle,
+    /// A whole `min_rate` window passed with fewer body bytes than the floor asks
+    /// (`received` of them; the floor is `min_rate` bytes per second).
+    BelowMinRate { received: u64, min_rate: u64 },
 }
 
 impl fmt::Display for TimeoutPhase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TimeoutPhase::Connect => "connecting",
-            TimeoutPhase::FirstByte => "waiting for the response headers",
-            TimeoutPhase::Idle => "waiting for more body bytes",
-        })
+        match self {
+            TimeoutPhase::Connect => f.write_str("connecting"),
+            TimeoutPhase::FirstByte => f.write_str("waiting for the response headers"),
+            TimeoutPhase::Idle => f.write_str("waiting for more body bytes"),
+            TimeoutPhase::BelowMinRate { received, min_rate } => write!(
+                f,
+                "receiving the body: {received} bytes in that time, below the minimum rate of {min_rate} bytes/s (min_rate)"
+            ),
+        }
     }
 }
 

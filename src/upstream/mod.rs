@@ -4,7 +4,8 @@
 //! - [`challenge`]: pure `WWW-Authenticate` parser.
 //! - [`AuthClient`]: pooled reqwest client per upstream, TLS from [`tls`] (rustls, aws-lc-rs); Bearer token flow with a token
 //!   cache keyed by (realm, service, scope), Basic auth, redirects followed by hand so that
-//!   `Authorization` never leaves the upstream's origin, connect / first-byte / idle timeouts.
+//!   `Authorization` never leaves the upstream's origin, connect / first-byte / idle timeouts and a
+//!   minimum body rate ([`rate`]).
 //! - [`RegistryClient`]: `ping`, `manifest`, `blob`, `tags`, `referrers` (`referrers.rs`).
 //! - [`UpstreamResponse`]: a 2xx answer; body as a stream that fails (never ends cleanly) when the
 //!   connection drops early, or as bytes with a size limit.
@@ -23,6 +24,7 @@ pub mod auth;
 pub mod challenge;
 pub mod client;
 pub mod error;
+pub mod rate;
 pub mod referrers;
 pub mod response;
 pub mod settings;
@@ -32,5 +34,6 @@ pub use auth::AuthClient;
 pub use challenge::{BearerChallenge, Challenge, Scheme};
 pub use client::RegistryClient;
 pub use error::{OciErrorEntry, TimeoutPhase, UpstreamError};
+pub use rate::MinRate;
 pub use response::{BodyStream, UpstreamResponse};
 pub use settings::{Timeouts, UpstreamRole, UpstreamSettings};

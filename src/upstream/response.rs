@@ -1,20 +1,23 @@
 //! [`UpstreamResponse`]: a successful (2xx) upstream answer whose body is read as a stream with
-//! an idle timeout and a length check.
+//! an idle timeout, a minimum rate and a length check.
 
 use super::error::{TimeoutPhase, UpstreamError};
+use super::rate::RateFloor;
+use super::settings::Timeouts;
 use crate::metrics::{metrics, UpstreamKind};
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{self, BoxStream, StreamExt};
 use reqwest::header::{HeaderMap, CONTENT_LENGTH};
 use reqwest::{Method, StatusCode};
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// A 2xx answer from an upstream (after auth and redirects). The body has not been read.
 #[derive(Debug)]
 pub struct UpstreamResponse {
     upstream: String,
     method: Method,
-    idle: Duration,
+    timeouts: Timeouts,
     inner: reqwest::Response,
     /// Labels under which body errors are counted (`None`: not counted).
     counted: Option<(String, UpstreamKind)>,
@@ -22,20 +25,20 @@ pub struct UpstreamResponse {
 
 /// The body of an [`UpstreamResponse`] as a stream of chunks. Ends with an error, never a clean
 /// end, when the connection drops early, fewer bytes than `Content-Length` arrive, or nothing
-/// arrives for the idle timeout.
+/// arrives for the idle timeout, or a whole `min_rate` window brings fewer bytes than the floor.
 pub type BodyStream = BoxStream<'static, Result<Bytes, UpstreamError>>;
 
 impl UpstreamResponse {
     pub(crate) fn new(
         upstream: String,
         method: Method,
-        idle: Duration,
+        timeouts: Timeouts,
         inner: reqwest::Response,
     ) -> Self {
         UpstreamResponse {
             upstream,
             method,
-            idle,
+            timeouts,
             inner,
             counted: None,
         }
@@ -88,60 +91,88 @@ impl UpstreamResponse {
         let state = StreamState {
             upstream: self.upstream,
             url,
-            idle: self.idle,
+            idle: self.timeouts.idle,
+            floor: RateFloor::start(self.timeouts.min_rate),
+            min_rate: self.timeouts.min_rate.bytes_per_sec,
             expected,
             received: 0,
             inner: Some(self.inner),
         };
         stream::unfold(state, |mut st| async move {
             let mut resp = st.inner.take()?;
-            match tokio::time::timeout(st.idle, resp.chunk()).await {
-                Err(_) => Some((
-                    Err(UpstreamError::Timeout {
-                        upstream: st.upstream.clone(),
-                        url: st.url.clone(),
-                        phase: TimeoutPhase::Idle,
-                        after_ms: duration_ms(st.idle),
-                    }),
-                    st,
-                )),
-                Ok(Err(e)) => Some((
-                    Err(UpstreamError::BodyInterrupted {
-                        upstream: st.upstream.clone(),
-                        reason: format!(
-                            "after {} of {} bytes: {}",
-                            st.received,
-                            st.expected
-                                .map_or_else(|| "unknown".to_string(), |n| n.to_string()),
-                            root_cause(&e)
-                        ),
-                    }),
-                    st,
-                )),
-                Ok(Ok(Some(chunk))) => {
-                    st.received += chunk.len() as u64;
-                    if let Some(n) = st.expected.filter(|n| st.received > *n) {
-                        return Some((
-                            Err(UpstreamError::Protocol {
+            // Silence left before the idle timeout; a rate window may end first.
+            let mut idle_left = st.idle;
+            loop {
+                let limit = st
+                    .floor
+                    .as_ref()
+                    .map_or(idle_left, |f| f.remaining().min(idle_left));
+                let started = Instant::now();
+                let next = tokio::time::timeout(limit, resp.chunk()).await;
+                let waited = started.elapsed();
+                let got = match &next {
+                    Ok(Ok(Some(chunk))) => chunk.len() as u64,
+                    _ => 0,
+                };
+                if let Some(err) = st.rate_waited(waited, got) {
+                    return Some((Err(err), st));
+                }
+                match next {
+                    Err(_) => {
+                        // A rate window ended fast enough: keep waiting out the silence.
+                        idle_left = idle_left.saturating_sub(waited);
+                        if !idle_left.is_zero() {
+                            continue;
+                        }
+                        let err = UpstreamError::Timeout {
+                            upstream: st.upstream.clone(),
+                            url: st.url.clone(),
+                            phase: TimeoutPhase::Idle,
+                            after_ms: duration_ms(st.idle),
+                        };
+                        return Some((Err(err), st));
+                    }
+                    Ok(Err(e)) => {
+                        let err = UpstreamError::BodyInterrupted {
+                            upstream: st.upstream.clone(),
+                            reason: format!(
+                                "after {} of {} bytes: {}",
+                                st.received,
+                                st.expected
+                                    .map_or_else(|| "unknown".to_string(), |n| n.to_string()),
+                                root_cause(&e)
+                            ),
+                        };
+                        return Some((Err(err), st));
+                    }
+                    Ok(Ok(Some(chunk))) => {
+                        st.received += chunk.len() as u64;
+                        if let Some(n) = st.expected.filter(|n| st.received > *n) {
+                            let err = UpstreamError::Protocol {
                                 upstream: st.upstream.clone(),
                                 reason: format!("body longer than its Content-Length of {n} bytes"),
-                            }),
-                            st,
-                        ));
+                            };
+                            return Some((Err(err), st));
+                        }
+                        st.inner = Some(resp);
+                        return Some((Ok(chunk), st));
                     }
-                    st.inner = Some(resp);
-                    Some((Ok(chunk), st))
+                    Ok(Ok(None)) => {
+                        return match st.expected {
+                            Some(n) if st.received < n => {
+                                let err = UpstreamError::BodyInterrupted {
+                                    upstream: st.upstream.clone(),
+                                    reason: format!(
+                                        "connection ended after {} of {n} bytes",
+                                        st.received
+                                    ),
+                                };
+                                Some((Err(err), st))
+                            }
+                            _ => None,
+                        }
+                    }
                 }
-                Ok(Ok(None)) => match st.expected {
-                    Some(n) if st.received < n => Some((
-                        Err(UpstreamError::BodyInterrupted {
-                            upstream: st.upstream.clone(),
-                            reason: format!("connection ended after {} of {n} bytes", st.received),
-                        }),
-                        st,
-                    )),
-                    _ => None,
-                },
             }
         })
         .inspect(move |item| {
@@ -182,9 +213,29 @@ struct StreamState {
     upstream: String,
     url: String,
     idle: Duration,
+    /// The minimum rate of this body (`None`: off).
+    floor: Option<RateFloor>,
+    min_rate: u64,
     expected: Option<u64>,
     received: u64,
     inner: Option<reqwest::Response>,
+}
+
+impl StreamState {
+    /// Account a wait of `waited` that brought `bytes`: the body as too slow when it completed
+    /// a rate window with too few bytes.
+    fn rate_waited(&mut self, waited: Duration, bytes: u64) -> Option<UpstreamError> {
+        let slow = self.floor.as_mut()?.waited(waited, bytes).err()?;
+        Some(UpstreamError::Timeout {
+            upstream: self.upstream.clone(),
+            url: self.url.clone(),
+            phase: TimeoutPhase::BelowMinRate {
+                received: slow.received,
+                min_rate: self.min_rate,
+            },
+            after_ms: duration_ms(slow.window),
+        })
+    }
 }
 
 pub(crate) fn header_content_length(h: &HeaderMap) -> Option<u64> {

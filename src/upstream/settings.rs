@@ -8,6 +8,7 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
+use super::rate::MinRate;
 use crate::config::UpstreamConfig;
 
 /// How to reach one upstream registry (or Notary server).
@@ -71,6 +72,7 @@ impl UpstreamSettings {
             connect: up.connect_timeout(),
             first_byte: up.first_byte_timeout(),
             idle: up.idle_timeout(),
+            min_rate: up.min_rate(),
         };
         Ok(s)
     }
@@ -103,6 +105,7 @@ impl UpstreamSettings {
             connect: up.connect_timeout(),
             first_byte: up.first_byte_timeout(),
             idle: up.idle_timeout(),
+            min_rate: up.min_rate(),
         };
         Ok(Some(s))
     }
@@ -173,6 +176,9 @@ pub struct Timeouts {
     /// Longest silence while streaming a body; also how long idle pooled connections are kept
     /// (default 60 s).
     pub idle: Duration,
+    /// Slowest acceptable body: a window with fewer bytes ends the body with a timeout
+    /// (default 1 KiB/s over 60 s; see [`super::rate`]).
+    pub min_rate: MinRate,
 }
 
 impl Default for Timeouts {
@@ -181,6 +187,7 @@ impl Default for Timeouts {
             connect: Duration::from_secs(10),
             first_byte: Duration::from_secs(30),
             idle: Duration::from_secs(60),
+            min_rate: MinRate::DEFAULT,
         }
     }
 }

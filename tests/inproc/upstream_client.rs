@@ -21,6 +21,7 @@ fn settings(fake: &FakeUpstream) -> UpstreamSettings {
         connect: Duration::from_secs(2),
         first_byte: Duration::from_secs(2),
         idle: Duration::from_secs(2),
+        ..Timeouts::default()
     };
     s
 }

@@ -6,13 +6,15 @@
 //!   answers 500, answers garbage, or refuses connections, so a test can both count what
 //!   reaches the real server and make it misbehave.
 //! - [`TrickleProxy`]: a TCP forwarder that, once switched to slow mode, passes the server's
-//!   bytes to the client one per interval (an upstream answering at 1 byte/s).
+//!   bytes to the client one per interval (an upstream answering at 1 byte/s), or, with
+//!   [`TrickleProxy::trickle_blob_bodies`], sends the headers of blob GET answers at full speed
+//!   and then their bodies a byte per interval.
 //!
 //! Both are minimal on purpose: the real servers behind them do the protocol work; the proxies
 //! only add the one fault a case needs.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -217,7 +219,22 @@ pub struct TrickleProxy {
     interval_ms: Arc<AtomicU64>,
     /// Bytes per chunk when slowed.
     chunk: Arc<AtomicU64>,
+    /// 0: off; otherwise the interval (ms) between body bytes of blob GET answers, whose
+    /// headers pass at full speed.
+    body_ms: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Where the end of a header block (`\r\n\r\n`) is in `buf`, carrying the last bytes seen in
+/// `last` across reads: the index just past it.
+fn headers_end(last: &mut u32, buf: &[u8]) -> Option<usize> {
+    for (i, b) in buf.iter().enumerate() {
+        *last = (*last << 8) | u32::from(*b);
+        if *last == 0x0d0a_0d0a {
+            return Some(i + 1);
+        }
+    }
+    None
 }
 
 impl TrickleProxy {
@@ -228,31 +245,73 @@ impl TrickleProxy {
         let port = listener.local_addr().expect("addr").port();
         let interval_ms = Arc::new(AtomicU64::new(0));
         let chunk = Arc::new(AtomicU64::new(1));
-        let (iv, ch) = (interval_ms.clone(), chunk.clone());
+        let body_ms = Arc::new(AtomicU64::new(0));
+        let (iv, ch, bm) = (interval_ms.clone(), chunk.clone(), body_ms.clone());
         let task = runtime().spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (iv, ch) = (iv.clone(), ch.clone());
+                let (iv, ch, bm) = (iv.clone(), ch.clone(), bm.clone());
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)).await else {
                         return;
                     };
                     let (mut cr, mut cw) = client.into_split();
                     let (mut sr, mut sw) = server.into_split();
+                    // Whether the request being answered on this connection is a blob GET
+                    // (HTTP/1.1 without pipelining: one request at a time).
+                    let blob_get = Arc::new(AtomicBool::new(false));
+                    let seen = blob_get.clone();
                     let up = tokio::spawn(async move {
-                        let _ = tokio::io::copy(&mut cr, &mut sw).await;
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let n = match cr.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            let line = String::from_utf8_lossy(&buf[..n.min(512)]);
+                            let first = line.lines().next().unwrap_or("");
+                            if first.ends_with("HTTP/1.1") || first.ends_with("HTTP/1.0") {
+                                seen.store(
+                                    first.starts_with("GET ") && first.contains("/blobs/"),
+                                    Ordering::SeqCst,
+                                );
+                            }
+                            if sw.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
                         let _ = sw.shutdown().await;
                     });
                     let mut buf = vec![0u8; 16 * 1024];
+                    // Body trickling: `last` scans for the end of the headers, `in_body` once
+                    // past it on a blob GET answer.
+                    let (mut last, mut in_body) = (0u32, false);
                     loop {
                         let n = match sr.read(&mut buf).await {
                             Ok(0) | Err(_) => break,
                             Ok(n) => n,
                         };
+                        let body_iv = bm.load(Ordering::SeqCst);
                         let mut i = 0;
+                        if body_iv > 0 && !in_body && blob_get.load(Ordering::SeqCst) {
+                            if let Some(end) = headers_end(&mut last, &buf[..n]) {
+                                if cw.write_all(&buf[..end]).await.is_err() {
+                                    up.abort();
+                                    return;
+                                }
+                                i = end;
+                                in_body = true;
+                            }
+                        }
                         while i < n {
-                            let ms = iv.load(Ordering::SeqCst);
+                            let ms = if in_body && body_iv > 0 {
+                                body_iv
+                            } else {
+                                iv.load(Ordering::SeqCst)
+                            };
                             let step = if ms == 0 {
                                 n - i
+                            } else if in_body {
+                                1
                             } else {
                                 (ch.load(Ordering::SeqCst) as usize).clamp(1, n - i)
                             };
@@ -275,6 +334,7 @@ impl TrickleProxy {
             port,
             interval_ms,
             chunk,
+            body_ms,
             task,
         }
     }
@@ -299,8 +359,17 @@ impl TrickleProxy {
             .store(interval.as_millis().max(1) as u64, Ordering::SeqCst);
     }
 
+    /// From now on, answers to blob GETs send their headers at full speed, then their body
+    /// one byte per `interval`: the upstream that stalls inside a body without ever going
+    /// silent for long.
+    pub fn trickle_blob_bodies(&self, interval: Duration) {
+        self.body_ms
+            .store(interval.as_millis().max(1) as u64, Ordering::SeqCst);
+    }
+
     pub fn fast(&self) {
         self.interval_ms.store(0, Ordering::SeqCst);
+        self.body_ms.store(0, Ordering::SeqCst);
     }
 }
 
