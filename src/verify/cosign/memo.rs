@@ -22,12 +22,22 @@
 //! chain building and every comparison still run each time. A failed check is never
 //! remembered. Outside a scope (other callers of the Sigstore crates) the provider is aws-lc-rs
 //! unchanged.
+//!
+//! Two more things are prepared per verifier rather than per check: the trusted root's ECDSA
+//! keys (Rekor, CT logs, Fulcio and TSA certificates) are parsed once into aws-lc-rs
+//! `ParsedPublicKey`s, the same verification minus decoding and validating the point for each
+//! signature (five of a keyless bundle's six checks use such a key); and a remembered check
+//! keeps its inputs whole and is matched by comparing them, not by hashing every checked
+//! message.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 
-use sha2::{Digest as _, Sha256};
+use aws_lc_rs::digest::{Digest as LcDigest, SHA256, SHA384, SHA512};
+use aws_lc_rs::signature::{
+    EcdsaVerificationAlgorithm, ParsedPublicKey, ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA384_ASN1,
+    ECDSA_P384_SHA256_ASN1, ECDSA_P384_SHA384_ASN1,
+};
 use sigstore_verify::crypto::{
     self as sigcrypto, CryptoProvider, HashContext, KeyAlgorithm, SigningKeyPair, SigningScheme,
 };
@@ -37,16 +47,92 @@ use x509_parser::oid_registry::{
     Oid, OID_PKCS1_SHA256WITHRSA, OID_PKCS1_SHA384WITHRSA, OID_PKCS1_SHA512WITHRSA,
     OID_SIG_ECDSA_WITH_SHA256, OID_SIG_ECDSA_WITH_SHA384, OID_SIG_ED25519,
 };
-use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo, X509Certificate};
 
-/// SHA-256 over one signature check's inputs: what is remembered.
-type CheckId = [u8; 32];
+/// One signature check that verified, its inputs kept whole: a later check is answered from
+/// it only if every input is byte-for-byte the same. Comparing is cheaper than hashing
+/// (profiled: SHA-256 over every checked message was a tenth of a verification's
+/// instructions), and there are only a handful per call; the signature is compared first, as
+/// it differs between almost any two checks.
+#[derive(Debug)]
+struct Check {
+    kind: Kind,
+    scheme: SigningScheme,
+    key: Box<[u8]>,
+    message: Box<[u8]>,
+    signature: Box<[u8]>,
+}
 
-/// Signature checks of a trusted root's own certificate chains that verified.
+/// One signature check's inputs, as the provider receives them.
+#[derive(Clone, Copy)]
+struct Input<'a> {
+    kind: Kind,
+    scheme: SigningScheme,
+    key: &'a [u8],
+    message: &'a [u8],
+    signature: &'a [u8],
+}
+
+impl Check {
+    fn new(input: Input<'_>) -> Self {
+        Self {
+            kind: input.kind,
+            scheme: input.scheme,
+            key: input.key.into(),
+            message: input.message.into(),
+            signature: input.signature.into(),
+        }
+    }
+
+    fn is(&self, input: Input<'_>) -> bool {
+        *self.signature == *input.signature
+            && self.kind == input.kind
+            && self.scheme == input.scheme
+            && *self.key == *input.key
+            && *self.message == *input.message
+    }
+}
+
+/// Whether `checks` holds exactly this check.
+fn holds(checks: &[Check], input: Input<'_>) -> bool {
+    checks.iter().any(|c| c.is(input))
+}
+
+/// What a verifier prepares once from its trusted root: the signature checks of the root's own
+/// certificate chains that verified, and the root's ECDSA public keys parsed by aws-lc-rs.
 #[derive(Debug, Default)]
 pub struct Prepared {
-    checks: HashSet<CheckId>,
+    checks: Vec<Check>,
+    keys: Vec<PreparedKey>,
 }
+
+/// A trusted-root ECDSA key (Rekor, CT log, Fulcio or TSA certificate key), parsed once for one
+/// scheme: five of a keyless bundle's six signature checks are made with such keys, and
+/// aws-lc-rs's `UnparsedPublicKey` would decode and check the point again for each.
+struct PreparedKey {
+    scheme: SigningScheme,
+    /// The key as the Sigstore crates pass it to the provider: the uncompressed SEC1 point.
+    raw: Box<[u8]>,
+    parsed: ParsedPublicKey,
+}
+
+impl std::fmt::Debug for PreparedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedKey")
+            .field("scheme", &self.scheme.name())
+            .field("len", &self.raw.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The ECDSA schemes a trusted-root key may be asked to verify, with aws-lc-rs's algorithm for
+/// each (the same ASN.1-signature algorithms `sigstore_crypto`'s aws-lc-rs provider uses).
+const ECDSA_SCHEMES: [(SigningScheme, &EcdsaVerificationAlgorithm); 4] = [
+    (SigningScheme::EcdsaP256Sha256, &ECDSA_P256_SHA256_ASN1),
+    (SigningScheme::EcdsaP256Sha384, &ECDSA_P256_SHA384_ASN1),
+    (SigningScheme::EcdsaP384Sha256, &ECDSA_P384_SHA256_ASN1),
+    (SigningScheme::EcdsaP384Sha384, &ECDSA_P384_SHA384_ASN1),
+];
 
 impl Prepared {
     /// Verifies (aws-lc-rs) every link of the trusted root's timestamp-authority chains (each
@@ -57,22 +143,73 @@ impl Prepared {
     /// Fulcio chains are left out: `sigstore-verify` makes every Fulcio certificate a trust
     /// anchor, so their links are never checked per bundle and preparing them would be work
     /// for nothing.
+    ///
+    /// Also parses every ECDSA public key of the root (log keys, and the keys of the Fulcio and
+    /// TSA certificates) once for each scheme its curve allows; a key that aws-lc-rs refuses
+    /// is not kept and is parsed (and refused) per check as before.
     pub fn from_trusted_root(root: &TrustedRoot) -> Self {
-        let mut checks = HashSet::new();
+        let mut checks = Vec::new();
         for tsa in &root.timestamp_authorities {
             for pair in tsa.cert_chain.certificates.windows(2) {
                 let (child, issuer) = (pair[0].raw_bytes.as_bytes(), pair[1].raw_bytes.as_bytes());
-                if let Some(id) = verified_link(child, issuer) {
-                    checks.insert(id);
+                if let Some(check) = verified_link(child, issuer) {
+                    checks.push(check);
                 }
             }
         }
-        Self { checks }
+        let log_keys = root
+            .tlogs
+            .iter()
+            .map(|log| &log.public_key)
+            .chain(root.ctlogs.iter().map(|log| &log.public_key))
+            .filter_map(|key| spki_key(key.raw_bytes.as_bytes()));
+        let certificate_keys = root
+            .certificate_authorities
+            .iter()
+            .flat_map(|ca| &ca.cert_chain.certificates)
+            .chain(
+                root.timestamp_authorities
+                    .iter()
+                    .flat_map(|tsa| &tsa.cert_chain.certificates),
+            )
+            .filter_map(|cert| certificate_key(cert.raw_bytes.as_bytes()));
+        let mut keys: Vec<PreparedKey> = Vec::new();
+        for raw in log_keys.chain(certificate_keys) {
+            for (scheme, algorithm) in ECDSA_SCHEMES {
+                let known = keys
+                    .iter()
+                    .any(|k| k.scheme == scheme && *k.raw == *raw.as_slice());
+                if known {
+                    continue;
+                }
+                if let Ok(parsed) = ParsedPublicKey::new(algorithm, &raw) {
+                    keys.push(PreparedKey {
+                        scheme,
+                        raw: raw.clone().into_boxed_slice(),
+                        parsed,
+                    });
+                }
+            }
+        }
+        Self { checks, keys }
     }
 
     /// How many trusted-root links were verified and kept.
     pub fn len(&self) -> usize {
         self.checks.len()
+    }
+
+    /// How many (scheme, key) pairs of the trusted root were parsed ahead.
+    pub fn parsed_keys(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// The root's key for this scheme, parsed ahead, if `key` is one.
+    fn key(&self, scheme: SigningScheme, key: &[u8]) -> Option<&ParsedPublicKey> {
+        self.keys
+            .iter()
+            .find(|k| k.scheme == scheme && *k.raw == *key)
+            .map(|k| &k.parsed)
     }
 
     /// Whether no link was kept (no trusted root, or one without timestamp authorities).
@@ -81,9 +218,21 @@ impl Prepared {
     }
 }
 
+/// The public key bits (for EC, the SEC1 point) of a DER SubjectPublicKeyInfo.
+fn spki_key(der: &[u8]) -> Option<Vec<u8>> {
+    let (_, spki) = SubjectPublicKeyInfo::from_der(der).ok()?;
+    Some(spki.subject_public_key.data.to_vec())
+}
+
+/// The public key bits of a DER certificate.
+fn certificate_key(der: &[u8]) -> Option<Vec<u8>> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    Some(cert.public_key().subject_public_key.data.to_vec())
+}
+
 /// The check webpki will ask the provider for when it verifies `child` with `issuer`'s key,
 /// if it holds: the same scheme, key bits, TBS bytes and signature bits webpki passes.
-fn verified_link(child: &[u8], issuer: &[u8]) -> Option<CheckId> {
+fn verified_link(child: &[u8], issuer: &[u8]) -> Option<Check> {
     let (_, child) = X509Certificate::from_der(child).ok()?;
     let (_, issuer) = X509Certificate::from_der(issuer).ok()?;
     let key = issuer.public_key().subject_public_key.data.as_ref();
@@ -94,7 +243,13 @@ fn verified_link(child: &[u8], issuer: &[u8]) -> Option<CheckId> {
     sigcrypto::aws_lc_provider()
         .verify_raw(scheme, key, message, signature)
         .ok()?;
-    Some(check_id(Kind::Raw, scheme, key, message, signature))
+    Some(Check::new(Input {
+        kind: Kind::Raw,
+        scheme,
+        key,
+        message,
+        signature,
+    }))
 }
 
 /// The scheme webpki's algorithm table maps a certificate signature to (ECDSA by curve, which
@@ -116,37 +271,17 @@ fn scheme_for(signature_algorithm: &Oid<'_>, key: &[u8]) -> Option<SigningScheme
 }
 
 /// Whether the message is the data itself or its digest (`verify_prehashed`).
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Raw,
     Prehashed,
-}
-
-/// Every input, each length-prefixed, so that two different checks never share an id.
-fn check_id(
-    kind: Kind,
-    scheme: SigningScheme,
-    key: &[u8],
-    message: &[u8],
-    signature: &[u8],
-) -> CheckId {
-    let mut h = Sha256::new();
-    h.update([match kind {
-        Kind::Raw => 0u8,
-        Kind::Prehashed => 1u8,
-    }]);
-    for part in [scheme.name().as_bytes(), key, message, signature] {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part);
-    }
-    h.finalize().into()
 }
 
 /// What the provider may answer from, on this thread, for the time of one verification.
 struct Active {
     prepared: Arc<Prepared>,
     /// Checks that verified earlier in this call.
-    seen: HashSet<CheckId>,
+    seen: Vec<Check>,
     counts: Counts,
 }
 
@@ -179,7 +314,7 @@ impl Scope {
         let previous = ACTIVE.with(|a| {
             a.borrow_mut().replace(Active {
                 prepared: Arc::clone(prepared),
-                seen: HashSet::new(),
+                seen: Vec::new(),
                 counts: Counts::default(),
             })
         });
@@ -219,28 +354,20 @@ pub fn install() -> bool {
 
 impl Provider {
     /// Verifies through aws-lc-rs unless the scope already knows the answer; remembers a
-    /// success for the rest of the call.
-    fn verify_with(
-        &self,
-        kind: Kind,
-        scheme: SigningScheme,
-        key: &[u8],
-        message: &[u8],
-        signature: &[u8],
-        verify: impl FnOnce() -> sigcrypto::Result<()>,
-    ) -> sigcrypto::Result<()> {
-        let in_scope = ACTIVE.with(|a| a.borrow().is_some());
-        if !in_scope {
-            return verify();
-        }
-        let id = check_id(kind, scheme, key, message, signature);
+    /// success for the rest of the call. A trusted-root key the scope's verifier parsed ahead
+    /// is used as parsed; any other key goes to the crate's aws-lc-rs provider.
+    fn verify_with(&self, input: Input<'_>) -> sigcrypto::Result<()> {
+        let prepared = ACTIVE.with(|a| a.borrow().as_ref().map(|a| Arc::clone(&a.prepared)));
+        let Some(prepared) = prepared else {
+            return verify_unprepared(input);
+        };
         let known = ACTIVE.with(|a| {
             let mut a = a.borrow_mut();
             let Some(a) = a.as_mut() else { return false };
-            if a.prepared.checks.contains(&id) {
+            if holds(&a.prepared.checks, input) {
                 a.counts.from_prepared += 1;
                 true
-            } else if a.seen.contains(&id) {
+            } else if holds(&a.seen, input) {
                 a.counts.from_call += 1;
                 true
             } else {
@@ -250,14 +377,70 @@ impl Provider {
         if known {
             return Ok(());
         }
-        verify()?;
+        match prepared.key(input.scheme, input.key) {
+            Some(parsed) => verify_parsed(input, parsed)?,
+            None => verify_unprepared(input)?,
+        }
         ACTIVE.with(|a| {
             if let Some(a) = a.borrow_mut().as_mut() {
                 a.counts.computed += 1;
-                a.seen.insert(id);
+                a.seen.push(Check::new(input));
             }
         });
         Ok(())
+    }
+}
+
+/// The crate's own aws-lc-rs provider, which parses the key for this one check.
+fn verify_unprepared(input: Input<'_>) -> sigcrypto::Result<()> {
+    let Input {
+        kind,
+        scheme,
+        key,
+        message,
+        signature,
+    } = input;
+    let provider = sigcrypto::aws_lc_provider();
+    match kind {
+        Kind::Raw => provider.verify_raw(scheme, key, message, signature),
+        Kind::Prehashed => provider.verify_prehashed(scheme, key, message, signature),
+    }
+}
+
+/// The same aws-lc-rs verification with a key parsed ahead, failing with the crate's own
+/// errors.
+fn verify_parsed(input: Input<'_>, key: &ParsedPublicKey) -> sigcrypto::Result<()> {
+    let Input {
+        kind,
+        scheme,
+        message,
+        signature,
+        ..
+    } = input;
+    let invalid = || sigcrypto::Error::Verification(format!("{} signature invalid", scheme.name()));
+    match kind {
+        Kind::Raw => key.verify_sig(message, signature).map_err(|_| invalid()),
+        Kind::Prehashed => {
+            let algorithm = match scheme.hash_algorithm() {
+                Some(HashAlgorithm::Sha2256) => &SHA256,
+                Some(HashAlgorithm::Sha2384) => &SHA384,
+                Some(HashAlgorithm::Sha2512) => &SHA512,
+                _ => {
+                    return Err(sigcrypto::Error::UnsupportedAlgorithm(format!(
+                        "Scheme {scheme:?} does not support prehashed mode"
+                    )))
+                }
+            };
+            let digest = LcDigest::import_less_safe(message, algorithm).map_err(|_| {
+                sigcrypto::Error::Verification(format!(
+                    "Failed to import digest: len={}, algo_expected_len={}",
+                    message.len(),
+                    algorithm.output_len()
+                ))
+            })?;
+            key.verify_digest_sig(&digest, signature)
+                .map_err(|_| invalid())
+        }
     }
 }
 
@@ -285,14 +468,13 @@ impl CryptoProvider for Provider {
         data: &[u8],
         signature: &[u8],
     ) -> sigcrypto::Result<()> {
-        self.verify_with(
-            Kind::Raw,
+        self.verify_with(Input {
+            kind: Kind::Raw,
             scheme,
-            spki_pubkey_bytes,
-            data,
+            key: spki_pubkey_bytes,
+            message: data,
             signature,
-            || sigcrypto::aws_lc_provider().verify_raw(scheme, spki_pubkey_bytes, data, signature),
-        )
+        })
     }
 
     fn verify_prehashed(
@@ -302,21 +484,13 @@ impl CryptoProvider for Provider {
         digest: &[u8],
         signature: &[u8],
     ) -> sigcrypto::Result<()> {
-        self.verify_with(
-            Kind::Prehashed,
+        self.verify_with(Input {
+            kind: Kind::Prehashed,
             scheme,
-            spki_pubkey_bytes,
-            digest,
+            key: spki_pubkey_bytes,
+            message: digest,
             signature,
-            || {
-                sigcrypto::aws_lc_provider().verify_prehashed(
-                    scheme,
-                    spki_pubkey_bytes,
-                    digest,
-                    signature,
-                )
-            },
-        )
+        })
     }
 
     fn generate_key_pair(
@@ -334,6 +508,7 @@ impl CryptoProvider for Provider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest as _, Sha256};
     use sigstore_verify::types::{Artifact, Bundle, Sha256Hash};
     use sigstore_verify::VerificationPolicy;
 
@@ -437,6 +612,33 @@ mod tests {
         assert!(provider
             .verify_raw(scheme, &public, b"message", &forged)
             .is_err());
+    }
+
+    /// The production root's ECDSA keys are parsed ahead (Rekor, CT, Fulcio and TSA keys, each
+    /// for the two schemes of its curve), and a check with a prepared key is still a real
+    /// check: a signature that is not the key's is refused, and is not remembered.
+    #[test]
+    fn prepared_keys_still_refuse_a_wrong_signature() {
+        assert!(install());
+        let root = production_root();
+        let prepared = Arc::new(Prepared::from_trusted_root(&root));
+        assert!(prepared.parsed_keys() >= 4, "{}", prepared.parsed_keys());
+        let rekor = spki_key(root.tlogs[0].public_key.raw_bytes.as_bytes()).unwrap();
+        let scheme = SigningScheme::EcdsaP256Sha256;
+        assert!(prepared.key(scheme, &rekor).is_some());
+        // A well-formed ECDSA signature (r = s = 1) that Rekor's key did not make.
+        let bogus = [0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01];
+        let provider = sigcrypto::default_provider();
+        let scope = Scope::enter(&prepared);
+        for _ in 0..2 {
+            assert!(provider
+                .verify_raw(scheme, &rekor, b"checkpoint", &bogus)
+                .is_err());
+            assert!(provider
+                .verify_prehashed(scheme, &rekor, &Sha256::digest(b"checkpoint"), &bogus)
+                .is_err());
+        }
+        assert_eq!(scope.counts(), Counts::default());
     }
 
     /// A trusted root whose TSA chain is broken (the leaf's signature altered) prepares
