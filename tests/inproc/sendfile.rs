@@ -48,21 +48,31 @@ fn sha(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
 
-fn sendfile_bytes() -> u64 {
+/// A counter of the process's metrics (`name` without labels).
+fn counter(name: &str) -> u64 {
     let text = trustgate::metrics::metrics()
         .encode(false)
         .expect("metrics");
+    let prefix = format!("{name} ");
     text.lines()
-        .find_map(|l| l.strip_prefix("trustgate_sendfile_bytes_total "))
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
         .map(|v| v.trim().parse().expect("counter value"))
         .unwrap_or(0)
+}
+
+fn sendfile_bytes() -> u64 {
+    counter("trustgate_sendfile_bytes_total")
+}
+
+fn cold_chunks() -> u64 {
+    counter("trustgate_sendfile_cold_chunks_total")
 }
 
 /// A running app with one blob stored (fetched once through it, so the store holds it).
 struct Stored {
     app: TestApp,
     _fake: FakeUpstream,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     blob: Vec<u8>,
     path: String,
 }
@@ -87,7 +97,7 @@ async fn stored(extra_server: &str, seed: u64) -> Stored {
     Stored {
         app,
         _fake: fake,
-        _dir: dir,
+        dir,
         blob,
         path,
     }
@@ -356,4 +366,36 @@ async fn tls_clients_get_the_copy_path_with_the_same_bytes() {
     assert_eq!(resp.status(), 206);
     assert_eq!(resp.bytes().await.unwrap(), blob[1_048_000..=1_049_000]);
     app.shutdown().await;
+}
+
+/// A stored file whose pages left the page cache is read and copied (sendfile would wait for
+/// the disk on a runtime thread), with the same bytes.
+#[tokio::test]
+async fn a_blob_out_of_the_page_cache_is_copied_with_the_same_bytes() {
+    let s = stored("", 7).await;
+    let hex = sha(&s.blob);
+    let file = s.dir.path().join("blobs/sha256").join(&hex[..2]).join(&hex);
+    let f = std::fs::File::open(&file).expect("the stored object");
+    // Drops this file's clean pages only (nothing else on the machine).
+    rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+    let mut one = [0u8; 1];
+    let evicted = rustix::io::preadv2(
+        &f,
+        &mut [std::io::IoSliceMut::new(&mut one)],
+        0,
+        rustix::io::ReadWriteFlags::NOWAIT,
+    )
+    .is_err();
+    let before = cold_chunks();
+    let mut c = connect(&s.app).await;
+    c.get_mut()
+        .write_all(get(&s.path, "").as_bytes())
+        .await
+        .unwrap();
+    let a = read_answer(&mut c, false).await;
+    assert_eq!(sha(&a.body), hex);
+    if evicted {
+        assert!(cold_chunks() > before, "the first chunk was read, not sent");
+    }
+    s.app.shutdown().await;
 }
