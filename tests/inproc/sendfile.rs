@@ -15,6 +15,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+use crate::cache_fake::random_bytes;
 use crate::inproc::app::TestApp;
 use crate::inproc::fake_upstream::FakeUpstream;
 use trustgate::config::Config;
@@ -29,19 +30,6 @@ fn config(data: &Path, upstream: &str, extra_server: &str) -> Config {
         data.display().to_string()
     );
     Config::from_toml(&text, &data.join("trustgate.toml")).expect("valid test config")
-}
-
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 fn sha(b: &[u8]) -> String {
@@ -163,6 +151,15 @@ fn get(path: &str, extra: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nhost: test\r\n{extra}\r\n")
 }
 
+/// Sends one GET on a keep-alive connection and reads its answer.
+async fn ask(c: &mut BufReader<TcpStream>, path: &str, extra: &str) -> Answer {
+    c.get_mut()
+        .write_all(get(path, extra).as_bytes())
+        .await
+        .unwrap();
+    read_answer(c, false).await
+}
+
 async fn connect(app: &TestApp) -> BufReader<TcpStream> {
     BufReader::new(TcpStream::connect(app.host()).await.unwrap())
 }
@@ -173,11 +170,7 @@ async fn keep_alive_hits_ranges_and_other_answers_share_one_connection() {
     let before = sendfile_bytes();
     let mut c = connect(&s.app).await;
     for _ in 0..3 {
-        c.get_mut()
-            .write_all(get(&s.path, "").as_bytes())
-            .await
-            .unwrap();
-        let a = read_answer(&mut c, false).await;
+        let a = ask(&mut c, &s.path, "").await;
         assert_eq!(a.status, 200);
         assert_eq!(sha(&a.body), sha(&s.blob));
     }
@@ -190,11 +183,7 @@ async fn keep_alive_hits_ranges_and_other_answers_share_one_connection() {
     ];
     for (start, end) in ranges {
         let range = format!("range: bytes={start}-{end}\r\n");
-        c.get_mut()
-            .write_all(get(&s.path, &range).as_bytes())
-            .await
-            .unwrap();
-        let a = read_answer(&mut c, false).await;
+        let a = ask(&mut c, &s.path, &range).await;
         assert_eq!(a.status, 206, "{range}");
         assert_eq!(
             a.header("content-range"),
@@ -203,18 +192,10 @@ async fn keep_alive_hits_ranges_and_other_answers_share_one_connection() {
         assert_eq!(a.body, s.blob[start..=end], "{range}");
     }
     // An ordinary answer (the ping, an error) right after a zero-copy one, then another hit.
-    c.get_mut()
-        .write_all(get("/v2/", "").as_bytes())
-        .await
-        .unwrap();
-    let a = read_answer(&mut c, false).await;
+    let a = ask(&mut c, "/v2/", "").await;
     assert_eq!((a.status, a.body.as_slice()), (200, b"{}".as_slice()));
     let missing = format!("/v2/{REPO}/blobs/sha256:{}", "0".repeat(64));
-    c.get_mut()
-        .write_all(get(&missing, "").as_bytes())
-        .await
-        .unwrap();
-    let a = read_answer(&mut c, false).await;
+    let a = ask(&mut c, &missing, "").await;
     assert_eq!(a.status, 404);
     c.get_mut()
         .write_all(format!("HEAD {} HTTP/1.1\r\nhost: test\r\n\r\n", s.path).as_bytes())
@@ -223,11 +204,7 @@ async fn keep_alive_hits_ranges_and_other_answers_share_one_connection() {
     let a = read_answer(&mut c, true).await;
     assert_eq!(a.status, 200);
     assert_eq!(a.header("content-length"), Some(LEN.to_string().as_str()));
-    c.get_mut()
-        .write_all(get(&s.path, "").as_bytes())
-        .await
-        .unwrap();
-    let a = read_answer(&mut c, false).await;
+    let a = ask(&mut c, &s.path, "").await;
     assert_eq!(sha(&a.body), sha(&s.blob));
 
     let ranged: usize = ranges.iter().map(|(a, b)| b - a + 1).sum();
@@ -277,11 +254,7 @@ async fn a_client_that_leaves_mid_body_does_not_disturb_the_next() {
         drop(c);
     }
     let mut c = connect(&s.app).await;
-    c.get_mut()
-        .write_all(get(&s.path, "").as_bytes())
-        .await
-        .unwrap();
-    let a = read_answer(&mut c, false).await;
+    let a = ask(&mut c, &s.path, "").await;
     assert_eq!(sha(&a.body), sha(&s.blob));
     s.app.shutdown().await;
 }
@@ -310,11 +283,7 @@ async fn http2_and_the_switched_off_path_copy_the_same_bytes() {
     let off = stored("sendfile = false\n", 5).await;
     let mut c = connect(&off.app).await;
     for _ in 0..2 {
-        c.get_mut()
-            .write_all(get(&off.path, "").as_bytes())
-            .await
-            .unwrap();
-        let a = read_answer(&mut c, false).await;
+        let a = ask(&mut c, &off.path, "").await;
         assert_eq!(sha(&a.body), sha(&off.blob));
     }
     off.app.shutdown().await;
@@ -388,11 +357,7 @@ async fn a_blob_out_of_the_page_cache_is_copied_with_the_same_bytes() {
     .is_err();
     let before = cold_chunks();
     let mut c = connect(&s.app).await;
-    c.get_mut()
-        .write_all(get(&s.path, "").as_bytes())
-        .await
-        .unwrap();
-    let a = read_answer(&mut c, false).await;
+    let a = ask(&mut c, &s.path, "").await;
     assert_eq!(sha(&a.body), hex);
     if evicted {
         assert!(cold_chunks() > before, "the first chunk was read, not sent");
