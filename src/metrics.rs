@@ -241,6 +241,9 @@ pub struct Metrics {
     moved_back: Family<UpstreamOnlyLabels, Counter>,
     unstored: Family<UnstoredLabels, Counter>,
     negative_hits: Counter,
+    /// Zero-copy cache hits (issue 16).
+    sendfile_bytes: Counter,
+    sendfile_cold_chunks: Counter,
 }
 
 /// Why content was served without being stored (`crate::store` names the reasons).
@@ -309,6 +312,8 @@ impl Metrics {
             moved_back: Family::default(),
             unstored: Family::default(),
             negative_hits: Counter::default(),
+            sendfile_bytes: Counter::default(),
+            sendfile_cold_chunks: Counter::default(),
         };
         // Series that dashboards divide by are there from the first scrape, at zero.
         for c in [ContentKind::Manifest, ContentKind::Blob] {
@@ -377,6 +382,17 @@ impl Metrics {
             "negative_cache_hits",
             "Lookups answered by a remembered \"no trust data\" ([trust] negative_ttl) instead of the Notary server",
             self.negative_hits.clone(),
+        );
+        r.register_with_unit(
+            "sendfile",
+            "Stored blob bytes sent to plain-HTTP/1.1 clients with sendfile(2), without a copy",
+            Unit::Bytes,
+            self.sendfile_bytes.clone(),
+        );
+        r.register(
+            "sendfile_cold_chunks",
+            "Stored blob chunks copied instead of sent with sendfile(2) because they were not in the page cache",
+            self.sendfile_cold_chunks.clone(),
         );
         r.register(
             "singleflight_waiters",
@@ -561,6 +577,17 @@ impl Metrics {
                 content: content.as_str(),
             })
             .inc();
+    }
+
+    /// Blob bytes that went from a store file to a client socket with `sendfile(2)`.
+    pub fn sendfile_sent(&self, n: u64) {
+        self.sendfile_bytes.inc_by(n);
+    }
+
+    /// A stored blob's chunk that was not in the page cache, read and copied instead of sent
+    /// with `sendfile(2)` (which would wait for the disk on a runtime thread).
+    pub fn sendfile_cold_chunk(&self) {
+        self.sendfile_cold_chunks.inc();
     }
 
     /// A lookup was answered by a remembered "does not exist" (`[trust] negative_ttl`).

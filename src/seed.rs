@@ -85,7 +85,7 @@ async fn fetch(
         }
         Pulled::Blob(b) => {
             let mut n = 0u64;
-            if let Some(mut body) = b.body {
+            if let Some(mut body) = b.into_stream() {
                 while let Some(chunk) = body.next().await {
                     let chunk = chunk.map_err(|e| format!("transfer failed: {e}"))?;
                     n += chunk.len() as u64;

@@ -3,7 +3,8 @@
 //! [`route`] turns a request line into a validated [`route::Route`], [`error`] turns every failure
 //! into an OCI error body, [`server`] runs the hyper listener and hands routes to the proxy;
 //! [`tls`] holds the listener's reloadable TLS config and [`conn`] the per-connection IO below
-//! HTTP (idle tracking, HTTP version choice).
+//! HTTP (idle tracking, HTTP version choice); [`sendfile`] sends stored blobs to plain-HTTP/1.1
+//! sockets without copying them.
 
 pub mod conn;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod forwarded;
 pub mod proxy_protocol;
 pub mod pull;
 pub mod route;
+pub mod sendfile;
 pub mod server;
 pub mod tls;
 

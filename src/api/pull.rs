@@ -20,13 +20,15 @@ use http::{header, HeaderValue, Method, Response, StatusCode};
 
 use super::error::{ApiError, ErrorCode};
 use super::route::Route;
+use super::sendfile::{SendfileBody, Slot};
 use crate::body::{empty_body, full_body, stream_body, Body};
 use crate::decision::Reason;
 use crate::media;
 use crate::proxy::{
-    Fetching, Missing, PullError, Pulled, ReferrerList, Served, ServedBlob, TagList,
+    BlobBody, Fetching, Missing, PullError, Pulled, ReferrerList, Served, ServedBlob, TagList,
 };
 use crate::upstream::UpstreamError;
+use http_body_util::BodyExt;
 
 impl From<PullError> for ApiError {
     fn from(e: PullError) -> Self {
@@ -177,14 +179,17 @@ pub fn upstream_error(e: &UpstreamError, fetching: Fetching) -> ApiError {
 }
 
 /// The HTTP answer for what the core serves. HEAD answers carry the same headers, no body.
+/// With a `zero_copy` slot (a plain-HTTP/1.1 connection), a stored blob is sent from its file
+/// without a copy ([`super::sendfile`]).
 pub fn response(
     method: &Method,
     route: &Route,
     pulled: Pulled,
+    zero_copy: Option<&Slot>,
 ) -> Result<Response<Body>, ApiError> {
     match pulled {
         Pulled::Manifest(m) => manifest_response(method, m),
-        Pulled::Blob(b) => blob_response(b),
+        Pulled::Blob(b) => blob_response(b, zero_copy),
         Pulled::Tags(list) => tag_list_response(route, list),
         Pulled::Referrers(list) => referrers_response(method, list),
     }
@@ -235,7 +240,10 @@ pub fn manifest_response(method: &Method, m: Served) -> Result<Response<Body>, A
 }
 
 /// 200 with the whole blob, or 206 with the window a `Range` asked for (RFC 9110 §14).
-pub fn blob_response(blob: ServedBlob) -> Result<Response<Body>, ApiError> {
+pub fn blob_response(
+    blob: ServedBlob,
+    zero_copy: Option<&Slot>,
+) -> Result<Response<Body>, ApiError> {
     let status = if blob.window.is_some() {
         StatusCode::PARTIAL_CONTENT
     } else {
@@ -255,7 +263,14 @@ pub fn blob_response(blob: ServedBlob) -> Result<Response<Body>, ApiError> {
         b = b.header(header::CONTENT_RANGE, w.content_range(total));
     }
     let body = match blob.body {
-        Some(stream) => stream_body(stream),
+        Some(BlobBody::Stream(stream)) => stream_body(stream),
+        Some(BlobBody::Stored(object)) => match zero_copy {
+            Some(slot) => match SendfileBody::new(object, blob.window, slot.clone()) {
+                Ok(body) => body.boxed_unsync(),
+                Err(object) => stream_body(object.stream(blob.window)),
+            },
+            None => stream_body(object.stream(blob.window)),
+        },
         None => empty_body(),
     };
     b.body(body).map_err(internal)

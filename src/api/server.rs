@@ -25,6 +25,7 @@ use super::conn::{self, Activity, ActivityIo, HttpVersion};
 use super::error::ApiError;
 use super::proxy_protocol;
 use super::route::{Endpoint, Routed};
+use super::sendfile::{SendfileIo, Slot};
 use super::tls::ReloadableTls;
 use crate::metrics::{metrics, RouteKind};
 use crate::proxy::Proxy;
@@ -88,6 +89,8 @@ pub struct ListenOptions {
     pub trusted_proxies: Arc<crate::api::forwarded::TrustedProxies>,
     /// Connections from `trusted_proxies` start with a PROXY protocol header.
     pub proxy_protocol: bool,
+    /// Stored blobs go to plain-HTTP/1.1 clients with `sendfile(2)` (`[server] sendfile`).
+    pub sendfile: bool,
 }
 
 impl ListenOptions {
@@ -110,6 +113,7 @@ impl ListenOptions {
                     .unwrap_or_default(),
             ),
             proxy_protocol: server.proxy_protocol,
+            sendfile: server.sendfile,
         }
     }
 }
@@ -206,7 +210,10 @@ fn http_builders(options: &ListenOptions) -> HttpBuilders {
         // keep-alive requests, and closes the connection when it fires.
         .header_read_timeout(options.header_read_timeout)
         // A larger head is answered 431 and the connection closed.
-        .max_header_size(options.max_header_bytes);
+        .max_header_size(options.max_header_bytes)
+        // The queue strategy: each body buffer reaches the socket as its own slice, never
+        // copied into hyper's buffer. Zero-copy cache hits depend on it (`api::sendfile`).
+        .writev(true);
     if options.max_header_bytes > HYPER_DEFAULT_MAX_BUF {
         // The read buffer must hold a whole head; hyper's default is about 400 KiB.
         h1.max_buf_size(options.max_header_bytes.saturating_add(8192));
@@ -231,7 +238,9 @@ async fn serve_connection(
     watcher: hyper_util::server::graceful::Watcher,
 ) {
     let activity = Activity::new();
-    let io = ActivityIo::new(stream, activity.clone());
+    // Zero-copy blobs on plain connections only: under TLS the socket carries records.
+    let slot = (options.tls.is_none() && options.sendfile).then(Slot::new);
+    let io = ActivityIo::new(SendfileIo::new(stream, slot.clone()), activity.clone());
     let mut peer = peer;
     let setup = tokio::time::timeout(options.header_read_timeout, async {
         // A trusted balancer's PROXY header comes before TLS and HTTP (see `proxy_protocol`).
@@ -286,7 +295,12 @@ async fn serve_connection(
         }
     };
     let proxies = options.trusted_proxies.clone();
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+    // HTTP/2 frames its data: only HTTP/1 writes a body buffer as it is.
+    let slot = slot.filter(|_| version == HttpVersion::Http1);
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        if let Some(s) = &slot {
+            req.extensions_mut().insert(s.clone());
+        }
         let frontend = frontend.clone();
         // Behind a trusted load balancer the client is the one it names (issue 14).
         let client = proxies.client(peer, req.headers());
@@ -351,6 +365,7 @@ async fn handle_in_span(
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
+    let zero_copy = req.extensions().get::<Slot>().cloned();
     let mut upstream = String::from("-");
     // Every request, the ping included, must log in when `[auth]` is on.
     let login = match &frontend.auth {
@@ -398,7 +413,7 @@ async fn handle_in_span(
                         tracing::debug!(origin = ?e.origin(), retryable = e.is_retryable(), error = %e, "pull failed");
                         ApiError::from(e)
                     })
-                    .and_then(|pulled| super::pull::response(&method, &route, pulled)),
+                    .and_then(|pulled| super::pull::response(&method, &route, pulled, zero_copy.as_ref())),
                 Err(e) => Err(e),
             }
         }

@@ -246,6 +246,14 @@ pub struct ServerConfig {
     /// header they send is not read as one. Needs `trusted_proxies`.
     #[serde(default)]
     pub proxy_protocol: bool,
+    /// Stored blobs go to plain-HTTP/1.1 clients with `sendfile(2)`, from the page cache to
+    /// the socket without a copy through trustgate (issue 16). TLS and HTTP/2 always copy.
+    #[serde(default = "default_sendfile")]
+    pub sendfile: bool,
+}
+
+fn default_sendfile() -> bool {
+    true
 }
 
 impl Default for ServerConfig {
@@ -262,6 +270,7 @@ impl Default for ServerConfig {
             shutdown_grace: default_shutdown_grace(),
             trusted_proxies: Vec::new(),
             proxy_protocol: false,
+            sendfile: default_sendfile(),
         }
     }
 }

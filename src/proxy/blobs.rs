@@ -7,7 +7,7 @@
 
 use http::{header, HeaderMap, Method};
 
-use super::{BlobStream, Fetching, Missing, Proxy, PullError, ServedBlob, Target};
+use super::{BlobBody, BlobStream, Fetching, Missing, Proxy, PullError, ServedBlob, Target};
 use crate::config::TrustMode;
 use crate::metrics::{metrics, ContentKind};
 use crate::range::{parse_range, ByteRange, RangeRequest};
@@ -36,7 +36,8 @@ impl Proxy {
             metrics().cache_hit(ContentKind::Blob);
             let window = window(range, obj.size)?;
             let size = obj.size;
-            let body = (!head).then(|| Box::pin(obj.stream(window)) as BlobStream);
+            // The front end chooses how to send the file: zero-copy or read (issue 16).
+            let body = (!head).then_some(BlobBody::Stored(obj));
             return Ok(ServedBlob {
                 digest: *digest,
                 total: Some(size),
@@ -66,7 +67,7 @@ impl Proxy {
                         digest: *digest,
                         total: Some(meta.size),
                         window,
-                        body: body.map(|b| b as BlobStream),
+                        body: body.map(|b| BlobBody::Stream(b as BlobStream)),
                     });
                 }
             }
@@ -103,7 +104,7 @@ impl Proxy {
             digest: *digest,
             total,
             window,
-            body: Some(Box::pin(fill.reader(window))),
+            body: Some(BlobBody::Stream(Box::pin(fill.reader(window)))),
         })
     }
 }

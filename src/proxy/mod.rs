@@ -81,7 +81,26 @@ pub struct ServedBlob {
     /// The part asked for by `Range` (inclusive), when one was and it applies.
     pub window: Option<ByteRange>,
     /// `None` for HEAD.
-    pub body: Option<BlobStream>,
+    pub body: Option<BlobBody>,
+}
+
+/// Where a served blob's bytes come from.
+pub enum BlobBody {
+    /// A running fill, or the shared tier.
+    Stream(BlobStream),
+    /// A stored object (a cache hit): the front end may send its file without copying it
+    /// (issue 16), or read it with [`StoredObject::stream`]. `ServedBlob::window` applies.
+    Stored(crate::store::StoredObject),
+}
+
+impl ServedBlob {
+    /// The body's bytes as a stream (a stored object read from its file), `None` for HEAD.
+    pub fn into_stream(self) -> Option<BlobStream> {
+        match self.body? {
+            BlobBody::Stream(s) => Some(s),
+            BlobBody::Stored(object) => Some(Box::pin(object.stream(self.window))),
+        }
+    }
 }
 
 /// A page of a tag list.

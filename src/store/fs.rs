@@ -298,6 +298,14 @@ impl StoredObject {
     }
 }
 
+impl StoredObject {
+    /// The open file and the in-use guard, for a sender that reads the file itself (the
+    /// zero-copy path, `api::sendfile`).
+    pub(crate) fn into_file(self) -> (Arc<fs::File>, UseGuard) {
+        (Arc::new(self.file), self.guard)
+    }
+}
+
 struct ReadState {
     file: Arc<fs::File>,
     pos: u64,
@@ -367,6 +375,19 @@ fn read_cached(file: &fs::File, pos: u64, buf: &mut [u8]) -> Option<usize> {
         Ok(n) if n > 0 => Some(n),
         _ => None,
     }
+}
+
+/// Whether the bytes at `pos` and at `pos + len - 1` are in the page cache, asked without
+/// waiting for the disk (`preadv2(RWF_NOWAIT)` of one byte each). A zero-copy send of the range
+/// in between (`sendfile(2)`) runs on a runtime thread and would wait for any page that is not
+/// cached; its two ends stand for it (pages of a stored file leave the cache in runs, and the
+/// kernel's readahead brings them back in runs). A page missing in the middle costs one disk
+/// read on that thread, never wrong bytes.
+pub(crate) fn is_cached(file: &fs::File, pos: u64, len: u64) -> bool {
+    let mut one = [0u8; 1];
+    len > 0
+        && read_cached(file, pos, &mut one).is_some()
+        && (len == 1 || read_cached(file, pos + len - 1, &mut one).is_some())
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -65,6 +65,7 @@ pub use content::Content;
 pub use error::{FillError, StoreError};
 pub use fill::Fill;
 pub use fs::StoredObject;
+pub(crate) use fs::{is_cached, read_some, CHUNK as READ_CHUNK};
 pub use shared::{SharedError, SharedStore, SharedStoreConfig, Turn};
 pub use space::{Limits, Unstored};
 

@@ -40,7 +40,7 @@ fn client() -> reqwest::Client {
 }
 
 /// Deterministic pseudo-random bytes (xorshift64*), distinct per seed.
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {

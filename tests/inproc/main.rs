@@ -25,6 +25,7 @@ mod enforce_golden;
 mod notation_flow;
 mod proxy_passthrough;
 mod proxy_stale;
+mod sendfile;
 mod store;
 mod trust_fixtures;
 mod trust_fuzz_smoke;
