@@ -642,15 +642,20 @@ mod tests {
             .unwrap();
         let mut taken = 0usize;
         loop {
-            let sent =
-                tokio::time::timeout(Duration::from_secs(60), tx.send(Bytes::from(vec![7; CHUNK])))
-                    .await;
+            let sent = tokio::time::timeout(
+                Duration::from_secs(60),
+                tx.send(Bytes::from(vec![7; CHUNK])),
+            )
+            .await;
             match sent {
                 Ok(r) => r.unwrap(),
                 Err(_) => break, // hyper stopped asking: its buffer is full
             }
             taken += CHUNK;
-            assert!(taken < 64 << 20, "hyper kept taking body bytes from a client that reads none");
+            assert!(
+                taken < 64 << 20,
+                "hyper kept taking body bytes from a client that reads none"
+            );
         }
         // What hyper holds = what it took, less what the pipe holds, plus at most the chunk in
         // the channel's slot and one chunk taken when the buffer was just under its bound.
@@ -696,7 +701,10 @@ mod tests {
     #[tokio::test]
     async fn heads_up_to_max_header_bytes_are_still_read() {
         let (_, max_header_bytes) = builders();
-        assert_eq!(answer_to_a_head_of(max_header_bytes - 64).await, "HTTP/1.1 200 OK");
+        assert_eq!(
+            answer_to_a_head_of(max_header_bytes - 64).await,
+            "HTTP/1.1 200 OK"
+        );
         assert_eq!(
             answer_to_a_head_of(max_header_bytes + 4096).await,
             "HTTP/1.1 431 Request Header Fields Too Large"

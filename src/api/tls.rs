@@ -446,10 +446,9 @@ mod tests {
         }
         // A reload (a new config) does not resume sessions of the old one.
         let reloaded = build(pem("/c.pem", &m.cert_pem), pem("/k.pem", &m.key_pem), None).unwrap();
-        let roots_pem = m.ca_pem.clone();
         let mut roots = RootCertStore::empty();
         roots
-            .add(CertificateDer::from_pem_slice(roots_pem.as_bytes()).unwrap())
+            .add(CertificateDer::from_pem_slice(m.ca_pem.as_bytes()).unwrap())
             .unwrap();
         let client = Arc::new(
             rustls::ClientConfig::builder_with_provider(provider())
