@@ -5,9 +5,8 @@
 #
 # TOTAL_SECONDS (default 60) is shared evenly by the targets run (all of them unless named), so
 # the cost is known in advance: CI (.ci/run) passes 56, about 14 s a target. The long mode of the
-# reliability suite (issue 15: the run that writes RELIABILITY.md) calls
-#   scripts/fuzz-smoke.sh 2400
-# i.e. 10 minutes a target. Exit status is non-zero on the first crash; the crashing input is
+# reliability suite (issue 15: the run that writes RELIABILITY.md) runs each target on its own
+# for RELIABILITY_FUZZ_SECONDS / targets (1200 s in all by default: 5 minutes a target). Exit status is non-zero on the first crash; the crashing input is
 # left under fuzz/artifacts/<target>/ by libFuzzer.
 #
 # cargo-fuzz wants nightly (it passes -Zsanitizer=address); RUSTC_BOOTSTRAP=1 lets stable accept

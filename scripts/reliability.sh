@@ -3,7 +3,9 @@
 # and trust attacks, against the real binary and the real upstream pieces on loopback.
 #
 #   scripts/reliability.sh          short mode (what CI runs through `cargo test` anyway)
-#   scripts/reliability.sh --long   long mode (TRUSTGATE_RELIABILITY=long), writes RELIABILITY.md
+#   scripts/reliability.sh --long   long mode (TRUSTGATE_RELIABILITY=long), then every cargo-fuzz
+#                                   target (RELIABILITY_FUZZ_SECONDS, 1200 in all), writes
+#                                   RELIABILITY.md
 #   scripts/reliability.sh --write  short mode, but write RELIABILITY.md too (labelled as short)
 #   scripts/reliability.sh --debug  debug profile instead of release (quicker to build on a busy
 #                                   machine; the load figures then mean little, and say so)
@@ -52,13 +54,37 @@ PROFILE_FLAG=()
 cargo test "${PROFILE_FLAG[@]}" --locked "${TESTS[@]}" -- --nocapture --test-threads=1 "${ARGS[@]}" \
     2>&1 | tee "$OUT/log"
 STATUS=${PIPESTATUS[0]}
+
+# Long mode: the cargo-fuzz targets run longer than CI's smoke (RELIABILITY_FUZZ_SECONDS in all,
+# shared by the targets; 1200 = 5 minutes a target with the four of today). Each target is a
+# case of the "fuzz" group: a crash leaves the input under fuzz/artifacts/ and shows as FAILED.
+if [ "$MODE" = long ]; then
+    FUZZ_TOTAL=${RELIABILITY_FUZZ_SECONDS:-1200}
+    mapfile -t FUZZ_TARGETS < <(ls fuzz/fuzz_targets/ | sed -n 's/\.rs$//p')
+    FUZZ_EACH=$((FUZZ_TOTAL / ${#FUZZ_TARGETS[@]}))
+    for t in "${FUZZ_TARGETS[@]}"; do
+        printf 'fuzz\t%s\n' "$t" >>"$OUT/fuzz-expected"
+        if bash scripts/fuzz-smoke.sh "$FUZZ_EACH" "$t" >"$OUT/fuzz-$t.log" 2>&1; then
+            runs=$(grep -a -o 'Done [0-9]* runs in [0-9]* second(s)' "$OUT/fuzz-$t.log" | tail -n1)
+            cov=$(grep -a -o 'cov: [0-9]*' "$OUT/fuzz-$t.log" | tail -n1)
+            printf 'reliability-case\tfuzz\t%s\tlibFuzzer (ASan), %s s: %s, no crash, no leak; %s edges\n' \
+                "$t" "$FUZZ_EACH" "${runs:-?}" "${cov#cov: }" | tee -a "$OUT/log"
+        else
+            echo "fuzz target $t FAILED (see fuzz/artifacts/$t/):" >&2
+            tail -n 30 "$OUT/fuzz-$t.log" >&2
+            STATUS=1
+        fi
+    done
+fi
 RUNTIME=$(($(date +%s) - T0))
 
 # Passed cases: group<TAB>case<TAB>figures (the last line of a case wins).
 grep -a '^reliability-case	' "$OUT/log" | cut -f2- >"$OUT/passed" || true
 # Expected cases: every literal report("group", "case", ...) in the reliability sources.
 perl -0777 -ne 'while (/\breport\(\s*"([^"]+)",\s*"([^"]+)"/g) { print "$1\t$2\n" }' \
-    tests/reliability_*.rs | sort -u >"$OUT/expected"
+    tests/reliability_*.rs >"$OUT/expected"
+[ -f "$OUT/fuzz-expected" ] && cat "$OUT/fuzz-expected" >>"$OUT/expected"
+sort -u -o "$OUT/expected" "$OUT/expected"
 # Test functions that failed, as cargo names them.
 grep -a -E '^test .* \.\.\. FAILED$' "$OUT/log" | sed -E 's/^test (.*) \.\.\. FAILED$/\1/' >"$OUT/failed" || true
 
