@@ -32,7 +32,19 @@
 #      the one replica on disk above: the cold fleet pull's upstream fetch count (16 concurrent
 #      GETs of the big blob spread over the three), a local miss served from the shared store (a
 #      fourth, fresh replica: wall time, no upstream fetch), and warm hits from the local tier
-#      (wrk, 16 connections, interleaved with the single replica: >= 0.95x its GB/s).
+#      (wrk, 16 connections, interleaved with the single replica: >= 0.95x its GB/s);
+#   8. TLS (issue 16): a second trustgate with `tls_cert`/`tls_key` against an nginx serving the
+#      same files over HTTPS with the same certificate (P-256, from the throwaway CA above),
+#      `ssl_session_cache shared:SSL:10m` and `ssl_session_tickets on` (nginx does not sendfile
+#      over TLS: no kernel TLS here). Both over HTTPS, interleaved rounds (medians):
+#      warm manifest by tag at 1 and 64 keep-alive connections (req/s, p99); new-connection
+#      handshakes per second: wrk with `-H 'Connection: close'` (16 connections), so every
+#      request is a new TCP connection and a new TLS handshake. wrk (OpenSSL) keeps its session
+#      across its reconnects (SSL_clear), so these are *resumed* handshakes wherever the server
+#      resumes: nginx's access log ($ssl_session_reused) gives the share wrk resumed there, and
+#      benches/peers/resumes.py checks that each server resumes a session at all (a Python ssl
+#      client offering the session of its previous connection); both go into the row's title.
+#      And warm blob GB/s with 16 clients.
 # Prints a markdown table with the absolute numbers and the ratios trustgate / registry proxy,
 # trustgate / nginx and trustgate / direct, and checks the targets of issue #7. A full run
 # appends the table to BENCHMARKS.md with the date, the commit and the machine.
@@ -238,6 +250,9 @@ hwm_kib() {
     echo "$total"
 }
 
+# extra wrk arguments (workload 8's handshakes: a Connection: close header)
+WRK_ARGS=()
+
 # results: R[key] = number; L[key] = space-separated values of the rounds, reduced to medians
 declare -A R=() L=()
 
@@ -255,7 +270,7 @@ wrk_run() {
         perf_pid=$!
     fi
     wrk -t "$threads" -c "$conns" -d "${WRK_SECONDS}s" --timeout 120s --latency \
-        -s "$HERE/report.lua" -H "$ACCEPT" "$url" >"$out" 2>&1 || {
+        -s "$HERE/report.lua" -H "$ACCEPT" "${WRK_ARGS[@]}" "$url" >"$out" 2>&1 || {
         cat "$out" >&2
         die "wrk failed against $name ($url)"
     }
@@ -479,18 +494,21 @@ start_regproxy() { # fresh, empty storage
 TG_PORT=$(free_port)
 TG=127.0.0.1:$TG_PORT
 TG_ADMIN=127.0.0.1:$(free_port)
-start_trustgate() { # fresh, empty store (and no pinned trust: first contact again)
-    rm -rf "$WORK/trustgate"
-    mkdir -p "$WORK/trustgate/data"
-    cat >"$WORK/trustgate/trustgate.toml" <<EOF
+# trustgate_config NAME LISTEN ADMIN [SERVER_LINES]: a fresh, empty $WORK/NAME (store, no pinned
+# trust: first contact again) and its $WORK/NAME/trustgate.toml
+trustgate_config() {
+    rm -rf "${WORK:?}/$1"
+    mkdir -p "$WORK/$1/data"
+    cat >"$WORK/$1/trustgate.toml" <<EOF
 [server]
-listen = "$TG"
+listen = "$2"
+${4:-}
 
 [admin]
-listen = "$TG_ADMIN"
+listen = "$3"
 
 [storage]
-path = "$WORK/trustgate/data"
+path = "$WORK/$1/data"
 
 [[upstream]]
 name = "$UP"
@@ -513,6 +531,9 @@ repositories = ["$UP/bench/cosign"]
 trust = "enforce"
 verifiers = ["bench"]
 EOF
+}
+start_trustgate() { # fresh, empty store (and no pinned trust: first contact again)
+    trustgate_config trustgate "$TG" "$TG_ADMIN"
     # the log level trustgate ships with: a line per request and an audit line per trust decision
     # (nginx and distribution write their access logs too)
     start trustgate env RUST_LOG=info NO_COLOR=1 "$BIN" serve --config "$WORK/trustgate/trustgate.toml"
@@ -524,10 +545,11 @@ NG_RW=127.0.0.1:$(free_port)
 mkdir -p "$WORK/www"
 cp "$APP_MANIFEST" "$WORK/www/manifest"
 ln "$BIG_FILE" "$WORK/www/blob" 2>/dev/null || cp "$BIG_FILE" "$WORK/www/blob"
-# start_nginx NAME ADDRESS DIRECTIVES: nginx with its own prefix and config under $WORK/NAME,
-# serving $WORK/www
+# start_nginx NAME ADDRESS DIRECTIVES [LISTEN_OPTIONS]: nginx with its own prefix and config
+# under $WORK/NAME, serving $WORK/www (over HTTPS with LISTEN_OPTIONS "ssl")
 start_nginx() {
-    local p=$WORK/$1
+    local p=$WORK/$1 scheme=http
+    [ "${4:-}" = ssl ] && scheme=https
     mkdir -p "$p/tmp" "$p/logs"
     cat >"$p/nginx.conf" <<EOF
 daemon off;
@@ -538,7 +560,12 @@ pid $p/nginx.pid;
 error_log $p/logs/error.log warn;
 events { worker_connections 1024; }
 http {
-    access_log $p/logs/access.log;
+    $(if [ "$scheme" = https ]; then
+        echo "log_format tls '\$remote_addr [\$time_local] \"\$request\" \$status \$body_bytes_sent \$ssl_session_reused \$ssl_protocol \$ssl_cipher';"
+        echo "    access_log $p/logs/access.log tls;"
+    else
+        echo "access_log $p/logs/access.log;"
+    fi)
     $3
     keepalive_requests 100000000;
     default_type application/octet-stream;
@@ -548,13 +575,13 @@ http {
     uwsgi_temp_path $p/tmp/uwsgi;
     scgi_temp_path $p/tmp/scgi;
     server {
-        listen $2;
+        listen $2 ${4:-};
         root $WORK/www;
     }
 }
 EOF
     start "$1" "$NGINX" -p "$p" -c "$p/nginx.conf" -e "$p/logs/error.log"
-    wait_http "$1" "http://$2/manifest"
+    wait_http "$1" "$scheme://$2/manifest" --cacert "$CA"
 }
 
 start_regproxy
@@ -860,6 +887,70 @@ for f in fleet1 fleet2 fleet3 fleet4 moto; do stop "$f"; done
 unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION
 
 # ---------------------------------------------------------------------------------------------
+# 8. TLS: trustgate with tls_cert/tls_key against nginx over HTTPS, same certificate
+# ---------------------------------------------------------------------------------------------
+log "8. TLS: trustgate and nginx over HTTPS ($WRK_ROUNDS rounds of ${WRK_SECONDS}s per server, interleaved)"
+TGS=127.0.0.1:$(free_port)
+NGS=127.0.0.1:$(free_port)
+trustgate_config trustgate_tls "$TGS" "127.0.0.1:$(free_port)" \
+    "tls_cert = \"$WORK/tls/server.crt\"
+tls_key = \"$WORK/tls/server.key\""
+start trustgate_tls env RUST_LOG=info NO_COLOR=1 "$BIN" serve --config "$WORK/trustgate_tls/trustgate.toml"
+wait_http trustgate_tls "https://$TGS/v2/" --cacert "$CA"
+# nginx as a TLS gateway is commonly set up: a shared session cache and session tickets
+start_nginx nginx_tls "$NGS" "sendfile on; tcp_nopush on;
+    ssl_certificate $WORK/tls/server.crt;
+    ssl_certificate_key $WORK/tls/server.key;
+    ssl_session_cache shared:SSL:10m;
+    ssl_session_tickets on;" ssl
+tls_url() { # SERVER WORKLOAD
+    case "$1/$2" in
+        trustgate_tls/manifest) echo "https://$TGS/v2/bench/app/manifests/v1" ;;
+        trustgate_tls/blob) echo "https://$TGS/v2/bench/big/blobs/$BIG_DIGEST" ;;
+        nginx_tls/manifest) echo "https://$NGS/manifest" ;;
+        nginx_tls/blob) echo "https://$NGS/blob" ;;
+    esac
+}
+# both serve the exact bytes (and trustgate has the trust data and the blob: warm)
+for s in trustgate_tls nginx_tls; do
+    for w in manifest blob; do
+        code=$(curl -s --cacert "$CA" -H "$ACCEPT" -o "$WORK/body" -w '%{http_code}' "$(tls_url "$s" "$w")")
+        [ "$code" = 200 ] || die "$s answered $code over HTTPS: $(head -c 300 "$WORK/body")"
+        want=$APP_DIGEST
+        [ "$w" = blob ] && want=$BIG_DIGEST
+        [ "sha256:$(sha256sum "$WORK/body" | cut -d' ' -f1)" = "$want" ] || die "$s served other bytes for the $w over HTTPS"
+    done
+    # what a client negotiates with each (the same for both keeps the comparison fair)
+    hostport=$(tls_url "$s" manifest | sed 's|https://||; s|/.*||')
+    R[w8.$s.tls]=$(openssl s_client -connect "$hostport" -CAfile "$CA" </dev/null 2>/dev/null |
+        awk '/^New, / {sub(/^New, /, ""); print; exit}')
+    R[w8.$s.resumed]=$(python3 "$HERE/resumes.py" "$(tls_url "$s" manifest)" "$CA" 4) ||
+        die "resumes.py failed against $s"
+    log "$s: ${R[w8.$s.tls]:-?}; sessions resumed by a client offering one: ${R[w8.$s.resumed]} of 4"
+done
+for round in $(seq 1 "$WRK_ROUNDS"); do
+    for s in trustgate_tls nginx_tls; do
+        wrk_run "w8c1.$s" "$s" 1 1 "$(tls_url "$s" manifest)"
+        wrk_run "w8c64.$s" "$s" 2 64 "$(tls_url "$s" manifest)"
+        WRK_ARGS=(-H 'Connection: close')
+        n0=$(wc -l <"$WORK/nginx_tls/logs/access.log")
+        wrk_run "w8hs.$s" "$s" 2 16 "$(tls_url "$s" manifest)"
+        [ "$s" = nginx_tls ] && HS_LINES="${HS_LINES:-} $((n0 + 1)),$(wc -l <"$WORK/nginx_tls/logs/access.log")"
+        WRK_ARGS=()
+        wrk_run "w8b.$s" "$s" 2 16 "$(tls_url "$s" blob)"
+    done
+done
+for k in w8c1 w8c64 w8hs w8b; do
+    for s in trustgate_tls nginx_tls; do medians "$k.$s"; done
+done
+# the share of wrk's new connections that nginx resumed during the handshake runs (the lines
+# those runs added to its access log; the third field from the end: r = reused, . = full)
+R[w8.nginx.reused]=$(for range in $HS_LINES; do sed -n "${range}p" "$WORK/nginx_tls/logs/access.log"; done |
+    awk '{n++; if ($(NF - 2) == "r") r++} END {if (n) printf "%.0f", 100 * r / n; else print "?"}')
+log "nginx resumed ${R[w8.nginx.reused]} % of the TLS connections wrk made to it"
+for s in trustgate_tls nginx_tls; do stop "$s"; done
+
+# ---------------------------------------------------------------------------------------------
 # the table
 # ---------------------------------------------------------------------------------------------
 # fmt VALUE DECIMALS / ratio A B (A / B, 2 significant decimals) / mib KIB
@@ -942,6 +1033,20 @@ TABLE=$WORK/table.md
     row "7. fleet: warm blob from the local tier, 16 clients, GB/s (single replica: $(fmt "${R[w7c16.trustgate.gbps]}" 2))" "—" \
         "$(fmt "${R[w7c16.fleet.gbps]}" 2)" "$(fmt "${R[w2c16.nginx.gbps]}" 2)" "—" "—" \
         "$(ratio "${R[w7c16.fleet.gbps]}" "${R[w2c16.nginx.gbps]}")" "—"
+    for c in 1 64; do
+        k=w8c$c
+        row "8. TLS: manifest by tag, $c keep-alive conn., req/s" "—" "$(fmt "${R[$k.trustgate_tls.rps]}" 0)" \
+            "$(fmt "${R[$k.nginx_tls.rps]}" 0)" "—" "—" "$(ratio "${R[$k.trustgate_tls.rps]}" "${R[$k.nginx_tls.rps]}")" "—"
+        row "8. TLS: manifest by tag, $c keep-alive conn., p99 ms" "—" "$(fmt "${R[$k.trustgate_tls.p99]}" 3)" \
+            "$(fmt "${R[$k.nginx_tls.p99]}" 3)" "—" "—" "$(ratio "${R[$k.trustgate_tls.p99]}" "${R[$k.nginx_tls.p99]}")" "—"
+    done
+    row "8. TLS: new connections/s (wrk, Connection: close, 16 conn.: a TLS handshake per request; nginx resumed ${R[w8.nginx.reused]} % of them; resumes.py: trustgate ${R[w8.trustgate_tls.resumed]}/4, nginx ${R[w8.nginx_tls.resumed]}/4)" \
+        "—" "$(fmt "${R[w8hs.trustgate_tls.rps]}" 0)" "$(fmt "${R[w8hs.nginx_tls.rps]}" 0)" "—" "—" \
+        "$(ratio "${R[w8hs.trustgate_tls.rps]}" "${R[w8hs.nginx_tls.rps]}")" "—"
+    row "8. TLS: new connections, p99 ms" "—" "$(fmt "${R[w8hs.trustgate_tls.p99]}" 3)" \
+        "$(fmt "${R[w8hs.nginx_tls.p99]}" 3)" "—" "—" "$(ratio "${R[w8hs.trustgate_tls.p99]}" "${R[w8hs.nginx_tls.p99]}")" "—"
+    row "8. TLS: warm blob ${MIB_BIG} MiB, 16 clients, GB/s" "—" "$(fmt "${R[w8b.trustgate_tls.gbps]}" 2)" \
+        "$(fmt "${R[w8b.nginx_tls.gbps]}" 2)" "—" "—" "$(ratio "${R[w8b.trustgate_tls.gbps]}" "${R[w8b.nginx_tls.gbps]}")" "—"
 } >"$TABLE"
 
 TARGETS=$WORK/targets.md
@@ -977,6 +1082,17 @@ x() { awk -v a="$1" -v b="$2" 'BEGIN {if (b == 0) print "inf"; else printf "%.2f
         "fleet: a local miss is served from the shared store, not the upstream — ${R[w7.miss.fetches]} fetch(es)"
     verdict "$(check ge "${R[w7c16.fleet.gbps]}" "$(awk -v r="${R[w7c16.trustgate.gbps]}" 'BEGIN {print 0.95 * r}')")" \
         "fleet: warm hits from the local tier ≥ 0.95× the single replica's GB/s — $(x "${R[w7c16.fleet.gbps]}" "${R[w7c16.trustgate.gbps]}")×"
+    for k in w8c1 w8c64 w8hs; do
+        case $k in
+            w8c1) what="manifest by tag, 1 keep-alive conn., req/s" ;;
+            w8c64) what="manifest by tag, 64 keep-alive conn., req/s" ;;
+            w8hs) what="new connections (handshakes)/s" ;;
+        esac
+        verdict "$(check ge "${R[$k.trustgate_tls.rps]}" "${R[$k.nginx_tls.rps]}")" \
+            "TLS, $what: ≥ 1.0× nginx (issue 16) — $(x "${R[$k.trustgate_tls.rps]}" "${R[$k.nginx_tls.rps]}")×"
+    done
+    verdict "$(check ge "${R[w8b.trustgate_tls.gbps]}" "${R[w8b.nginx_tls.gbps]}")" \
+        "TLS, warm blob, 16 clients, GB/s: ≥ 1.0× nginx (issue 16) — $(x "${R[w8b.trustgate_tls.gbps]}" "${R[w8b.nginx_tls.gbps]}")×"
     for w in w2 w4; do
         verdict "$(check le "${R[$w.trustgate.rss]}" "$(awk -v r="${R[$w.regproxy.rss]}" 'BEGIN {print r / 4}')")" \
             "peak RSS during ${w#w}: ≤ 1/4 of the registry proxy's — $(x "${R[$w.trustgate.rss]}" "${R[$w.regproxy.rss]}")×"
@@ -996,6 +1112,7 @@ RUNTIME=$(($(date +%s) - T0))
     echo
     echo "\`nproc\` = $(nproc), CPU \`$CPU\`, $MEM RAM, kernel $(uname -r); $VERSIONS; trustgate $PROFILE profile;"
     echo "wrk: $WRK_ROUNDS interleaved rounds of ${WRK_SECONDS} s per server and workload (medians); skopeo: $ROUNDS rounds (median); $RUNTIME s for the whole run including the build."
+    echo "TLS (8): same certificate (P-256); trustgate negotiates \`${R[w8.trustgate_tls.tls]:-?}\`, nginx \`${R[w8.nginx_tls.tls]:-?}\` (openssl s_client); nginx with \`ssl_session_cache shared:SSL:10m; ssl_session_tickets on\`, no sendfile over TLS."
     echo
     cat "$TABLE"
     echo

@@ -211,21 +211,28 @@ fn http_builders(options: &ListenOptions) -> HttpBuilders {
         .header_read_timeout(options.header_read_timeout)
         // A larger head is answered 431 and the connection closed.
         .max_header_size(options.max_header_bytes)
+        .max_buf_size(h1_max_buf_size(options.max_header_bytes))
         // The queue strategy: each body buffer reaches the socket as its own slice, never
         // copied into hyper's buffer. Zero-copy cache hits depend on it (`api::sendfile`).
         .writev(true);
-    if options.max_header_bytes > HYPER_DEFAULT_MAX_BUF {
-        // The read buffer must hold a whole head; hyper's default is about 400 KiB.
-        h1.max_buf_size(options.max_header_bytes.saturating_add(8192));
-    }
     let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX));
     HttpBuilders { h1, h2 }
 }
 
-/// hyper's default `max_buf_size` (8 KiB + 100 × 4 KiB).
-const HYPER_DEFAULT_MAX_BUF: usize = 8192 + 4096 * 100;
+/// hyper's `max_buf_size` for HTTP/1: the bound of a connection's read buffer *and* of the
+/// response bytes it queues before writing to the socket. hyper's default (8 KiB + 100 × 4 KiB,
+/// about 400 KiB) is what 16 clients of one cold blob each held on to (issue 16: peak RSS of a
+/// fan-out); a head of `max_header_bytes` plus 8 KiB of slack (64 + 8 KiB by default) keeps
+/// every head that is allowed readable and lets the kernel's socket buffer, not ours, hold the
+/// bytes in flight to a slow reader.
+fn h1_max_buf_size(max_header_bytes: usize) -> usize {
+    max_header_bytes.saturating_add(H1_BUF_SLACK)
+}
+
+/// Room above the largest head in the HTTP/1 buffer (and hyper's smallest allowed buffer).
+const H1_BUF_SLACK: usize = 8192;
 
 /// One accepted connection: TLS handshake and HTTP version within `header_read_timeout`, then
 /// HTTP until the client leaves, the connection idles out, or shutdown ends it.
@@ -587,5 +594,135 @@ impl Drop for LoggedBody {
         // its Content-Length is reached.
         let complete = self.inner.is_end_stream() || self.expected == Some(self.bytes);
         self.finish(complete);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn builders() -> (HttpBuilders, usize) {
+        let options = ListenOptions::from_config(&crate::config::ServerConfig::default(), None);
+        let max_header_bytes = options.max_header_bytes;
+        (http_builders(&options), max_header_bytes)
+    }
+
+    /// A response body fed chunk by chunk through a channel of one slot, so the test sees when
+    /// hyper stops asking for more.
+    struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+    impl HttpBody for ChannelBody {
+        type Data = Bytes;
+        type Error = Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            self.0.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    #[test]
+    fn the_buffer_holds_a_whole_head_of_the_largest_size() {
+        assert_eq!(h1_max_buf_size(64 * 1024), 72 * 1024);
+        assert_eq!(h1_max_buf_size(1 << 20), (1 << 20) + 8192);
+        assert_eq!(h1_max_buf_size(usize::MAX), usize::MAX);
+    }
+
+    // Paused time: tokio moves the clock only when every task is idle, so a send that times
+    // out means hyper has stopped pulling the body, whatever the machine's speed.
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_reads_nothing_pins_at_most_the_buffer_bound() {
+        const PIPE: usize = 64 * 1024; // what the "socket" takes before it is full
+        const CHUNK: usize = 16 * 1024;
+        let (h, max_header_bytes) = builders();
+        let bound = h1_max_buf_size(max_header_bytes);
+        let (mut client, server) = tokio::io::duplex(PIPE);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+        let rx = Arc::new(parking_lot::Mutex::new(Some(rx)));
+        let service = hyper::service::service_fn(move |_req: Request<Incoming>| {
+            let body = rx.lock().take().map(ChannelBody);
+            async move {
+                match body {
+                    Some(body) => Ok::<_, Infallible>(Response::new(body)),
+                    None => panic!("one request only"),
+                }
+            }
+        });
+        let conn = tokio::spawn(h.h1.serve_connection(TokioIo::new(server), service));
+        client
+            .write_all(b"GET /v2/r/blobs/sha256:0 HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let mut taken = 0usize;
+        loop {
+            let sent = tokio::time::timeout(
+                Duration::from_secs(60),
+                tx.send(Bytes::from(vec![7; CHUNK])),
+            )
+            .await;
+            match sent {
+                Ok(r) => r.unwrap(),
+                Err(_) => break, // hyper stopped asking: its buffer is full
+            }
+            taken += CHUNK;
+            assert!(
+                taken < 64 << 20,
+                "hyper kept taking body bytes from a client that reads none"
+            );
+        }
+        // What hyper holds = what it took, less what the pipe holds, plus at most the chunk in
+        // the channel's slot and one chunk taken when the buffer was just under its bound.
+        assert!(
+            taken <= PIPE + bound + 2 * CHUNK,
+            "took {taken} bytes: more than the pipe ({PIPE}) and the bound ({bound})"
+        );
+        assert!(taken >= bound, "took only {taken} bytes");
+        // Reading resumes the flow.
+        let mut buf = vec![0; PIPE];
+        let n = client.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        drop(tx);
+        drop(client);
+        let _ = conn.await;
+    }
+
+    /// A request whose head is `head_bytes` long; the status line of the answer.
+    async fn answer_to_a_head_of(head_bytes: usize) -> String {
+        let (h, _) = builders();
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let service = hyper::service::service_fn(|_req: Request<Incoming>| async {
+            Ok::<_, Infallible>(Response::new(http_body_util::Empty::<Bytes>::new()))
+        });
+        let conn = tokio::spawn(h.h1.serve_connection(TokioIo::new(server), service));
+        let start = b"GET /v2/ HTTP/1.1\r\nHost: t\r\nX-Pad: ";
+        let end = b"\r\n\r\n";
+        let mut head = start.to_vec();
+        head.resize(head_bytes - end.len(), b'a');
+        head.extend_from_slice(end);
+        client.write_all(&head).await.unwrap();
+        let mut buf = vec![0; 4096];
+        let n = client.read(&mut buf).await.unwrap();
+        drop(client);
+        let _ = conn.await;
+        String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn heads_up_to_max_header_bytes_are_still_read() {
+        let (_, max_header_bytes) = builders();
+        assert_eq!(
+            answer_to_a_head_of(max_header_bytes - 64).await,
+            "HTTP/1.1 200 OK"
+        );
+        assert_eq!(
+            answer_to_a_head_of(max_header_bytes + 4096).await,
+            "HTTP/1.1 431 Request Header Fields Too Large"
+        );
     }
 }

@@ -28,6 +28,11 @@ use crate::config::ServerConfig;
 /// skopeo all speak both).
 const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
+/// Sessions kept server-side for TLS 1.2 clients that resume by session ID rather than by
+/// ticket (rustls' default is 256). A few hundred bytes each; nginx's `shared:SSL:10m` holds
+/// about 40,000, but with tickets on most clients never need this cache.
+const SESSION_CACHE_ENTRIES: usize = 4096;
+
 /// A TLS file that cannot be used: the configuration key, the file and the problem, printed as
 /// `server.tls_key: /etc/trustgate/key.pem: no private key found`, or
 /// `server.tls_cert: cannot read /etc/trustgate/cert.pem: No such file or directory` (the shape
@@ -209,6 +214,15 @@ pub fn build(cert: Pem<'_>, key: Pem<'_>, client_ca: Option<Pem<'_>>) -> Result<
     let mut config =
         builder.with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    // Session resumption as a TLS gateway (nginx's `ssl_session_cache` plus
+    // `ssl_session_tickets on`) offers it: a returning client skips the certificate signature
+    // and its own chain check. Stateless tickets (TLS 1.3 and 1.2), encrypted with keys the
+    // aws-lc-rs ticketer makes and rotates itself, never written anywhere; and a bounded cache
+    // for session IDs. Both are new with each load, so a reload (a new certificate) also ends
+    // resumption of sessions made under the old one.
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
+    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
+        .map_err(|e| fail(CERT_KEY, cert.path, format!("TLS session tickets: {e}")))?;
     Ok(Loaded {
         config: Arc::new(config),
         summary: format!("{summary_cert}{mtls}"),
@@ -359,6 +373,99 @@ mod tests {
         )
         .unwrap();
         assert!(with_ca.summary.ends_with("client certificates required"));
+    }
+
+    /// Moves TLS records between a client and a server in memory until neither has more to say.
+    fn exchange(client: &mut rustls::ClientConnection, server: &mut rustls::ServerConnection) {
+        loop {
+            let mut to_server = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut to_server).unwrap();
+            }
+            let mut to_client = Vec::new();
+            let mut rd = &to_server[..];
+            while !rd.is_empty() {
+                server.read_tls(&mut rd).unwrap();
+                server.process_new_packets().unwrap();
+            }
+            while server.wants_write() {
+                server.write_tls(&mut to_client).unwrap();
+            }
+            let mut rd = &to_client[..];
+            while !rd.is_empty() {
+                client.read_tls(&mut rd).unwrap();
+                client.process_new_packets().unwrap();
+            }
+            if to_server.is_empty() && to_client.is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// Two connections of one client, one after the other: the kind of the second handshake.
+    fn second_handshake(
+        server: &Arc<rustls::ServerConfig>,
+        ca_pem: &str,
+        version: &'static rustls::SupportedProtocolVersion,
+    ) -> rustls::HandshakeKind {
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+            .unwrap();
+        let client = Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider())
+                .with_protocol_versions(&[version])
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        );
+        let mut kind = None;
+        for _ in 0..2 {
+            let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+            let mut c = rustls::ClientConnection::new(client.clone(), name).unwrap();
+            let mut s = rustls::ServerConnection::new(server.clone()).unwrap();
+            exchange(&mut c, &mut s);
+            assert!(!c.is_handshaking() && !s.is_handshaking());
+            assert_eq!(c.protocol_version(), Some(version.version));
+            kind = s.handshake_kind();
+        }
+        kind.unwrap()
+    }
+
+    #[test]
+    fn a_returning_client_resumes_its_session_with_tls13_and_tls12() {
+        let m = material();
+        let loaded = build(pem("/c.pem", &m.cert_pem), pem("/k.pem", &m.key_pem), None).unwrap();
+        assert!(loaded.config.ticketer.enabled());
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            assert_eq!(
+                second_handshake(&loaded.config, &m.ca_pem, version),
+                rustls::HandshakeKind::Resumed,
+                "{version:?}"
+            );
+        }
+        // A reload (a new config) does not resume sessions of the old one.
+        let reloaded = build(pem("/c.pem", &m.cert_pem), pem("/k.pem", &m.key_pem), None).unwrap();
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(m.ca_pem.as_bytes()).unwrap())
+            .unwrap();
+        let client = Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        );
+        let mut kinds = Vec::new();
+        for server in [&loaded.config, &reloaded.config] {
+            let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+            let mut c = rustls::ClientConnection::new(client.clone(), name).unwrap();
+            let mut s = rustls::ServerConnection::new(server.clone()).unwrap();
+            exchange(&mut c, &mut s);
+            kinds.push(s.handshake_kind().unwrap());
+        }
+        assert_eq!(kinds, [rustls::HandshakeKind::Full; 2]);
     }
 
     #[test]
