@@ -51,7 +51,7 @@ fi
 echo "reliability suite, $MODE mode: ${TESTS[*]}" >&2
 PROFILE_FLAG=()
 [ "$PROFILE" = release ] && PROFILE_FLAG=(--release)
-cargo test "${PROFILE_FLAG[@]}" --locked "${TESTS[@]}" -- --nocapture --test-threads=1 "${ARGS[@]}" \
+cargo test "${PROFILE_FLAG[@]}" --locked --no-fail-fast "${TESTS[@]}" -- --nocapture --test-threads=1 "${ARGS[@]}" \
     2>&1 | tee "$OUT/log"
 STATUS=${PIPESTATUS[0]}
 
