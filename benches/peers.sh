@@ -1082,6 +1082,17 @@ x() { awk -v a="$1" -v b="$2" 'BEGIN {if (b == 0) print "inf"; else printf "%.2f
         "fleet: a local miss is served from the shared store, not the upstream — ${R[w7.miss.fetches]} fetch(es)"
     verdict "$(check ge "${R[w7c16.fleet.gbps]}" "$(awk -v r="${R[w7c16.trustgate.gbps]}" 'BEGIN {print 0.95 * r}')")" \
         "fleet: warm hits from the local tier ≥ 0.95× the single replica's GB/s — $(x "${R[w7c16.fleet.gbps]}" "${R[w7c16.trustgate.gbps]}")×"
+    # Issue 16's targets, beside issue 7's above.
+    verdict "$(check ge "${R[w1c64.trustgate.rps]}" "${R[w1c64.nginx.rps]}")" \
+        "warm manifest by tag, 64 conn.: ≥ 1.0× nginx's req/s (issue 16) — $(x "${R[w1c64.trustgate.rps]}" "${R[w1c64.nginx.rps]}")×"
+    verdict "$(check le "${R[w1c64.trustgate.p99]}" "${R[w1c64.nginx.p99]}")" \
+        "warm manifest by tag, 64 conn.: p99 ≤ nginx's p99 (issue 16) — $(fmt "${R[w1c64.trustgate.p99]}" 2) vs $(fmt "${R[w1c64.nginx.p99]}" 2) ms"
+    verdict "$(check ge "${R[w2c16.trustgate.gbps]}" "${R[w2c16.nginx.gbps]}")" \
+        "warm blob, 16 clients: ≥ 1.0× nginx with sendfile (issue 16) — $(x "${R[w2c16.trustgate.gbps]}" "${R[w2c16.nginx.gbps]}")×"
+    verdict "$(check le "${R[w2.trustgate.cpu_per_gb]}" "$(awk -v r="${R[w2.nginx.cpu_per_gb]}" 'BEGIN {print 2 * r}')")" \
+        "warm blob: CPU per GB ≤ 2× nginx with sendfile (issue 16) — $(x "${R[w2.trustgate.cpu_per_gb]}" "${R[w2.nginx.cpu_per_gb]}")×"
+    verdict "$(check le "${R[w3.trustgate]}" "$(awk -v r="${R[w3.direct]}" 'BEGIN {print 1.02 * r}')")" \
+        "cold pull: ≤ 1.02× the direct pull (issue 16) — $(x "${R[w3.trustgate]}" "${R[w3.direct]}")×"
     for k in w8c1 w8c64 w8hs; do
         case $k in
             w8c1) what="manifest by tag, 1 keep-alive conn., req/s" ;;
@@ -1116,7 +1127,7 @@ RUNTIME=$(($(date +%s) - T0))
     echo
     cat "$TABLE"
     echo
-    echo "Targets of issue #7:"
+    echo "Targets of issues #7, #12, #14 and #16:"
     echo
     cat "$TARGETS"
 } >"$WORK/report.md"
