@@ -50,7 +50,7 @@ EOF
         t0=$(sed 's/.*) //' "/proc/$PID/stat" | awk '{print $12 + $13}')
         out=$(wrk -t2 -c16 -d"${SECS}s" --timeout 60s "$url")
         t1=$(sed 's/.*) //' "/proc/$PID/stat" | awk '{print $12 + $13}')
-        bytes=$(echo "$out" | awk '/requests in/ {print $4}')
+        bytes=$(echo "$out" | awk '/requests in/ {print $5}')
         # wrk prints e.g. "1.23GB read": convert to bytes
         bytes=$(echo "$bytes" | awk '{v=$1; u=substr(v,length(v)-1); n=v+0; m=1; if(u=="KB")m=1024; if(u=="MB")m=1048576; if(u=="GB")m=1073741824; if(u=="TB")m=1099511627776; printf "%.0f", n*m}')
         awk -v m="$mode" -v r="$r" -v b="$bytes" -v s="$SECS" -v c=$((t1 - t0)) -v hz="$HZ" \
