@@ -79,7 +79,8 @@ fi
 RUNTIME=$(($(date +%s) - T0))
 
 # Passed cases: group<TAB>case<TAB>figures (the last line of a case wins).
-grep -a '^reliability-case	' "$OUT/log" | cut -f2- >"$OUT/passed" || true
+# `test name ... ` from cargo may come first on the line of a case that prints nothing before.
+grep -a -o "reliability-case	.*" "$OUT/log" | cut -f2- >"$OUT/passed" || true
 # Expected cases: every literal report("group", "case", ...) in the reliability sources.
 perl -0777 -ne 'while (/\breport\(\s*"([^"]+)",\s*"([^"]+)"/g) { print "$1\t$2\n" }' \
     tests/reliability_*.rs >"$OUT/expected"
