@@ -73,14 +73,7 @@ async fn stored(extra_server: &str, seed: u64) -> Stored {
     let app = TestApp::start(config(dir.path(), &fake.base(), extra_server), None).await;
     let path = format!("/v2/{REPO}/blobs/{digest}");
     // The fill: a client that got every byte means the object is stored.
-    let got = crate::inproc::upstreams::client()
-        .get(app.url(&path))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let got = get_bytes(&crate::inproc::upstreams::client(), &app.url(&path)).await;
     assert_eq!(sha(&got), sha(&blob));
     Stored {
         app,
@@ -316,14 +309,7 @@ async fn tls_clients_get_the_copy_path_with_the_same_bytes() {
     let url = format!("https://localhost:{port}/v2/{REPO}/blobs/{digest}");
     // The fill, then two hits on one connection, one ranged.
     for _ in 0..2 {
-        let got = client
-            .get(&url)
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+        let got = get_bytes(&client, &url).await;
         assert_eq!(sha(&got), sha(&blob));
     }
     let resp = client
@@ -363,4 +349,9 @@ async fn a_blob_out_of_the_page_cache_is_copied_with_the_same_bytes() {
         assert!(cold_chunks() > before, "the first chunk was read, not sent");
     }
     s.app.shutdown().await;
+}
+
+/// A whole GET's body.
+async fn get_bytes(client: &reqwest::Client, url: &str) -> bytes::Bytes {
+    client.get(url).send().await.unwrap().bytes().await.unwrap()
 }
