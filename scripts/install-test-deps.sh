@@ -43,6 +43,7 @@ fi
 PAIRS="
 docker-registry:docker-registry
 notary-server:notary
+notary-signer:notary
 notary:notary
 skopeo:skopeo
 podman:podman
@@ -58,6 +59,7 @@ newuidmap:uidmap
 tar:tar
 gzip:gzip
 /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1:faketime
+/usr/lib/postgresql/15/bin/postgres:postgresql
 "
 
 missing=""

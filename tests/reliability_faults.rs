@@ -7,11 +7,14 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::faults::{HttpFault, HttpFaultProxy, TrickleProxy};
 use support::http::{self, runtime, MANIFEST_ACCEPT};
 use support::load;
+use support::proc;
 use support::reliability::report;
 use support::signed::SignedEnv;
 use support::trustgate::{Trustgate, TrustgateOptions, UpstreamConfig};
@@ -155,6 +158,247 @@ fn notary_500_garbage_and_gone_then_back() {
             "{}; then back: served again without a restart. Log mentions the Notary failure: {}",
             seen.join("; "),
             log.contains("Notary") || log.contains("notary")
+        ),
+    );
+}
+
+/// What one request of the Notary kill case's load got.
+struct Answer {
+    warm: bool,
+    sent: Instant,
+    answered: Instant,
+    status: u16,
+    /// The OCI error message of a refusal, or "" for a 200.
+    message: String,
+}
+
+/// Manifest GETs by tag from `tasks` clients until `stop`: the warm signed tag (its bytes
+/// checked against `signed_digest`), then a repository trustgate never saw (a fresh trust-data
+/// fetch from the Notary server), in turn. A transport error, a 200 with other bytes or a refusal
+/// without an OCI error message fails the case.
+fn notary_load(
+    tg: &Trustgate,
+    signed_digest: &str,
+    tasks: usize,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<Result<Vec<Answer>, String>>> {
+    (0..tasks)
+        .map(|task| {
+            let (base, digest, stop) = (tg.url(), signed_digest.to_string(), stop.clone());
+            runtime().spawn(async move {
+                let c = load::client(2);
+                let mut answers = Vec::new();
+                for i in 0.. {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let warm = i % 2 == 0;
+                    let repo = if warm {
+                        "demo/app".to_string()
+                    } else {
+                        format!("demo/never-{task}-{i}")
+                    };
+                    let url = format!("{base}/v2/{repo}/manifests/v1");
+                    let sent = Instant::now();
+                    let (status, body) = load::get(&c, &url, Some(MANIFEST_ACCEPT)).await?;
+                    let answered = Instant::now();
+                    let message = if status == 200 {
+                        if http::sha256_digest(&body) != digest {
+                            return Err(format!("{repo}: 200 with other bytes than signed"));
+                        }
+                        String::new()
+                    } else {
+                        serde_json::from_slice::<serde_json::Value>(&body)
+                            .ok()
+                            .and_then(|v| v["errors"][0]["message"].as_str().map(String::from))
+                            .ok_or_else(|| format!("{repo}: {status} without an OCI error"))?
+                    };
+                    answers.push(Answer {
+                        warm,
+                        sent,
+                        answered,
+                        status,
+                        message,
+                    });
+                }
+                Ok(answers)
+            })
+        })
+        .collect()
+}
+
+/// The real Notary server killed (SIGKILL) while trustgate fetches trust data from it, then
+/// restarted on its port. The server is deployed as in production: its TUF files in
+/// PostgreSQL, its keys in notary-signer, so the restarted server still has every repository.
+/// Meanwhile four clients ask for the warm signed tag (re-verified every second,
+/// `[trust] refresh = 1`) and for repositories never seen (each a fresh fetch). Shown:
+/// - requests in flight at the kill, and every request of the outage, are answered: the warm
+///   tag from its pinned, still-valid trust data with the signed bytes, the others refused
+///   with an OCI error naming the Notary server;
+/// - once the server is back, without touching trustgate: a repository signed before the kill
+///   and never asked for is verified and pulled, and a tag signed after the restart (the
+///   signer signs its snapshot and timestamp) is served.
+#[test]
+fn notary_server_killed_mid_fetch_and_restarted() {
+    let mut env = SignedEnv::durable("rel-notary-kill");
+    let image = env.image("rel-notary-kill", 3);
+    for repo in ["demo/app", "demo/late"] {
+        env.push(&image, repo, "v1");
+        env.init_trust(repo);
+        env.sign(repo, "v1", &image, &[]);
+    }
+    let tg = start_tg(&env, env.upstream(), Some(1), "");
+    let (s, m, _) = manifest(&tg, "demo/app", "v1");
+    assert_eq!(s, 200, "warm-up: {m}\n{}", env.logs(Some(&tg)));
+    pull_ok(&tg, "demo/app", "warm-up");
+
+    let signed_digest = http::sha256_digest(&image.manifest);
+    let first_pid = env.notary.pid();
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = notary_load(&tg, &signed_digest, 8, &stop);
+    // Three kill-restart cycles: (killed at, restarted at).
+    let mut outages = Vec::new();
+    let mut readyz_down = String::new();
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(1000));
+        let killed_at = Instant::now();
+        env.notary.kill();
+        std::thread::sleep(Duration::from_millis(1500));
+        readyz_down = readyz(&tg);
+        let restarted_at = Instant::now();
+        env.notary.restart();
+        outages.push((killed_at, restarted_at));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    assert_ne!(
+        env.notary.pid(),
+        first_pid,
+        "the Notary server was not restarted"
+    );
+    let mut answers = Vec::new();
+    for c in clients {
+        match runtime().block_on(c).expect("load task") {
+            Ok(a) => answers.extend(a),
+            Err(e) => panic!("{e}\n{}", env.logs(Some(&tg))),
+        }
+    }
+
+    let in_flight: Vec<&Answer> = answers
+        .iter()
+        .filter(|a| {
+            outages
+                .iter()
+                .any(|(k, _)| a.sent <= *k && a.answered >= *k)
+        })
+        .collect();
+    let outage: Vec<&Answer> = answers
+        .iter()
+        .filter(|a| outages.iter().any(|(k, r)| a.sent > *k && a.answered < *r))
+        .collect();
+    let slowest = answers
+        .iter()
+        .map(|a| a.answered - a.sent)
+        .max()
+        .unwrap_or_default();
+    assert!(
+        slowest < Duration::from_secs(35),
+        "an answer took {slowest:?} (the Notary timeouts are 30 s)"
+    );
+    // The warm tag is verified and pinned: the Notary server going away must not stop it.
+    for a in answers.iter().filter(|a| a.warm) {
+        assert_eq!(
+            a.status,
+            200,
+            "the warm signed tag refused: {}\n{}",
+            a.message,
+            tg.logs()
+        );
+    }
+    let outage_cold: Vec<&&Answer> = outage.iter().filter(|a| !a.warm).collect();
+    assert!(!outage_cold.is_empty(), "no cold request during the outage");
+    for a in &outage_cold {
+        assert_ne!(a.status, 200, "an unverifiable repository was served");
+        assert!(
+            a.message.to_lowercase().contains("notary"),
+            "a refusal during the outage does not name the Notary server: {}",
+            a.message
+        );
+    }
+
+    // Back: a repository signed before the kill and never asked for is verified from the
+    // restarted server's database.
+    let mut late = (0, String::new(), Duration::ZERO);
+    let mut late_asks = 0;
+    let recovered = proc::wait_until(Duration::from_secs(30), || {
+        late_asks += 1;
+        late = manifest(&tg, "demo/late", "v1");
+        late.0 == 200
+    });
+    assert!(
+        recovered,
+        "demo/late:v1 after the restart: {} {}\n{}",
+        late.0,
+        late.1,
+        env.logs(Some(&tg))
+    );
+    pull_ok(
+        &tg,
+        "demo/late",
+        "a repository signed before the kill, after the restart",
+    );
+
+    // A tag signed after the restart: the restarted server has its keys (notary-signer).
+    let image2 = env.image("rel-notary-kill-v2", 2);
+    env.push(&image2, "demo/app", "v2");
+    env.sign("demo/app", "v2", &image2, &[]);
+    let mut v2 = (0, String::new(), Duration::ZERO);
+    let served = proc::wait_until(Duration::from_secs(15), || {
+        v2 = manifest(&tg, "demo/app", "v2");
+        v2.0 == 200
+    });
+    assert!(
+        served,
+        "demo/app:v2 signed after the restart: {} {}",
+        v2.0, v2.1
+    );
+    runtime()
+        .block_on(load::pull(&load::client(1), &tg.url(), "demo/app", "v2"))
+        .unwrap_or_else(|e| panic!("demo/app:v2 after the restart: {e}"));
+    let readyz_back = readyz(&tg);
+    assert!(
+        readyz_back.starts_with("200"),
+        "/readyz after: {readyz_back}"
+    );
+
+    let count = |v: &[&Answer], warm: bool, ok: bool| {
+        v.iter()
+            .filter(|a| a.warm == warm && (a.status == 200) == ok)
+            .count()
+    };
+    let first_refusal = outage_cold[0].message.chars().take(90).collect::<String>();
+    report(
+        "faults",
+        "Notary server killed mid-fetch and restarted",
+        &format!(
+            "notary-server on PostgreSQL with notary-signer, SIGKILLed (first pid {first_pid}) \
+             3 times under 8 clients asking in turn for the warm tag (refresh = 1 s) and for \
+             never-seen repositories (a fresh trust-data fetch each), restarted on its port \
+             1.5 s after each kill: {} requests in flight at the kills ({} of them fresh \
+             fetches), all answered ({} with the signed bytes, {} refused); during the outages \
+             warm tag {} × 200 (signed bytes), unknown repos {} × refused \"{first_refusal}\", \
+             /readyz {readyz_down}; {} requests in all, 0 transport errors, 0 wrong bytes, \
+             slowest {}; after the restarts, without touching trustgate: a repository signed \
+             before the kills and never asked for served at ask {late_asks} (pulled, \
+             hash-checked), a tag signed after the restart served, /readyz {readyz_back}",
+            in_flight.len(),
+            in_flight.iter().filter(|a| !a.warm).count(),
+            in_flight.iter().filter(|a| a.status == 200).count(),
+            in_flight.iter().filter(|a| a.status != 200).count(),
+            count(&outage, true, true),
+            outage_cold.len(),
+            answers.len(),
+            load::ms(slowest),
         ),
     );
 }

@@ -56,6 +56,7 @@ pub mod load;
 pub mod notary;
 pub mod notation;
 pub mod podman;
+pub mod postgres;
 pub mod proc;
 pub mod registry;
 pub mod reliability;

@@ -1,9 +1,12 @@
-//! notary-server 0.7 without notary-signer (`trust_service: local`, memory storage) behind a
-//! throwaway CA, and a `notary` CLI wrapper that signs tags the way `DOCKER_CONTENT_TRUST=1 docker
-//! push` does.
+//! notary-server 0.7 behind a throwaway CA, and a `notary` CLI wrapper that signs tags the way
+//! `DOCKER_CONTENT_TRUST=1 docker push` does.
 //!
-//! Memory storage forgets everything on restart: a restarted server needs a fresh [`NotaryCli`]
-//! (fresh trust dir) too.
+//! Two set-ups:
+//! - [`NotaryServer::start`]: no notary-signer (`trust_service: local`) and memory storage. It
+//!   starts fast, and forgets everything when it stops.
+//! - [`NotaryServer::start_durable`]: as deployed in production, its TUF files in PostgreSQL and
+//!   its timestamp and snapshot keys in a notary-signer (gRPC over TLS). This one can be killed
+//!   and [restarted](NotaryServer::restart) and still serve, and sign for, every repository.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -11,6 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::http::{self, Req};
+use super::postgres::Postgres;
 use super::proc::{self, ChildGuard, CmdOutput};
 use super::tools;
 
@@ -116,19 +120,90 @@ impl TestCa {
     }
 }
 
+/// notary-server's tables for PostgreSQL, as its SQL storage reads and writes them: every
+/// version of every role's file per GUN (`tuf_files`; the `deleted_at` column is gorm's soft
+/// delete), and the feed of published changes (`changefeed`). Debian ships neither migrations nor
+/// an automatic set-up; the columns follow notary's `server/storage/sql_models.go`.
+const SERVER_SCHEMA: &str = "
+CREATE TABLE tuf_files (
+    id serial PRIMARY KEY,
+    created_at timestamp NULL,
+    updated_at timestamp NULL,
+    deleted_at timestamp NULL,
+    gun varchar(255) NOT NULL,
+    role varchar(255) NOT NULL,
+    version integer NOT NULL,
+    data bytea NOT NULL,
+    sha256 char(64) NULL,
+    UNIQUE (gun, role, version)
+);
+CREATE INDEX tuf_files_sha256 ON tuf_files (sha256);
+CREATE TABLE changefeed (
+    id serial PRIMARY KEY,
+    created_at timestamp DEFAULT CURRENT_TIMESTAMP,
+    gun varchar(255) NOT NULL,
+    version integer NOT NULL,
+    sha256 char(64) NULL,
+    category varchar(20) NOT NULL DEFAULT 'update'
+);
+CREATE INDEX changefeed_gun ON changefeed (gun);
+";
+
 pub struct NotaryServer {
+    // Field order is drop order: the server, then the signer and the database it uses.
     child: ChildGuard,
     port: u16,
     pub ca: TestCa,
     dir: PathBuf,
+    config_path: PathBuf,
+    starts: u32,
+    signer: Option<NotarySigner>,
+    db: Option<Postgres>,
 }
 
 impl NotaryServer {
-    /// Start notary-server on a free port with a fresh CA under `dir`.
+    /// Start notary-server on a free port with a fresh CA under `dir`: memory storage, keys in
+    /// the server itself.
     pub fn start(dir: &Path) -> NotaryServer {
-        let bin = tools::notary_server();
         fs::create_dir_all(dir).expect("notary dir");
         let ca = TestCa::create(&dir.join("tls"));
+        let (trust_service, storage) = (
+            serde_json::json!({"type": "local"}),
+            serde_json::json!({"backend": "memory"}),
+        );
+        Self::start_with(dir, ca, trust_service, storage, None, None)
+    }
+
+    /// Start notary-server with its data in a fresh PostgreSQL database and its keys in a
+    /// notary-signer (memory key storage; the signer is never the process a test kills).
+    pub fn start_durable(dir: &Path) -> NotaryServer {
+        fs::create_dir_all(dir).expect("notary dir");
+        let ca = TestCa::create(&dir.join("tls"));
+        let db = Postgres::start();
+        db.create_database("notaryserver", SERVER_SCHEMA);
+        let signer = NotarySigner::start(&dir.join("signer"), &ca);
+        let trust_service = serde_json::json!({
+            "type": "remote",
+            "hostname": "127.0.0.1",
+            "port": signer.port.to_string(),
+            "tls_ca_file": ca.ca_cert,
+            "key_algorithm": "ecdsa",
+        });
+        let storage = serde_json::json!({
+            "backend": "postgres",
+            "db_url": db.url("notaryserver"),
+        });
+        Self::start_with(dir, ca, trust_service, storage, Some(signer), Some(db))
+    }
+
+    fn start_with(
+        dir: &Path,
+        ca: TestCa,
+        trust_service: serde_json::Value,
+        storage: serde_json::Value,
+        signer: Option<NotarySigner>,
+        db: Option<Postgres>,
+    ) -> NotaryServer {
         let port = proc::free_port();
         let config = serde_json::json!({
             "server": {
@@ -136,31 +211,43 @@ impl NotaryServer {
                 "tls_key_file": ca.server_key,
                 "tls_cert_file": ca.server_cert,
             },
-            "trust_service": {"type": "local"},
-            "storage": {"backend": "memory"},
+            "trust_service": trust_service,
+            "storage": storage,
             "logging": {"level": "info"},
         });
         let config_path = dir.join("server-config.json");
         fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).expect("config");
-        let mut cmd = Command::new(bin);
-        cmd.arg("-config").arg(&config_path);
-        let mut child = ChildGuard::spawn("notary-server", cmd, dir);
-        http::wait_ready(
-            &format!("https://127.0.0.1:{port}/_notary_server/health"),
-            200,
-            &Req {
-                ca_pem: Some(&ca.ca_cert),
-                ..Default::default()
-            },
-            &mut child,
-            Duration::from_secs(20),
-        );
+        let child = spawn_server(&config_path, port, &ca, dir, "notary-server");
         NotaryServer {
             child,
             port,
             ca,
             dir: dir.to_path_buf(),
+            config_path,
+            starts: 1,
+            signer,
+            db,
         }
+    }
+
+    /// The server's PID (of its current run).
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
+    /// SIGKILL the server (by PID) and wait for it; its signer and database keep running.
+    pub fn kill(&mut self) {
+        self.child.stop();
+    }
+
+    /// Start the server again on the same port with the same configuration, and wait until it
+    /// answers its health check. Only a [durable](NotaryServer::start_durable) server still
+    /// has its repositories afterwards.
+    pub fn restart(&mut self) {
+        self.child.stop();
+        self.starts += 1;
+        let name = format!("notary-server-run{}", self.starts);
+        self.child = spawn_server(&self.config_path, self.port, &self.ca, &self.dir, &name);
     }
 
     pub fn url(&self) -> String {
@@ -191,12 +278,74 @@ impl NotaryServer {
         .expect("notary metadata request")
     }
 
+    /// The server's logs (its current run), then the signer's and the database's if any.
     pub fn logs(&self) -> String {
-        self.child.logs()
+        let mut logs = self.child.logs();
+        if let Some(signer) = &self.signer {
+            logs.push('\n');
+            logs.push_str(&signer.child.logs());
+        }
+        if let Some(db) = &self.db {
+            logs.push('\n');
+            logs.push_str(&db.logs());
+        }
+        logs
     }
 
     pub fn stop(&mut self) {
         self.child.stop();
+    }
+}
+
+/// Spawn notary-server with `config_path` and wait for its health check on `port`.
+fn spawn_server(config_path: &Path, port: u16, ca: &TestCa, dir: &Path, name: &str) -> ChildGuard {
+    let mut cmd = Command::new(tools::notary_server());
+    cmd.arg("-config").arg(config_path);
+    let mut child = ChildGuard::spawn(name, cmd, dir);
+    http::wait_ready(
+        &format!("https://127.0.0.1:{port}/_notary_server/health"),
+        200,
+        &Req {
+            ca_pem: Some(&ca.ca_cert),
+            ..Default::default()
+        },
+        &mut child,
+        Duration::from_secs(20),
+    );
+    child
+}
+
+/// notary-signer: holds the timestamp and snapshot keys of the repositories a notary-server
+/// manages, and signs for it over gRPC with TLS (the CA's server certificate; no client
+/// certificates). Keys in memory: it lives as long as the test.
+pub struct NotarySigner {
+    child: ChildGuard,
+    port: u16,
+}
+
+impl NotarySigner {
+    fn start(dir: &Path, ca: &TestCa) -> NotarySigner {
+        fs::create_dir_all(dir).expect("signer dir");
+        let port = proc::free_port();
+        let config = serde_json::json!({
+            "server": {
+                "grpc_addr": format!("127.0.0.1:{port}"),
+                "tls_cert_file": ca.server_cert,
+                "tls_key_file": ca.server_key,
+            },
+            "storage": {"backend": "memory"},
+            "logging": {"level": "info"},
+        });
+        let config_path = dir.join("signer-config.json");
+        fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).expect("config");
+        let mut cmd = Command::new(tools::notary_signer());
+        cmd.arg("-config").arg(&config_path);
+        let mut child = ChildGuard::spawn("notary-signer", cmd, dir);
+        let listening = proc::wait_until(Duration::from_secs(20), || {
+            child.is_alive() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(listening, "notary-signer did not start:\n{}", child.logs());
+        NotarySigner { child, port }
     }
 }
 

@@ -23,11 +23,19 @@ pub struct SignedEnv {
 
 impl SignedEnv {
     pub fn new(name: &str) -> SignedEnv {
+        Self::with_notary(name, NotaryServer::start)
+    }
+
+    /// As [`SignedEnv::new`] with a Notary server that survives a restart (PostgreSQL and
+    /// notary-signer; see [`NotaryServer::start_durable`]).
+    pub fn durable(name: &str) -> SignedEnv {
+        Self::with_notary(name, NotaryServer::start_durable)
+    }
+
+    fn with_notary(name: &str, start: fn(&std::path::Path) -> NotaryServer) -> SignedEnv {
         let t = TestDir::new(name);
         let reg = Registry::start(&t.sub("registry"));
-        let notary = timed("notary-server start", || {
-            NotaryServer::start(&t.sub("notary"))
-        });
+        let notary = timed("notary-server start", || start(&t.sub("notary")));
         let cli = NotaryCli::new(&notary, &t.sub("notary-cli"));
         let skopeo = Skopeo::new(&t.sub("skopeo"));
         SignedEnv {

@@ -73,6 +73,9 @@ pub fn openssl() -> PathBuf {
 pub fn notary_server() -> PathBuf {
     require("notary-server", "notary")
 }
+pub fn notary_signer() -> PathBuf {
+    require("notary-signer", "notary")
+}
 pub fn notary() -> PathBuf {
     require("notary", "notary")
 }
