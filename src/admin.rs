@@ -20,6 +20,13 @@
 //!   served without being stored`. The line goes by itself once a write succeeds again (the
 //!   next fill, or the probe here and the evictor's every 30 s).
 //!
+//!   An upstream registry or Notary server that stopped answering (its last request refused,
+//!   timed out or answered 5xx) is a degraded line too, until it answers again: e.g.
+//!   `degraded: Notary server of docker.io (https://notary.docker.io/): not answering for 12 s
+//!   (40 failed requests, the last 0 s ago: ...): tags verified before are served from their
+//!   pinned trust data until it expires; other signed pulls are refused`. The gateway stays
+//!   ready: what it holds is still served, and its replicas depend on the same upstream.
+//!
 //! Anything else is a 404 (405 for another method on these paths). No authentication: bind it to
 //! an address only operators reach.
 
@@ -42,6 +49,34 @@ use crate::metrics::{metrics, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE}
 /// A storage probe that takes longer than this fails readiness (a hung disk or NFS mount).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// One `/readyz` line for an upstream that is not answering, and what that means for pulls.
+fn outage_line(
+    client: &crate::upstream::AuthClient,
+    o: &crate::upstream::reachability::Outage,
+    now: tokio::time::Instant,
+) -> String {
+    let (who, meaning) = if client.is_notary() {
+        (
+            client.name().to_string(),
+            "tags verified before are served from their pinned trust data until it expires; \
+             other signed pulls are refused",
+        )
+    } else {
+        (
+            format!("upstream {}", client.name()),
+            "content in the store is served; anything else from it cannot be pulled",
+        )
+    };
+    format!(
+        "{who} ({}): not answering for {} s ({} failed requests, the last {} s ago: {}): {meaning}",
+        client.base_url(),
+        now.saturating_duration_since(o.since).as_secs(),
+        o.failures,
+        now.saturating_duration_since(o.last_failure).as_secs(),
+        o.last_error,
+    )
+}
+
 /// What `/readyz` checks.
 #[derive(Debug)]
 pub struct Health {
@@ -53,6 +88,8 @@ pub struct Health {
     shared: std::sync::OnceLock<Arc<crate::store::SharedStore>>,
     /// The local store: a disk that cannot keep content is reported, not fatal.
     store: std::sync::OnceLock<Arc<crate::store::Store>>,
+    /// Every upstream's client: one not answering is reported, not fatal.
+    upstreams: std::sync::OnceLock<Vec<crate::upstream::AuthClient>>,
 }
 
 /// What `/readyz` found: problems make it `503`, degraded lines ride along a `200`.
@@ -70,7 +107,13 @@ impl Health {
             probes: AtomicU64::new(0),
             shared: std::sync::OnceLock::new(),
             store: std::sync::OnceLock::new(),
+            upstreams: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Reports the upstreams that stop answering in `/readyz`.
+    pub fn set_upstreams(&self, clients: Vec<crate::upstream::AuthClient>) {
+        let _ = self.upstreams.set(clients);
     }
 
     /// Reports the local store's disk condition in `/readyz` (issue 15).
@@ -127,6 +170,11 @@ impl Health {
         }
         r.degraded
             .extend(self.shared.get().and_then(|s| s.problem()));
+        let now = tokio::time::Instant::now();
+        for c in self.upstreams.get().into_iter().flatten() {
+            r.degraded
+                .extend(c.outage().map(|o| outage_line(c, &o, now)));
+        }
         r
     }
 

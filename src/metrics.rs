@@ -18,6 +18,7 @@
 //! | `trustgate_negative_cache_hits_total` | counter | |
 //! | `trustgate_upstream_request_duration_seconds` | histogram | `upstream`, `kind` |
 //! | `trustgate_upstream_errors_total` | counter | `upstream`, `kind`, `error` |
+//! | `trustgate_upstream_up` | gauge | `upstream`, `kind` |
 //! | `trustgate_trust_decisions_total` | counter | `outcome`, `reason` |
 //! | `trustgate_trust_verify_duration_seconds` | histogram | `result` |
 //! | `trustgate_shared_hits_total` / `trustgate_shared_misses_total` | counter | |
@@ -235,6 +236,7 @@ pub struct Metrics {
     waiters: Gauge,
     upstream_duration: HistogramFamily<UpstreamLabels>,
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    upstream_up: Family<UpstreamLabels, Gauge>,
     decisions: Family<DecisionLabels, Counter>,
     verify_duration: HistogramFamily<VerifyLabels>,
     shared: SharedTierMetrics,
@@ -306,6 +308,7 @@ impl Metrics {
             waiters: Gauge::default(),
             upstream_duration: Family::new_with_constructor(latency_histogram as fn() -> _),
             upstream_errors: Family::default(),
+            upstream_up: Family::default(),
             decisions: Family::default(),
             verify_duration: Family::new_with_constructor(latency_histogram as fn() -> _),
             shared: SharedTierMetrics::default(),
@@ -409,6 +412,12 @@ impl Metrics {
             "upstream_errors",
             "Failed upstream requests, by upstream, kind of server and kind of error",
             self.upstream_errors.clone(),
+        );
+        r.register(
+            "upstream_up",
+            "1 while a registry or Notary server answers, 0 from a request it left unanswered \
+             (refused, timed out, 5xx) until its next answer",
+            self.upstream_up.clone(),
         );
         r.register(
             "trust_decisions",
@@ -621,6 +630,16 @@ impl Metrics {
                 error: error.as_str(),
             })
             .inc();
+    }
+
+    /// Whether an upstream answers (see [`crate::upstream::reachability`]).
+    pub fn upstream_up(&self, upstream: &str, kind: UpstreamKind, up: bool) {
+        self.upstream_up
+            .get_or_create(&UpstreamLabels {
+                upstream: upstream.to_string(),
+                kind: kind.as_str(),
+            })
+            .set(i64::from(up));
     }
 
     /// One trust policy decision. Called where the proxy decides (and by the audit log).

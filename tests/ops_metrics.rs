@@ -590,3 +590,116 @@ fn admin_address_in_use_is_a_clear_startup_error() {
     );
     drop(taken);
 }
+
+const UPSTREAM_UP: &str = "trustgate_upstream_up";
+
+/// A registry and a Notary server that stop answering (a proxy in front of each closes
+/// connections or answers 500): `/readyz` stays 200 and names each one with what that means
+/// for pulls, `trustgate_upstream_up` drops to 0 for it alone, and both come back by
+/// themselves with the next answer.
+#[test]
+fn readiness_and_upstream_up_follow_an_upstream_that_stops_answering() {
+    use support::faults::{HttpFault, HttpFaultProxy};
+    let env = SignedEnv::new("ops-upstream-down");
+    let image = env.image("ops-upstream-down", 1);
+    env.push(&image, "demo/app", "v1");
+    env.init_trust("demo/app");
+    env.sign("demo/app", "v1", &image, &[]);
+    let image2 = env.image("ops-upstream-down-2", 1);
+    env.push(&image2, "demo/app", "v2");
+    env.sign("demo/app", "v2", &image2, &[]);
+    let notary = HttpFaultProxy::start(&env.notary.url(), Some(env.notary.ca_cert()));
+    let registry = HttpFaultProxy::start(&env.reg.url(), None);
+    let upstream = UpstreamConfig {
+        url: registry.url(),
+        ..env.upstream().with_notary_url(&notary.url(), None)
+    };
+    let tg = Trustgate::start(
+        &env.dir("tg"),
+        TrustgateOptions {
+            upstreams: vec![upstream],
+            ..Default::default()
+        },
+    );
+    let host = env.reg.host();
+    let registry_up = [("upstream", host.as_str()), ("kind", "registry")];
+    let notary_up = [("upstream", host.as_str()), ("kind", "notary")];
+    let manifest = |repo: &str, tag: &str| {
+        http::request(
+            &format!("{}/v2/{repo}/manifests/{tag}", tg.url()),
+            &Req {
+                accept: Some(http::MANIFEST_ACCEPT),
+                ..Default::default()
+            },
+        )
+        .expect("trustgate answers")
+    };
+    let readyz = || {
+        let r = admin_get(&tg, "/readyz");
+        assert_eq!(r.status, 200, "an upstream outage is not unreadiness");
+        r.text()
+    };
+
+    assert_eq!(manifest("demo/app", "v1").status, 200, "{}", tg.logs());
+    assert_eq!(readyz(), "ready\n");
+    let m = scrape(&tg);
+    assert_eq!(m.value(UPSTREAM_UP, &registry_up), 1.0, "{}", m.text);
+    assert_eq!(m.value(UPSTREAM_UP, &notary_up), 1.0, "{}", m.text);
+
+    // The Notary server gone: a repository never verified cannot be.
+    notary.set(HttpFault::Refuse);
+    assert_eq!(manifest("demo/never", "v1").status, 403);
+    let body = readyz();
+    let notary_line = format!(
+        "degraded: Notary server of {host} ({}/): not answering for ",
+        notary.url()
+    );
+    assert!(body.starts_with("ready\n"), "{body}");
+    assert!(body.contains(&notary_line), "{body}");
+    assert!(
+        body.contains("tags verified before are served from their pinned trust data"),
+        "{body}"
+    );
+    assert!(!body.contains("degraded: upstream "), "{body}");
+    let m = scrape(&tg);
+    assert_eq!(m.value(UPSTREAM_UP, &notary_up), 0.0, "{}", m.text);
+    assert_eq!(m.value(UPSTREAM_UP, &registry_up), 1.0, "{}", m.text);
+    assert!(
+        tg.log().contains("upstream down: not answering"),
+        "{}",
+        tg.logs()
+    );
+
+    // Back: its next answer (a 404 for a repository without trust data counts) clears it.
+    notary.set(HttpFault::Pass);
+    assert_eq!(manifest("demo/never2", "v1").status, 404);
+    assert_eq!(readyz(), "ready\n");
+    assert_eq!(scrape(&tg).value(UPSTREAM_UP, &notary_up), 1.0);
+    assert!(
+        tg.log().contains("upstream answering again"),
+        "{}",
+        tg.logs()
+    );
+
+    // The registry answering 500: a signed tag trustgate does not hold cannot be pulled.
+    registry.set(HttpFault::Status500);
+    let r = manifest("demo/app", "v2");
+    assert!(r.status >= 500, "{} {}", r.status, r.text());
+    let body = readyz();
+    assert!(
+        body.contains(&format!(
+            "degraded: upstream {host} ({}/): not answering for ",
+            registry.url()
+        )),
+        "{body}"
+    );
+    assert!(body.contains("500"), "the last error is shown: {body}");
+    assert!(!body.contains("degraded: Notary server"), "{body}");
+    assert_eq!(scrape(&tg).value(UPSTREAM_UP, &registry_up), 0.0);
+
+    registry.set(HttpFault::Pass);
+    let r = manifest("demo/app", "v2");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(readyz(), "ready\n");
+    assert_eq!(scrape(&tg).value(UPSTREAM_UP, &registry_up), 1.0);
+}

@@ -226,6 +226,7 @@ impl App {
             }
         }
         health.set_store(proxy.store().clone());
+        health.set_upstreams(proxy.upstream_clients());
         // The fleet's peer endpoint, on its own listener (never the client one).
         if let Some(f) = &config.fleet {
             let secret = f.read_secret().map_err(AppError)?;

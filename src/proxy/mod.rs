@@ -312,6 +312,17 @@ impl Proxy {
     }
 
     /// The local disk store.
+    /// The HTTP client of every upstream registry and Notary server (offline mirrors left out:
+    /// they are never asked), for `/readyz`.
+    pub fn upstream_clients(&self) -> Vec<crate::upstream::AuthClient> {
+        let mut clients = Vec::new();
+        for u in self.upstreams.iter().filter(|u| !u.offline) {
+            clients.push(u.client.auth_client().clone());
+            clients.extend(u.notary.as_ref().map(|n| n.auth_client().clone()));
+        }
+        clients
+    }
+
     pub fn store(&self) -> &Arc<Store> {
         self.content.disk()
     }

@@ -32,6 +32,11 @@ impl NotaryClient {
         &self.host
     }
 
+    /// The HTTP client (for its reachability).
+    pub fn auth_client(&self) -> &AuthClient {
+        &self.auth
+    }
+
     /// A source for one repository.
     pub fn source<'a>(&'a self, gun: &'a str) -> NotarySource<'a> {
         NotarySource { client: self, gun }

@@ -17,6 +17,7 @@
 
 use super::challenge::{self, Scheme};
 use super::error::{parse_error_body, TimeoutPhase, UpstreamError};
+use super::reachability::{Change, Outage, Reachability};
 use super::response::{duration_ms, origin, root_cause, UpstreamResponse};
 use super::settings::{Timeouts, UpstreamRole, UpstreamSettings};
 use crate::metrics::{metrics, UpstreamKind};
@@ -208,6 +209,8 @@ struct Inner {
     /// Labels of this upstream's metrics.
     metrics_name: String,
     kind: UpstreamKind,
+    /// Whether it answers (for `/readyz`, the `upstream_up` gauge and the log).
+    reachability: Reachability,
 }
 
 impl AuthClient {
@@ -256,7 +259,7 @@ impl AuthClient {
             let p = format!("{}/", base.path());
             base.set_path(&p);
         }
-        Ok(AuthClient {
+        let client = AuthClient {
             inner: Arc::new(Inner {
                 name: settings.name.clone(),
                 base,
@@ -273,8 +276,11 @@ impl AuthClient {
                     UpstreamRole::Registry => UpstreamKind::Registry,
                     UpstreamRole::Notary => UpstreamKind::Notary,
                 },
+                reachability: Reachability::default(),
             }),
-        })
+        };
+        metrics().upstream_up(&client.inner.metrics_name, client.inner.kind, true);
+        Ok(client)
     }
 
     /// The upstream's name.
@@ -326,7 +332,9 @@ impl AuthClient {
         headers: HeaderMap,
         scope: Option<&str>,
     ) -> Result<UpstreamResponse, UpstreamError> {
+        let sent = tokio::time::Instant::now();
         let result = self.send_uncounted(method, url, headers, scope).await;
+        self.note_reachability(&result, sent);
         if let Err(e) = &result {
             let kind = match e {
                 // Counted by `exchange`, which knows whether the token service was being asked.
@@ -339,6 +347,46 @@ impl AuthClient {
             }
         }
         result
+    }
+
+    /// The outage in progress, if the upstream is not answering.
+    pub fn outage(&self) -> Option<Outage> {
+        self.inner.reachability.outage()
+    }
+
+    /// Whether this is a Notary server's client (else a registry's).
+    pub fn is_notary(&self) -> bool {
+        self.inner.kind == UpstreamKind::Notary
+    }
+
+    /// Records whether the upstream answered; logs and sets the gauge when that changes.
+    fn note_reachability(
+        &self,
+        result: &Result<UpstreamResponse, UpstreamError>,
+        sent: tokio::time::Instant,
+    ) {
+        let r = &self.inner.reachability;
+        let now = tokio::time::Instant::now();
+        let change = match result {
+            Err(e) if e.is_unreachable() => r.failed(e.to_string(), sent, now),
+            _ => r.answered(now),
+        };
+        let (name, kind) = (&self.inner.name, self.inner.kind.as_str());
+        match change {
+            Change::None => return,
+            Change::WentDown => {
+                let error = r.outage().map(|o| o.last_error).unwrap_or_default();
+                tracing::warn!(upstream = %name, kind, %error, "upstream down: not answering; said again when it answers");
+            }
+            Change::CameBack { lasted, failures } => {
+                tracing::info!(upstream = %name, kind, down_ms = duration_ms(lasted), failures, "upstream answering again");
+            }
+        }
+        metrics().upstream_up(
+            &self.inner.metrics_name,
+            self.inner.kind,
+            r.outage().is_none(),
+        );
     }
 
     async fn send_uncounted(

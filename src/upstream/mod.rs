@@ -10,6 +10,7 @@
 //! - [`UpstreamResponse`]: a 2xx answer; body as a stream that fails (never ends cleanly) when the
 //!   connection drops early, or as bytes with a size limit.
 //! - [`UpstreamError`]: who failed, whether to retry, and a client status hint.
+//! - [`reachability`]: whether each upstream answers (for `/readyz`, a gauge and the log).
 //!
 //! Proxies: `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (and lower-case forms) are
 //! honoured, read once when the client is built (reqwest's environment proxy support, left on;
@@ -25,6 +26,7 @@ pub mod challenge;
 pub mod client;
 pub mod error;
 pub mod rate;
+pub mod reachability;
 pub mod referrers;
 pub mod response;
 pub mod settings;
