@@ -129,6 +129,12 @@ if [ "$WRITE" = 1 ]; then
   up. An outage of either of those reaches trustgate as the same unanswered or failing Notary
   server, but their own restarts are not run here.
 - Load over TLS and HTTP/2, and loads with more distinct images than the memory caches hold.
+- Memory after a flood stays at its high-water mark rather than going back to idle. glibc
+  keeps the freed heap. In a manual check (2026-11-30, release build, 30,000 names + 10,000 tags,
+  negative_ttl = 120 s), RSS went from 15 MiB idle to 44 MiB. It stayed at 44 MiB after every
+  entry had expired. Two more floods of 30,000 new names, each left to expire, took it to
+  44.4 MiB: the memory is reused, not grown. Handing it back to the system (malloc_trim, or
+  another allocator) is not done.
 NOTCOVERED
 )
     {
