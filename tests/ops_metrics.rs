@@ -188,6 +188,18 @@ fn decisions(m: &Scrape, outcome: &str, reason: &str) -> f64 {
 }
 
 /// The config and layer blobs of a single-image layout.
+/// `GET /v2/<repo>/manifests/<tag>` through trustgate, accepting the usual manifest types.
+fn manifest_get(tg: &Trustgate, repo: &str, tag: &str) -> http::Response {
+    http::request(
+        &format!("{}/v2/{repo}/manifests/{tag}", tg.url()),
+        &Req {
+            accept: Some(http::MANIFEST_ACCEPT),
+            ..Default::default()
+        },
+    )
+    .expect("trustgate answers a manifest GET")
+}
+
 fn blobs(layout: &Layout) -> Vec<Blob> {
     let img = &layout.images[0];
     std::iter::once(img.config.clone())
@@ -381,16 +393,7 @@ fn metrics_follow_pulls_and_refusals() {
     let outside = &unsigned.images[0].layers[0].digest;
     let r = http::get(&format!("{}/v2/demo/app/blobs/{outside}", tg.url())).expect("blob GET");
     assert_eq!(r.status, 403, "{}", r.text());
-    let manifest_of = |repo: &str| {
-        http::request(
-            &format!("{}/v2/{repo}/manifests/v1", tg.url()),
-            &Req {
-                accept: Some(http::MANIFEST_ACCEPT),
-                ..Default::default()
-            },
-        )
-        .expect("manifest GET")
-    };
+    let manifest_of = |repo: &str| manifest_get(&tg, repo, "v1");
     let r = manifest_of("demo/strict");
     assert_eq!(r.status, 404, "{}", r.text());
     assert!(
@@ -624,16 +627,7 @@ fn readiness_and_upstream_up_follow_an_upstream_that_stops_answering() {
     let host = env.reg.host();
     let registry_up = [("upstream", host.as_str()), ("kind", "registry")];
     let notary_up = [("upstream", host.as_str()), ("kind", "notary")];
-    let manifest = |repo: &str, tag: &str| {
-        http::request(
-            &format!("{}/v2/{repo}/manifests/{tag}", tg.url()),
-            &Req {
-                accept: Some(http::MANIFEST_ACCEPT),
-                ..Default::default()
-            },
-        )
-        .expect("trustgate answers")
-    };
+    let manifest = |repo: &str, tag: &str| manifest_get(&tg, repo, tag);
     let readyz = || {
         let r = admin_get(&tg, "/readyz");
         assert_eq!(r.status, 200, "an upstream outage is not unreadiness");

@@ -372,21 +372,20 @@ impl AuthClient {
             _ => r.answered(now),
         };
         let (name, kind) = (&self.inner.name, self.inner.kind.as_str());
-        match change {
+        let up = match change {
             Change::None => return,
             Change::WentDown => {
-                let error = r.outage().map(|o| o.last_error).unwrap_or_default();
-                tracing::warn!(upstream = %name, kind, %error, "upstream down: not answering; said again when it answers");
+                if let Err(error) = result {
+                    tracing::warn!(upstream = %name, kind, %error, "upstream down: not answering; said again when it answers");
+                }
+                false
             }
             Change::CameBack { lasted, failures } => {
                 tracing::info!(upstream = %name, kind, down_ms = duration_ms(lasted), failures, "upstream answering again");
+                true
             }
-        }
-        metrics().upstream_up(
-            &self.inner.metrics_name,
-            self.inner.kind,
-            r.outage().is_none(),
-        );
+        };
+        metrics().upstream_up(&self.inner.metrics_name, self.inner.kind, up);
     }
 
     async fn send_uncounted(

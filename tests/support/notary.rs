@@ -215,8 +215,7 @@ impl NotaryServer {
             "storage": storage,
             "logging": {"level": "info"},
         });
-        let config_path = dir.join("server-config.json");
-        fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).expect("config");
+        let config_path = write_config(dir, "server-config.json", &config);
         let child = spawn_server(&config_path, port, &ca, dir, "notary-server");
         NotaryServer {
             child,
@@ -297,6 +296,13 @@ impl NotaryServer {
     }
 }
 
+/// Write a server's JSON configuration as `dir/name`.
+fn write_config(dir: &Path, name: &str, config: &serde_json::Value) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, serde_json::to_vec_pretty(config).expect("json")).expect("write config");
+    path
+}
+
 /// Spawn notary-server with `config_path` and wait for its health check on `port`.
 fn spawn_server(config_path: &Path, port: u16, ca: &TestCa, dir: &Path, name: &str) -> ChildGuard {
     let mut cmd = Command::new(tools::notary_server());
@@ -336,8 +342,7 @@ impl NotarySigner {
             "storage": {"backend": "memory"},
             "logging": {"level": "info"},
         });
-        let config_path = dir.join("signer-config.json");
-        fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).expect("config");
+        let config_path = write_config(dir, "signer-config.json", &config);
         let mut cmd = Command::new(tools::notary_signer());
         cmd.arg("-config").arg(&config_path);
         let mut child = ChildGuard::spawn("notary-signer", cmd, dir);
