@@ -176,6 +176,7 @@ impl Fill {
             pos,
             end,
             spill_id: self.spill.join(pos),
+            tail: None,
             _guard: UseGuard::new(&self.inner, self.digest),
             waiting: (!self.is_finished()).then(|| metrics().fill_waiter()),
         };
@@ -199,6 +200,9 @@ struct ReaderState {
     end: Option<u64>,
     /// This reader's place among the spill's readers (what an unstored fill may drop).
     spill_id: u64,
+    /// An unstored fill's last byte of this reader's range, read ahead of the verdict and held
+    /// until it: see [`ReaderState::hold_tail`].
+    tail: Option<Bytes>,
     _guard: UseGuard,
     /// Counts this reader as waiting on a running fill until the fill's verdict.
     waiting: Option<WaiterGuard>,
@@ -223,6 +227,15 @@ impl ReaderState {
             if done {
                 self.waiting = None;
             }
+            if let Some(tail) = self.tail.take() {
+                if done {
+                    self.pos += tail.len() as u64;
+                    return Ok(Some(tail));
+                }
+                self.tail = Some(tail);
+                self.wait_change().await?;
+                continue;
+            }
             let limit = self.end.unwrap_or(u64::MAX);
             if self.pos >= limit || (done && self.end.is_none() && self.pos >= available) {
                 return Ok(None);
@@ -243,22 +256,13 @@ impl ReaderState {
             } else {
                 available.min(limit).saturating_sub(1)
             };
+            if p.unstored.is_some() && !done && self.end == Some(self.pos + 1) && available >= limit
+            {
+                self.hold_tail().await?;
+                continue;
+            }
             if self.pos < cap && p.unstored.is_some() {
-                let (from, prefix) = self.fill.spill.prefix();
-                let buf = if self.pos >= from {
-                    self.fill.spill.read(self.pos, cap)?
-                } else {
-                    // Bytes written before the switch: from this reader's own handle on the
-                    // temp file, else from the fill's (the name is gone).
-                    let file = match self.file.clone().or(prefix) {
-                        Some(f) => f,
-                        None => {
-                            return Err(io::Error::other("store reader: unstored prefix missing"))
-                        }
-                    };
-                    let want = (cap.min(from) - self.pos).min(CHUNK as u64) as usize;
-                    fs::read_some(&file, self.pos, want).await?
-                };
+                let buf = self.read_unstored(cap).await?;
                 self.pos += buf.len() as u64;
                 self.fill.spill.advance(self.spill_id, self.pos);
                 return Ok(Some(buf));
@@ -295,6 +299,37 @@ impl ReaderState {
             }
             self.wait_change().await?;
         }
+    }
+
+    /// Bytes of an unstored fill from `self.pos` up to `cap` (exclusive), at most one chunk.
+    async fn read_unstored(&self, cap: u64) -> io::Result<Bytes> {
+        let (from, prefix) = self.fill.spill.prefix();
+        if self.pos >= from {
+            return self.fill.spill.read(self.pos, cap);
+        }
+        // Bytes written before the switch: from this reader's own handle on the temp file,
+        // else from the fill's (the name is gone).
+        let Some(file) = self.file.clone().or(prefix) else {
+            return Err(io::Error::other("store reader: unstored prefix missing"));
+        };
+        let want = (cap.min(from) - self.pos).min(CHUNK as u64) as usize;
+        fs::read_some(&file, self.pos, want).await
+    }
+
+    /// A range that ends before an unstored fill does: its last byte is taken out of the
+    /// window now and held until the verdict, and the reader stops counting among the spill's
+    /// readers. Left in the window, the reader would pin it at that byte while the fill waited
+    /// for the reader to move on, and the verdict the reader waits for would never come.
+    async fn hold_tail(&mut self) -> io::Result<()> {
+        let tail = self.read_unstored(self.pos + 1).await?;
+        if tail.is_empty() {
+            return Err(io::Error::other(
+                "store reader: unstored byte announced but not held",
+            ));
+        }
+        self.tail = Some(tail);
+        self.fill.spill.advance(self.spill_id, u64::MAX);
+        Ok(())
     }
 
     async fn wait_change(&mut self) -> io::Result<()> {

@@ -223,6 +223,95 @@ async fn a_fill_over_max_size_is_served_unstored_and_counted() {
     assert_eq!(store.degraded().await, None);
 }
 
+/// Every range reader of `fill`, collected; `None` when one did not finish in 20 s.
+async fn read_ranges(fill: &Arc<Fill>, ranges: &[(u64, u64)]) -> Option<Vec<Vec<u8>>> {
+    use futures_util::StreamExt;
+    let readers = ranges.iter().map(|&(start, end)| {
+        let mut r = Box::pin(fill.reader(Some(crate::range::ByteRange { start, end })));
+        async move {
+            let mut out = Vec::new();
+            while let Some(c) = r.next().await {
+                out.extend_from_slice(&c.expect("range reader"));
+            }
+            out
+        }
+    });
+    let all = futures_util::future::join_all(readers);
+    tokio::time::timeout(std::time::Duration::from_secs(20), all)
+        .await
+        .ok()
+}
+
+/// A range that ends well before an unstored fill does (more than the spill's window before
+/// the end) must not hold the fill back: the fill cannot reach its verdict while it waits for
+/// the reader, and the reader's last byte waits for the verdict.
+#[tokio::test]
+async fn a_range_ending_early_in_an_unstored_fill_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Some(1 << 20)).await.unwrap();
+    let len = spill::WINDOW + (3 << 20);
+    let data = pattern(len, 11);
+    let d = Digest::of(&data);
+    let fill = store.fill(d, None, None, upstream_body(data.clone(), true));
+    let ranges = [(5, 1_048_580), (0, 0), (2 << 20, (len - 1) as u64)];
+    let got = read_ranges(&fill, &ranges)
+        .await
+        .expect("every range completes");
+    for ((start, end), got) in ranges.iter().zip(&got) {
+        assert!(
+            got[..] == data[*start as usize..=*end as usize],
+            "bytes {start}-{end}"
+        );
+    }
+    assert_eq!(fill.unstored(), Some(Unstored::TooLarge));
+}
+
+/// The same when the switch comes midway (disk full): the early range's bytes are in the temp
+/// file written before the switch, and the fill still must not wait for it.
+#[tokio::test]
+async fn a_range_in_the_bytes_written_before_a_disk_full_completes() {
+    let fs = Tmpfs::mount("2m");
+    let store = Store::open(fs.path(), None).await.unwrap();
+    let len = spill::WINDOW + (4 << 20);
+    let data = pattern(len, 12);
+    let fill = store.fill(
+        Digest::of(&data),
+        None,
+        None,
+        upstream_body(data.clone(), false),
+    );
+    let ranges = [(100, 1_000_000), (len as u64 - 10, len as u64 - 1)];
+    let got = read_ranges(&fill, &ranges)
+        .await
+        .expect("every range completes");
+    assert!(got[0][..] == data[100..=1_000_000]);
+    assert!(got[1][..] == data[len - 10..]);
+    assert_eq!(fill.unstored(), Some(Unstored::NoSpace));
+    drop(fill);
+    assert_eq!(tmp_files(fs.path()), 0, "no partial file left");
+}
+
+/// A range reader held for the verdict still fails with a lying upstream, never a clean end.
+#[tokio::test]
+async fn a_held_range_of_an_unstored_fill_fails_with_a_lying_upstream() {
+    use futures_util::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Some(1 << 20)).await.unwrap();
+    let data = pattern(spill::WINDOW + (2 << 20), 13);
+    let fill = store.fill(
+        digest_of("what the signature named"),
+        None,
+        None,
+        upstream_body(data, true),
+    );
+    let mut r = Box::pin(fill.reader(Some(crate::range::ByteRange { start: 0, end: 99 })));
+    let mut last = None;
+    while let Some(c) = r.next().await {
+        last = Some(c.is_ok());
+    }
+    assert_eq!(last, Some(false), "the range ends with the fill's error");
+}
+
 #[tokio::test]
 async fn an_unstored_fill_still_fails_a_lying_upstream() {
     let dir = tempfile::tempdir().unwrap();
