@@ -113,9 +113,32 @@ pub async fn seed_image(
     progress: &dyn Progress,
 ) -> Result<SeedReport, String> {
     let route = proxy.route_image(image).map_err(|e| e.message)?;
+    let (unstored_before, _) = proxy.store().unstored_so_far();
+    let report = pull_image(proxy, &route, platforms, progress).await?;
+    // Served is not seeded: content the disk did not keep (full, under `storage.min_free`,
+    // over `max_size`, read-only) would be missing from the mirror once it is cut off. With a
+    // shared store the disk is only the local tier, and the shared one holds the content.
+    let (unstored_after, why) = proxy.store().unstored_so_far();
+    if unstored_after > unstored_before && proxy.content().shared().is_none() {
+        return Err(format!(
+            "verified, but the store did not keep all of it, so an offline mirror would not \
+             have it: {}",
+            why.as_deref().unwrap_or("no reason recorded")
+        ));
+    }
+    Ok(report)
+}
+
+/// Pulls the manifests and blobs of one image through the proxy's handler.
+async fn pull_image(
+    proxy: &Arc<Proxy>,
+    route: &Route,
+    platforms: &PlatformFilter,
+    progress: &dyn Progress,
+) -> Result<SeedReport, String> {
     let mut report = SeedReport::default();
     progress.message("resolving");
-    let (digest, top, n) = fetch(proxy, &route, progress).await?;
+    let (digest, top, n) = fetch(proxy, route, progress).await?;
     report.bytes += n;
     report.manifests += 1;
     report.digest = digest;
@@ -132,7 +155,7 @@ pub async fn seed_image(
             };
             let (_, bytes, n) = fetch(
                 proxy,
-                &child(&route, Endpoint::Manifest(ManifestRef::Digest(d))),
+                &child(route, Endpoint::Manifest(ManifestRef::Digest(d))),
                 progress,
             )
             .await?;
@@ -163,7 +186,7 @@ pub async fn seed_image(
     progress.set_total(blobs.iter().map(|(_, s)| s).sum());
     progress.message("blobs");
     for (digest, _) in blobs {
-        let (_, _, n) = fetch(proxy, &child(&route, Endpoint::Blob(digest)), progress).await?;
+        let (_, _, n) = fetch(proxy, &child(route, Endpoint::Blob(digest)), progress).await?;
         report.bytes += n;
         report.blobs += 1;
     }

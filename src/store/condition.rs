@@ -34,6 +34,9 @@ struct State {
     fault: Option<Fault>,
     /// Per reason: when the last line was logged, and how many events went unlogged since.
     logged: HashMap<Unstored, (Instant, u64)>,
+    /// Content served without being stored since the store opened, and why the last was.
+    unstored: u64,
+    last: Option<String>,
 }
 
 impl Condition {
@@ -41,6 +44,8 @@ impl Condition {
     pub(crate) fn unstored(&self, reason: Unstored, detail: &str, needed: u64) {
         metrics().store_unstored(reason.as_str());
         let mut st = self.state.lock();
+        st.unstored += 1;
+        st.last = Some(format!("{} ({detail})", reason.describe()));
         if reason.is_disk_fault() {
             st.fault = Some(Fault {
                 reason,
@@ -107,6 +112,13 @@ impl Condition {
                 "store: the disk takes content again; pulls are stored again"
             );
         }
+    }
+
+    /// How much content was served without being stored since the store opened, and why the
+    /// last of it was.
+    pub(crate) fn unstored_so_far(&self) -> (u64, Option<String>) {
+        let st = self.state.lock();
+        (st.unstored, st.last.clone())
     }
 
     /// The disk fault in effect, if any.

@@ -510,6 +510,13 @@ impl Store {
         self.inner.lock().reserved
     }
 
+    /// How many pulls and puts were served without being stored since the store opened, and
+    /// why the last one was: a caller that needs the content kept (seeding) compares the count
+    /// before and after.
+    pub fn unstored_so_far(&self) -> (u64, Option<String>) {
+        self.inner.condition.unstored_so_far()
+    }
+
     /// Why the store cannot keep content right now, as one line for `/readyz` (`None` when it
     /// can): a disk fault seen by the last write (disk full, read-only, write errors), or free
     /// space under `storage.min_free` that eviction could not restore. The gateway serves all

@@ -75,7 +75,7 @@ fn config(
     require: Option<&str>,
 ) -> String {
     let mut t = format!(
-        "[storage]\npath = {:?}\n[[upstream]]\nname = \"registry.local\"\nurl = \"{url}\"\ndefault = true\noffline = {offline}\nconnect_timeout_secs = 1\n",
+        "[storage]\nmin_free = \"0\"\npath = {:?}\n[[upstream]]\nname = \"registry.local\"\nurl = \"{url}\"\ndefault = true\noffline = {offline}\nconnect_timeout_secs = 1\n",
         data.display().to_string()
     );
     for (name, key) in keys {
@@ -652,6 +652,39 @@ async fn while_the_upstream_is_down_stored_signatures_are_verified_again() {
     );
 }
 
+/// A seed the store cannot keep (here `max_size` is below the image) fails and says why,
+/// instead of a mirror found empty once it is cut off.
+#[tokio::test]
+async fn a_seed_the_store_cannot_keep_fails_naming_why() {
+    let fake = FakeUpstream::start().await;
+    let key = CosignKey::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let pub_key = key.write_public(dir.path(), "acme");
+    let text = config(
+        &dir.path().join("data"),
+        &fake.base(),
+        false,
+        &[("acme", &pub_key)],
+        "[\"acme\"]",
+        None,
+    )
+    .replacen("[storage]\n", "[storage]\nmax_size = \"8\"\n", 1);
+    let app = TestApp::from_toml(&text, &dir.path().join("trustgate.toml")).await;
+    let img = image("unkept");
+    put_image(&fake, "v1", &img);
+    sign_sig_tag(&fake, &img, &key);
+    let e = trustgate::seed::seed_image(&app.proxy, "team/app:v1", &Default::default(), &())
+        .await
+        .expect_err("nothing was kept: the seed must fail");
+    assert!(
+        e.contains("did not keep") && e.contains("larger than storage.max_size"),
+        "{e}"
+    );
+    // Served all the same: a pull through the gateway gets the signed image.
+    let a = get(app.url(&format!("/v2/{REPO}/manifests/v1"))).await;
+    assert_eq!((a.status, &a.body), (200, &img.manifest));
+}
+
 #[tokio::test]
 async fn seeded_signatures_are_verified_again_by_an_offline_mirror() {
     let e = env().await;
@@ -739,7 +772,7 @@ async fn a_keyless_signature_is_seeded_and_verified_offline_with_no_network() {
     let data = dir.path().join("data");
     let text = |url: &str, offline: bool, subject: &str| {
         format!(
-            "[storage]\npath = {:?}\n[[upstream]]\nname = \"registry.local\"\nurl = \"{url}\"\ndefault = true\noffline = {offline}\nconnect_timeout_secs = 1\n\
+            "[storage]\nmin_free = \"0\"\npath = {:?}\n[[upstream]]\nname = \"registry.local\"\nurl = \"{url}\"\ndefault = true\noffline = {offline}\nconnect_timeout_secs = 1\n\
              [[verifier]]\nname = \"ci\"\nkind = \"cosign\"\nidentities = [{{ issuer = \"https://accounts.example.test\", subject = \"{subject}\" }}]\ntrusted_root = {:?}\n\
              [[policy]]\nrepositories = [\"registry.local/*\"]\ntrust = \"enforce\"\nverifiers = [\"ci\"]\n",
             data.display().to_string(),
