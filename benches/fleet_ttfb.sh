@@ -83,7 +83,7 @@ start_replica() { # NAME PREFIX PEERING(yes/no)
     port=127.0.0.1:$(free_port); admin=127.0.0.1:$(free_port); peer=127.0.0.1:$(free_port)
     mkdir -p "$WORK/$name/data"
     {
-        printf '[server]\nlisten = "%s"\n\n[admin]\nlisten = "%s"\n\n[storage]\npath = "%s"\n\n' "$port" "$admin" "$WORK/$name/data"
+        printf '[server]\nlisten = "%s"\n\n[admin]\nlisten = "%s"\n\n[storage]\npath = "%s"\nmin_free = "0"\n\n' "$port" "$admin" "$WORK/$name/data"
         printf '[storage.shared]\nurl = "s3://ttfb/%s"\nendpoint = "http://%s"\nallow_http = true\n\n' "$2" "$S3"
         [ "$3" = yes ] && printf '[fleet]\nlisten = "%s"\nadvertise = "http://%s"\nsecret_file = "%s"\n\n' "$peer" "$peer" "$WORK/secret"
         printf '[[upstream]]\nname = "%s"\nurl = "http://%s"\ndefault = true\n' "$UP" "$UP"

@@ -509,6 +509,9 @@ listen = "$3"
 
 [storage]
 path = "$WORK/$1/data"
+# No free-space floor: a machine with little free disk would otherwise serve the warm
+# workloads unstored and the figures would not be the cache's.
+min_free = "0"
 
 [[upstream]]
 name = "$UP"
@@ -811,6 +814,7 @@ listen = "$admin"
 
 [storage]
 path = "$WORK/$name/data"
+min_free = "0"
 
 [storage.shared]
 url = "s3://peers-fleet/run"

@@ -35,6 +35,7 @@ sendfile = $mode
 listen = "127.0.0.1:$a"
 [storage]
 path = "$store"
+min_free = "0"
 [[upstream]]
 name = "registry.local"
 url = "http://127.0.0.1:9"

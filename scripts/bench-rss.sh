@@ -92,6 +92,7 @@ cat >"$WORK/tg/trustgate.toml" <<EOF
 listen = "127.0.0.1:$TG_PORT"
 [storage]
 path = "$WORK/tg/data"
+min_free = "0"
 [admin]
 listen = "127.0.0.1:$(free_port)"
 [[upstream]]

@@ -20,7 +20,7 @@ use support::image::{random_bytes, ImageSpec, LayerSpec, Layout};
 use support::registry::Registry;
 use support::reliability::report;
 use support::skopeo::{assert_same_tree, Skopeo};
-use support::trustgate::Trustgate;
+use support::trustgate::{Trustgate, TrustgateOptions, UpstreamConfig};
 use support::TestDir;
 
 fn mount_tmpfs(dir: &Path, size: &str) {
@@ -149,7 +149,15 @@ fn setup(name: &str, big: bool) -> (Setup, Option<String>) {
     let tg_dir = t.sub("trustgate");
     let storage = tg_dir.join("data");
     mount_tmpfs(&storage, "24m");
-    let tg = Trustgate::start_for(&tg_dir, &reg);
+    // trustgate's own default floor, which these cases are about (the test default has none).
+    let tg = Trustgate::start(
+        &tg_dir,
+        TrustgateOptions {
+            upstreams: vec![UpstreamConfig::default_for(&reg)],
+            storage_toml: Some(String::new()),
+            ..Default::default()
+        },
+    );
     (
         Setup {
             t,

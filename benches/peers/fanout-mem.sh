@@ -72,6 +72,7 @@ listen = "$TG"
 
 [storage]
 path = "$WORK/tg/data"
+min_free = "0"
 
 [[upstream]]
 name = "$UP"

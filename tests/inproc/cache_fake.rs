@@ -29,7 +29,7 @@ fn config(data: &Path, upstream: &str, max_size: Option<&str>) -> Config {
         .map(|m| format!("max_size = {m:?}\n"))
         .unwrap_or_default();
     let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = {:?}\n{max}[[upstream]]\nname = \"registry.local\"\nurl = {upstream:?}\ndefault = true\nconnect_timeout_secs = 2\nfirst_byte_timeout_secs = 10\nidle_timeout_secs = 20\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nmin_free = \"0\"\npath = {:?}\n{max}[[upstream]]\nname = \"registry.local\"\nurl = {upstream:?}\ndefault = true\nconnect_timeout_secs = 2\nfirst_byte_timeout_secs = 10\nidle_timeout_secs = 20\n",
         data.display().to_string()
     );
     Config::from_toml(&text, &data.join("trustgate.toml")).expect("valid test config")

@@ -50,7 +50,7 @@ async fn a_walk_racing_a_trust_refresh_admits_nothing_of_the_previous_signed_set
     let notary = FakeNotary::start(signed(&old, 1));
     let storage = tempfile::tempdir().unwrap();
     let text = format!(
-        "[storage]\npath = \"{}\"\n[[upstream]]\nname = \"{UPSTREAM}\"\nurl = \"{}\"\ndefault = true\nnotary = \"{}\"\n[trust]\nrefresh = 1\n",
+        "[storage]\nmin_free = \"0\"\npath = \"{}\"\n[[upstream]]\nname = \"{UPSTREAM}\"\nurl = \"{}\"\ndefault = true\nnotary = \"{}\"\n[trust]\nrefresh = 1\n",
         storage.path().display(),
         registry.base(),
         notary.url()

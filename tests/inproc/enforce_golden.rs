@@ -61,7 +61,7 @@ impl Rig {
         let notary = FakeNotary::with_token_auth(&gun, fake_notary::from_dir(&first));
         let storage = tempfile::tempdir().unwrap();
         let text = format!(
-            "[storage]\npath = \"{}\"\n[[upstream]]\nname = \"{host}\"\nurl = \"{}\"\ndefault = true\nnotary = \"{}\"\n{extra_config}",
+            "[storage]\nmin_free = \"0\"\npath = \"{}\"\n[[upstream]]\nname = \"{host}\"\nurl = \"{}\"\ndefault = true\nnotary = \"{}\"\n{extra_config}",
             storage.path().display(),
             registry.base(),
             notary.url()
@@ -467,7 +467,7 @@ impl Rig {
     async fn offline_proxy(&self, grace: &str) -> Arc<Proxy> {
         let up = &self.config.upstreams[0];
         let text = format!(
-            "[storage]\npath = \"{}\"\n[trust]\noffline_grace = \"{grace}\"\n[[upstream]]\nname = \"{}\"\nurl = \"http://127.0.0.1:9\"\ndefault = true\noffline = true\n",
+            "[storage]\nmin_free = \"0\"\npath = \"{}\"\n[trust]\noffline_grace = \"{grace}\"\n[[upstream]]\nname = \"{}\"\nurl = \"http://127.0.0.1:9\"\ndefault = true\noffline = true\n",
             self.config.storage.path.display(),
             up.name
         );

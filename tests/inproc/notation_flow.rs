@@ -58,7 +58,7 @@ fn put_artifact(fake: &FakeUpstream, tag: Option<&str>, a: &Artifact) {
 
 fn header(data: &Path, url: &str, offline: bool) -> String {
     format!(
-        "[storage]\npath = {:?}\n[[upstream]]\nname = \"registry.local\"\nurl = \"{url}\"\ndefault = true\noffline = {offline}\nconnect_timeout_secs = 1\n",
+        "[storage]\nmin_free = \"0\"\npath = {:?}\n[[upstream]]\nname = \"registry.local\"\nurl = \"{url}\"\ndefault = true\noffline = {offline}\nconnect_timeout_secs = 1\n",
         data.display().to_string()
     )
 }

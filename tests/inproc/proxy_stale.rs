@@ -18,7 +18,7 @@ async fn start(text: &str) -> (String, TestApp) {
 
 fn config(data: &Path, url: &str, offline: bool) -> String {
     format!(
-        "[storage]\npath = \"{}\"\n[[upstream]]\nname = \"registry.local\"\nurl = \"{url}\"\ndefault = true\noffline = {offline}\nconnect_timeout_secs = 1\n",
+        "[storage]\nmin_free = \"0\"\npath = \"{}\"\n[[upstream]]\nname = \"registry.local\"\nurl = \"{url}\"\ndefault = true\noffline = {offline}\nconnect_timeout_secs = 1\n",
         data.display()
     )
 }

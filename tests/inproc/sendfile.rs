@@ -26,7 +26,7 @@ const LEN: usize = 3 * 1024 * 1024 + 12_345;
 
 fn config(data: &Path, upstream: &str, extra_server: &str) -> Config {
     let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n{extra_server}[storage]\npath = {:?}\n[[upstream]]\nname = \"registry.local\"\nurl = {upstream:?}\ndefault = true\nconnect_timeout_secs = 2\nfirst_byte_timeout_secs = 10\nidle_timeout_secs = 20\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\n{extra_server}[storage]\nmin_free = \"0\"\npath = {:?}\n[[upstream]]\nname = \"registry.local\"\nurl = {upstream:?}\ndefault = true\nconnect_timeout_secs = 2\nfirst_byte_timeout_secs = 10\nidle_timeout_secs = 20\n",
         data.display().to_string()
     );
     Config::from_toml(&text, &data.join("trustgate.toml")).expect("valid test config")

@@ -120,6 +120,12 @@ pub struct TrustgateOptions {
     pub env: Vec<(String, String)>,
     /// Extra keys of the `[server]` table (TLS files, limits), verbatim.
     pub server_toml: String,
+    /// Keys of the `[storage]` table besides `path`, verbatim; `None` is `min_free = "0"`.
+    /// trustgate's default free-space floor (the larger of 512 MiB and 5 % of the filesystem)
+    /// depends on the machine the tests run on: where less is free (CI machines), every pull
+    /// would be served unstored and tests expecting content cached would fail. The floor's
+    /// own tests set it (`Some(String::new())` keeps trustgate's default).
+    pub storage_toml: Option<String>,
 }
 
 pub struct Trustgate {
@@ -336,10 +342,11 @@ fn spawn_serve(
 /// (`trustgate::config::Config::from_toml`).
 pub fn config_toml(dir: &Path, listen: &str, data: &Path, opts: &TrustgateOptions) -> String {
     let mut toml = format!(
-        "[server]\nlisten = {}\n{}\n[storage]\npath = {}\n",
+        "[server]\nlisten = {}\n{}\n[storage]\npath = {}\n{}",
         toml_str(listen),
         opts.server_toml,
-        toml_str(&data.to_string_lossy())
+        toml_str(&data.to_string_lossy()),
+        opts.storage_toml.as_deref().unwrap_or("min_free = \"0\"\n")
     );
     for (i, u) in opts.upstreams.iter().enumerate() {
         toml.push_str(&format!(

@@ -73,7 +73,7 @@ impl RunningProxy {
 /// failure tests fast.
 pub fn config_toml(upstreams: &[UpstreamSpec], dir: &Path) -> String {
     let mut text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = {:?}\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nmin_free = \"0\"\npath = {:?}\n",
         dir.join("data").display().to_string()
     );
     for (i, up) in upstreams.iter().enumerate() {
