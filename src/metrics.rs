@@ -16,6 +16,7 @@
 //! | `trustgate_singleflight_joined_total` | counter | `content` |
 //! | `trustgate_singleflight_waiters` | gauge | |
 //! | `trustgate_negative_cache_hits_total` | counter | |
+//! | `trustgate_memory_entries` | gauge | |
 //! | `trustgate_upstream_request_duration_seconds` | histogram | `upstream`, `kind` |
 //! | `trustgate_upstream_errors_total` | counter | `upstream`, `kind`, `error` |
 //! | `trustgate_upstream_up` | gauge | `upstream`, `kind` |
@@ -243,6 +244,7 @@ pub struct Metrics {
     moved_back: Family<UpstreamOnlyLabels, Counter>,
     unstored: Family<UnstoredLabels, Counter>,
     negative_hits: Counter,
+    memory_entries: Gauge,
     /// Zero-copy cache hits (issue 16).
     sendfile_bytes: Counter,
     sendfile_cold_chunks: Counter,
@@ -306,6 +308,7 @@ impl Metrics {
             evicted_bytes: Counter::default(),
             joined: Family::default(),
             waiters: Gauge::default(),
+            memory_entries: Gauge::default(),
             upstream_duration: Family::new_with_constructor(latency_histogram as fn() -> _),
             upstream_errors: Family::default(),
             upstream_up: Family::default(),
@@ -401,6 +404,12 @@ impl Metrics {
             "singleflight_waiters",
             "Blob readers attached to a store fill that is still running",
             self.waiters.clone(),
+        );
+        r.register(
+            "memory_entries",
+            "Entries in the in-memory caches (remembered misses, memos, verified trust data) \
+             after the last upkeep pass; back to its idle level once a flood of names expired",
+            self.memory_entries.clone(),
         );
         r.register_with_unit(
             "upstream_request_duration",
@@ -630,6 +639,12 @@ impl Metrics {
                 error: error.as_str(),
             })
             .inc();
+    }
+
+    /// Entries left in the in-memory caches by an upkeep pass ([`crate::housekeeping`]).
+    pub fn memory_entries(&self, entries: u64) {
+        self.memory_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
     }
 
     /// Whether an upstream answers (see [`crate::upstream::reachability`]).

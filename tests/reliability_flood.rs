@@ -73,9 +73,11 @@ fn metric(tg: &Trustgate, name: &str) -> f64 {
 
 #[test]
 fn nonexistent_names_under_enforce_cost_the_notary_one_request_each_and_the_registry_none() {
-    let (names, tags) = match mode() {
-        Mode::Short => (2_000, 1_000),
-        Mode::Long => (30_000, 10_000),
+    // negative_ttl: long enough for the flood and its repeat to fall inside it (the repeat
+    // must cost the Notary nothing), short enough to then wait for the flood to expire.
+    let (names, tags, ttl) = match mode() {
+        Mode::Short => (2_000, 1_000, 45),
+        Mode::Long => (30_000, 10_000, 180),
     };
     let env = SignedEnv::new("rel-flood");
     let image = env.image("flood", 3);
@@ -88,11 +90,11 @@ fn nonexistent_names_under_enforce_cost_the_notary_one_request_each_and_the_regi
         &env.dir("tg"),
         TrustgateOptions {
             upstreams: vec![env.upstream().with_notary_url(&notary.url(), None)],
-            // Long enough that the whole flood and its repeat fall inside it, and room for every
-            // name: with the default bound (10,000 names) the long mode's 40,000 would push the
-            // first ones out before the repeat (which then asks again, as it should).
+            // Room for every name: with the default bound (10,000 names) the long mode's 40,000
+            // would push the first ones out before the repeat (which then asks again, as it
+            // should).
             extra_toml: format!(
-                "[trust]\nnegative_ttl = \"600s\"\nnegative_entries = {}\n",
+                "[trust]\nnegative_ttl = \"{ttl}s\"\nnegative_entries = {}\n",
                 names + tags
             ),
             env: vec![("RUST_LOG".into(), "warn".into())],
@@ -127,6 +129,7 @@ fn nonexistent_names_under_enforce_cost_the_notary_one_request_each_and_the_regi
     );
     assert_eq!(refused, total);
     let first_round = started.elapsed();
+    let remembered_until = Instant::now() + Duration::from_secs(ttl);
     let peak = rss_kib(tg.pid()).expect("rss");
     let notary_first = notary.count("/flood/");
 
@@ -144,6 +147,11 @@ fn nonexistent_names_under_enforce_cost_the_notary_one_request_each_and_the_regi
     assert!(bad3.is_empty(), "coalesced: {bad3:?}");
     assert_eq!(refused3, 64);
     let notary_same = notary.count("/flood/same/");
+    assert!(
+        Instant::now() < remembered_until,
+        "the flood and its repeat took longer than negative_ttl ({ttl} s): raise it"
+    );
+    let last_remembered = Instant::now();
 
     stop.store(true, Ordering::SeqCst);
     let (mut lat, errs) = puller.join().expect("puller");
@@ -174,16 +182,42 @@ fn nonexistent_names_under_enforce_cost_the_notary_one_request_each_and_the_regi
     let hits = metric(&tg, "trustgate_negative_cache_hits_total");
     assert!(hits >= names as f64, "negative cache hits {hits}");
 
-    // Memory back near idle: the flood leaves at most the negative cache (bounded at
-    // `negative_entries`, here one entry of ~0.3 KiB per name, allowed 0.5 KiB) plus allocator
-    // slack (16 MiB), whatever the flood's length (without the bounds, 20,000 names cost +4 MiB
-    // for good on main, and each repeat would have reached the Notary server again).
-    std::thread::sleep(Duration::from_secs(3));
-    let after = rss_kib(tg.pid()).expect("rss");
-    let cache_kib = (names + tags) as u64 / 2;
+    // Memory back to idle once the flood expired: its remembered misses after negative_ttl,
+    // its policy memos after a minute unused; the next upkeep pass (every 10 s) removes them
+    // and hands the freed heap back. `trustgate_memory_entries` (the caches' entries after
+    // the last pass) goes back to what the warm signed tag keeps (a handful; at most
+    // `IDLE_ENTRIES`); RSS to idle plus allocator slack (8 MiB), whatever the flood's length.
+    // Before the upkeep the caches kept 10,000 memos and the expired misses for good, and RSS
+    // stayed at the flood's high-water mark (42 MiB after 40,000 names, idle 15 MiB).
+    const IDLE_ENTRIES: f64 = 100.0;
+    let deadline = last_remembered + Duration::from_secs(ttl.max(60) + 30);
+    // First the flood as the caches hold it (the next pass sees at least one entry per name).
+    let mut entries = metric(&tg, "trustgate_memory_entries");
+    while entries < names as f64 && Instant::now() < last_remembered + Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(500));
+        entries = metric(&tg, "trustgate_memory_entries");
+    }
+    let busy_entries = entries;
     assert!(
-        after <= idle + 16 * 1024 + cache_kib,
-        "RSS {after} KiB after the flood, idle was {idle} KiB"
+        busy_entries >= names as f64,
+        "the memory caches hold {busy_entries} entries after a flood of {names} names"
+    );
+    while entries > IDLE_ENTRIES && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(1));
+        entries = metric(&tg, "trustgate_memory_entries");
+    }
+    let settled = last_remembered.elapsed();
+    assert!(
+        entries <= IDLE_ENTRIES,
+        "{entries} entries left in the memory caches {} s after the flood",
+        settled.as_secs()
+    );
+    // The pass that emptied the caches also trimmed the heap.
+    std::thread::sleep(Duration::from_secs(1));
+    let after = rss_kib(tg.pid()).expect("rss");
+    assert!(
+        after <= idle + 8 * 1024,
+        "RSS {after} KiB once the flood expired, idle was {idle} KiB, peak {peak} KiB"
     );
 
     let p50 = quantile(&mut lat, 0.5);
@@ -192,11 +226,12 @@ fn nonexistent_names_under_enforce_cost_the_notary_one_request_each_and_the_regi
         "flood",
         "nonexistent repositories and tags under enforce",
         &format!(
-            "{names} unknown repos + {tags} unknown tags of a signed repo, {CONCURRENCY} in flight, twice, + 64 identical at once: all {total}×2+64 refused with an OCI error (0 5xx, 0 socket errors), first round {:.1} s; registry asked 0 times; Notary asked {notary_first} times for {names} names, 0 on the repeat, 1 for the 64 identical, {notary_app} for the signed repo; negative-cache hits {hits}; RSS idle {} MiB, peak {} MiB, after {} MiB; concurrent warm pull (manifest + 4 blobs) ×{}: p50 {}, p99 {}, 0 errors",
+            "{names} unknown repos + {tags} unknown tags of a signed repo, {CONCURRENCY} in flight, twice, + 64 identical at once: all {total}×2+64 refused with an OCI error (0 5xx, 0 socket errors), first round {:.1} s; registry asked 0 times; Notary asked {notary_first} times for {names} names, 0 on the repeat, 1 for the 64 identical, {notary_app} for the signed repo; negative-cache hits {hits}; RSS idle {} MiB, peak {} MiB, {} MiB once the flood expired (memory cache entries {busy_entries} after the flood, {entries} {} s after its last request; negative_ttl {ttl} s); concurrent warm pull (manifest + 4 blobs) ×{}: p50 {}, p99 {}, 0 errors",
             first_round.as_secs_f64(),
             idle / 1024,
             peak / 1024,
             after / 1024,
+            settled.as_secs(),
             lat.len(),
             ms(p50),
             ms(p99)

@@ -207,6 +207,12 @@ impl App {
         if let Some(gate) = &gate {
             tracing::info!(htpasswd = %gate.htpasswd_path().display(), realm = %config.auth.realm, "clients must log in");
         }
+        // Expired cache entries leave memory even when no request comes to push them out.
+        tokio::spawn(crate::housekeeping::run(
+            proxy.clone(),
+            gate.clone(),
+            until_stopped(stopped.clone()),
+        ));
         let reloader = reload::Reloader {
             file: config_file,
             current: config.clone(),

@@ -178,6 +178,11 @@ pub struct Gate {
 }
 
 impl Gate {
+    /// Runs pending removals in its caches; the entries left ([`crate::housekeeping`]).
+    pub fn housekeep(&self) -> u64 {
+        crate::housekeeping::settle(&self.verified) + self.throttle.tracked()
+    }
+
     /// The gate `[auth]` describes, with its htpasswd file loaded, or `None` when it names no
     /// htpasswd file. Blocking, briefly: a file read and one bcrypt hash at the file's cost.
     pub fn from_config(config: &AuthConfig) -> Result<Option<Gate>, AuthError> {

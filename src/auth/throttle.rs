@@ -108,8 +108,7 @@ impl Throttle {
 
     /// Records currently kept (after pending evictions ran).
     pub fn tracked(&self) -> u64 {
-        self.records.run_pending_tasks();
-        self.records.entry_count()
+        crate::housekeeping::settle(&self.records)
     }
 }
 

@@ -148,6 +148,12 @@ impl TrustService {
         }
     }
 
+    /// Runs pending removals in its caches; the entries left ([`crate::housekeeping`]).
+    pub fn housekeep(&self) -> u64 {
+        use crate::housekeeping::settle;
+        settle(&self.cache) + settle(&self.graced) + settle(&self.degraded)
+    }
+
     /// Shares pins and version floors with the other replicas of a fleet ([`super::fleet`]).
     pub fn with_fleet(mut self, fleet: super::FleetTrust) -> Self {
         self.fleet = Some(fleet);

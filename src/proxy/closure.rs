@@ -87,6 +87,11 @@ impl Closures {
         }
     }
 
+    /// Runs pending removals; the entries left ([`crate::housekeeping`]).
+    pub fn housekeep(&self) -> u64 {
+        crate::housekeeping::settle(&self.by_gun)
+    }
+
     fn next_generation(&self) -> Generation {
         Generation(self.next_generation.fetch_add(1, Ordering::Relaxed))
     }

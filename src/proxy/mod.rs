@@ -215,6 +215,10 @@ pub enum SetupError {
 
 /// Distinct policies remembered (one per GUN asked for).
 const POLICY_MEMO_ENTRIES: u64 = 10_000;
+/// A GUN's policy is forgotten once unused this long: the names of a flood (every one asked
+/// once) leave memory a minute after it instead of filling the memo for good, while a GUN in
+/// use works its policy out at most once a minute.
+const POLICY_MEMO_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 /// Repositories remembered as served stale (for logging once per outage).
 const STALE_ENTRIES: u64 = 10_000;
 
@@ -284,7 +288,10 @@ impl Proxy {
             router: Router::from_config(config),
             upstreams,
             policies,
-            policy_memo: moka::sync::Cache::new(POLICY_MEMO_ENTRIES),
+            policy_memo: moka::sync::Cache::builder()
+                .max_capacity(POLICY_MEMO_ENTRIES)
+                .time_to_idle(POLICY_MEMO_IDLE)
+                .build(),
             verifier: Verifier::NotaryV1(trust),
             manifests,
             manifest_fetches: KeyedLocks::new(),
@@ -333,6 +340,24 @@ impl Proxy {
     }
 
     /// The Notary v1 trust service (pins on disk, `trustgate trust reset`).
+    /// Runs pending removals (expired and evicted entries) in every in-memory cache; the
+    /// entries left in all of them ([`crate::housekeeping`]).
+    pub fn housekeep(&self) -> u64 {
+        use crate::housekeeping::settle;
+        settle(&self.policy_memo)
+            + settle(&self.manifests)
+            + settle(&self.verdicts)
+            + settle(&self.signed_tag_cache)
+            + settle(&self.signed_roots)
+            + settle(&self.stale)
+            + self.no_trust_data.housekeep()
+            + self.registry_misses.housekeep()
+            + self.closures.housekeep()
+            + self.tag_map.housekeep()
+            + self.tag_history.housekeep()
+            + self.trust().housekeep()
+    }
+
     pub fn trust(&self) -> &TrustService {
         self.verifier.notary_v1()
     }

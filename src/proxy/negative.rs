@@ -136,6 +136,12 @@ where
         }
     }
 
+    /// Runs pending removals (expired answers); the entries left ([`crate::housekeeping`]).
+    pub fn housekeep(&self) -> u64 {
+        use crate::housekeeping::settle;
+        self.misses.as_ref().map_or(0, settle) + self.present.as_ref().map_or(0, settle)
+    }
+
     /// Lookups waiting or running right now (for tests: the turn map empties itself).
     #[cfg(test)]
     pub fn turns_in_use(&self) -> usize {
@@ -298,5 +304,20 @@ mod tests {
         std::thread::sleep(Duration::from_millis(80));
         assert_eq!(lookup(&cache, &origin, "x/later", true).await, Ok(()));
         assert_eq!(origin.load(Ordering::SeqCst), 2);
+    }
+
+    /// Expired answers of names never asked again leave memory at the next upkeep pass, with
+    /// no other use of the cache to trigger moka's own removals.
+    #[allow(clippy::disallowed_methods)]
+    #[tokio::test]
+    async fn upkeep_removes_expired_answers_nobody_asks_for() {
+        let cache = NegativeCache::new(Duration::from_millis(50), 1_000);
+        let origin = AtomicUsize::new(0);
+        for i in 0..200 {
+            let _ = lookup(&cache, &origin, &format!("flood/n{i}"), i % 2 == 0).await;
+        }
+        assert_eq!(cache.housekeep(), 200, "100 misses and 100 present answers");
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(cache.housekeep(), 0);
     }
 }

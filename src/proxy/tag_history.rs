@@ -62,6 +62,11 @@ pub fn advance(h: &mut Vec<Digest>, digest: Digest) -> Movement {
 }
 
 impl TagHistory {
+    /// Runs pending removals in the memory tier; the entries left ([`crate::housekeeping`]).
+    pub fn housekeep(&self) -> u64 {
+        crate::housekeeping::settle(&self.memory)
+    }
+
     pub fn new(storage_path: &Path) -> Self {
         Self {
             dir: storage_path.join("signed-tags"),

@@ -25,6 +25,11 @@ pub struct TagMap {
 }
 
 impl TagMap {
+    /// Runs pending removals in the memory tier; the entries left ([`crate::housekeeping`]).
+    pub fn housekeep(&self) -> u64 {
+        crate::housekeeping::settle(&self.memory)
+    }
+
     pub fn new(storage_path: &Path) -> Self {
         Self {
             dir: storage_path.join("tags"),
