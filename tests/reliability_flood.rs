@@ -182,43 +182,50 @@ fn nonexistent_names_under_enforce_cost_the_notary_one_request_each_and_the_regi
     let hits = metric(&tg, "trustgate_negative_cache_hits_total");
     assert!(hits >= names as f64, "negative cache hits {hits}");
 
-    // Memory back to idle once the flood expired: its remembered misses after negative_ttl,
-    // its policy memos after a minute unused; the next upkeep pass (every 10 s) removes them
-    // and hands the freed heap back. `trustgate_memory_entries` (the caches' entries after
-    // the last pass) goes back to what the warm signed tag keeps (a handful; at most
-    // `IDLE_ENTRIES`); RSS to idle plus allocator slack (8 MiB), whatever the flood's length.
-    // Before the upkeep the caches kept 10,000 memos and the expired misses for good, and RSS
-    // stayed at the flood's high-water mark (42 MiB after 40,000 names, idle 15 MiB).
-    const IDLE_ENTRIES: f64 = 100.0;
-    let deadline = last_remembered + Duration::from_secs(ttl.max(60) + 30);
-    // First the flood as the caches hold it (the next pass sees at least one entry per name).
-    let mut entries = metric(&tg, "trustgate_memory_entries");
-    while entries < names as f64 && Instant::now() < last_remembered + Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(500));
-        entries = metric(&tg, "trustgate_memory_entries");
-    }
-    let busy_entries = entries;
-    assert!(
-        busy_entries >= names as f64,
-        "the memory caches hold {busy_entries} entries after a flood of {names} names"
-    );
-    while entries > IDLE_ENTRIES && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_secs(1));
-        entries = metric(&tg, "trustgate_memory_entries");
-    }
-    let settled = last_remembered.elapsed();
-    assert!(
-        entries <= IDLE_ENTRIES,
-        "{entries} entries left in the memory caches {} s after the flood",
-        settled.as_secs()
-    );
-    // The pass that emptied the caches also trimmed the heap.
+    // Memory once the flood expired: its remembered misses after negative_ttl, its policy
+    // memos after a minute unused; the next upkeep pass (every 10 s) removes them and hands
+    // the freed heap back. Before the upkeep the caches kept 10,000 memos and the expired
+    // misses for good, and RSS stayed at the flood's high-water mark (15 -> 43 MiB after
+    // 40,000 names). What stays is glibc's fragmentation: free chunks between the few small
+    // allocations that outlive a flood, whose pages cannot be handed back (measured: 27 MiB
+    // after, with 13 MiB of the heap free in ~3,000 chunks of ~4 KiB; jemalloc and mimalloc
+    // kept more). It is bounded: `RSS_SLACK` over idle, and a second flood of new names
+    // reuses it instead of adding to it.
+    const RSS_SLACK: u64 = 16 * 1024;
+    let expired = wait_for_expiry(&tg, names, last_remembered, ttl);
     std::thread::sleep(Duration::from_secs(1));
     let after = rss_kib(tg.pid()).expect("rss");
     assert!(
-        after <= idle + 8 * 1024,
+        after <= idle + RSS_SLACK,
         "RSS {after} KiB once the flood expired, idle was {idle} KiB, peak {peak} KiB"
     );
+    let second = if mode() == Mode::Long {
+        let urls: Vec<String> = (0..names)
+            .map(|i| format!("{base}/v2/flood2/n{i:06}/manifests/latest"))
+            .collect();
+        let (refused, bad) = flood(urls);
+        assert!(
+            bad.is_empty(),
+            "second flood: {:?}",
+            &bad[..bad.len().min(5)]
+        );
+        assert_eq!(refused, names);
+        let peak2 = rss_kib(tg.pid()).expect("rss");
+        wait_for_expiry(&tg, names, Instant::now(), ttl);
+        std::thread::sleep(Duration::from_secs(1));
+        let after2 = rss_kib(tg.pid()).expect("rss");
+        assert!(
+            after2 <= after + 4 * 1024,
+            "a second flood grew memory: RSS {after2} KiB once it expired, {after} KiB after the first"
+        );
+        format!(
+            "; a second flood of {names} new names: peak {} MiB, {} MiB once it expired",
+            peak2 / 1024,
+            after2 / 1024
+        )
+    } else {
+        String::new()
+    };
 
     let p50 = quantile(&mut lat, 0.5);
     let p99 = quantile(&mut lat, 0.99);
@@ -226,17 +233,64 @@ fn nonexistent_names_under_enforce_cost_the_notary_one_request_each_and_the_regi
         "flood",
         "nonexistent repositories and tags under enforce",
         &format!(
-            "{names} unknown repos + {tags} unknown tags of a signed repo, {CONCURRENCY} in flight, twice, + 64 identical at once: all {total}×2+64 refused with an OCI error (0 5xx, 0 socket errors), first round {:.1} s; registry asked 0 times; Notary asked {notary_first} times for {names} names, 0 on the repeat, 1 for the 64 identical, {notary_app} for the signed repo; negative-cache hits {hits}; RSS idle {} MiB, peak {} MiB, {} MiB once the flood expired (memory cache entries {busy_entries} after the flood, {entries} {} s after its last request; negative_ttl {ttl} s); concurrent warm pull (manifest + 4 blobs) ×{}: p50 {}, p99 {}, 0 errors",
+            "{names} unknown repos + {tags} unknown tags of a signed repo, {CONCURRENCY} in flight, twice, + 64 identical at once: all {total}×2+64 refused with an OCI error (0 5xx, 0 socket errors), first round {:.1} s; registry asked 0 times; Notary asked {notary_first} times for {names} names, 0 on the repeat, 1 for the 64 identical, {notary_app} for the signed repo; negative-cache hits {hits}; RSS idle {} MiB, peak {} MiB, {} MiB once the flood expired (memory cache entries {} after the flood, {} {} s after its last request; negative_ttl {ttl} s){second}; concurrent warm pull (manifest + 4 blobs) ×{}: p50 {}, p99 {}, 0 errors",
             first_round.as_secs_f64(),
             idle / 1024,
             peak / 1024,
             after / 1024,
-            settled.as_secs(),
+            expired.busy,
+            expired.left,
+            expired.after.as_secs(),
             lat.len(),
             ms(p50),
             ms(p99)
         ),
     );
+}
+
+/// What the memory caches held after a flood, and once it expired.
+struct Expiry {
+    /// `trustgate_memory_entries` at the first upkeep pass after the flood.
+    busy: f64,
+    /// The same once the flood expired.
+    left: f64,
+    /// From the flood's last request to then.
+    after: Duration,
+}
+
+/// Waits for a flood of `names` to show in `trustgate_memory_entries` (the next upkeep pass
+/// sees at least one entry per name), then for it to leave: back to what the warm signed tag
+/// keeps (a handful; at most 100) once its misses (`ttl`) and policy memos (a minute unused)
+/// expired and an upkeep pass (every 10 s) ran.
+fn wait_for_expiry(tg: &Trustgate, names: usize, last_request: Instant, ttl: u64) -> Expiry {
+    const IDLE_ENTRIES: f64 = 100.0;
+    let entries = || metric(tg, "trustgate_memory_entries");
+    let mut now = entries();
+    while now < names as f64 && last_request.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(500));
+        now = entries();
+    }
+    let busy = now;
+    assert!(
+        busy >= names as f64,
+        "the memory caches hold {busy} entries after a flood of {names} names"
+    );
+    let deadline = Duration::from_secs(ttl.max(60) + 30);
+    while now > IDLE_ENTRIES && last_request.elapsed() < deadline {
+        std::thread::sleep(Duration::from_secs(1));
+        now = entries();
+    }
+    let after = last_request.elapsed();
+    assert!(
+        now <= IDLE_ENTRIES,
+        "{now} entries left in the memory caches {} s after the flood",
+        after.as_secs()
+    );
+    Expiry {
+        busy,
+        left: now,
+        after,
+    }
 }
 
 /// Registry requests whose path contains `part` (HEAD and GET).
