@@ -101,6 +101,11 @@ struct Env {
 }
 
 async fn env_with(fake: FakeUpstream, key: CosignKey) -> Env {
+    env_with_storage(fake, key, "").await
+}
+
+/// [`env_with`], with `storage` (TOML keys) added to the `[storage]` table.
+async fn env_with_storage(fake: FakeUpstream, key: CosignKey, storage: &str) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let pub_key = key.write_public(dir.path(), "acme");
     let text = config(
@@ -110,7 +115,8 @@ async fn env_with(fake: FakeUpstream, key: CosignKey) -> Env {
         &[("acme", &pub_key)],
         "[\"acme\"]",
         None,
-    );
+    )
+    .replacen("[storage]\n", &format!("[storage]\n{storage}"), 1);
     let app = TestApp::from_toml(&text, &dir.path().join("trustgate.toml")).await;
     Env {
         fake,
@@ -656,32 +662,24 @@ async fn while_the_upstream_is_down_stored_signatures_are_verified_again() {
 /// instead of a mirror found empty once it is cut off.
 #[tokio::test]
 async fn a_seed_the_store_cannot_keep_fails_naming_why() {
-    let fake = FakeUpstream::start().await;
-    let key = CosignKey::generate();
-    let dir = tempfile::tempdir().unwrap();
-    let pub_key = key.write_public(dir.path(), "acme");
-    let text = config(
-        &dir.path().join("data"),
-        &fake.base(),
-        false,
-        &[("acme", &pub_key)],
-        "[\"acme\"]",
-        None,
+    let e = env_with_storage(
+        FakeUpstream::start().await,
+        CosignKey::generate(),
+        "max_size = \"8\"\n",
     )
-    .replacen("[storage]\n", "[storage]\nmax_size = \"8\"\n", 1);
-    let app = TestApp::from_toml(&text, &dir.path().join("trustgate.toml")).await;
+    .await;
     let img = image("unkept");
-    put_image(&fake, "v1", &img);
-    sign_sig_tag(&fake, &img, &key);
-    let e = trustgate::seed::seed_image(&app.proxy, "team/app:v1", &Default::default(), &())
+    put_image(&e.fake, "v1", &img);
+    sign_sig_tag(&e.fake, &img, &e.key);
+    let err = trustgate::seed::seed_image(&e.app.proxy, "team/app:v1", &Default::default(), &())
         .await
         .expect_err("nothing was kept: the seed must fail");
     assert!(
-        e.contains("did not keep") && e.contains("larger than storage.max_size"),
-        "{e}"
+        err.contains("did not keep") && err.contains("larger than storage.max_size"),
+        "{err}"
     );
     // Served all the same: a pull through the gateway gets the signed image.
-    let a = get(app.url(&format!("/v2/{REPO}/manifests/v1"))).await;
+    let a = get(e.app.url(&format!("/v2/{REPO}/manifests/v1"))).await;
     assert_eq!((a.status, &a.body), (200, &img.manifest));
 }
 
